@@ -1,0 +1,61 @@
+"""notifyctl: the operator's command line, a thin shell over the engine's functions.
+
+Each command group lives in its own module with a `register(subparsers, common)` function that
+adds its parsers and sets `handler` to a function (app, args) -> exit code. Exit codes follow
+CONTRACT.md: 0 success, 2 bad usage or input (one line on stderr), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from engine.app import App
+from engine.config import load_config
+from engine.errors import BadInput, NotifyError
+
+# Modules under engine.cli that register command groups, in help order.
+COMMAND_MODULES = ["db", "partitions"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $NOTIFY_CONFIG, then ./config.yaml)")
+    parser = argparse.ArgumentParser(prog="notifyctl", parents=[common],
+                                     description="Operate notify-engine: alerts, notifications, schema, partitions.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"engine.cli.{name}").register(subparsers, common)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=os.environ.get("NOTIFY_LOG_LEVEL", "WARNING"), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(getattr(args, "config", None))
+        handler: Callable[[App, argparse.Namespace], int] = args.handler
+        with App(config, application_name="notifyctl") as app:
+            return handler(app, args) or 0
+    except BadInput as exc:
+        print(f"notifyctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except NotifyError as exc:
+        print(f"notifyctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if os.environ.get("NOTIFY_DEBUG"):
+            raise
+        print(f"notifyctl: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,372 @@
+"""config.yaml, parsed once at the edge into typed, validated objects.
+
+Each section is a dataclass; `load_config` walks the YAML against the dataclass fields, so an
+unknown key, a wrong type or a bad duration is reported with its dotted path and the file. The
+rest of the code reads attributes, never raw dicts. To add a key, add a field (with a default)
+to the dataclass of its section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from engine.errors import ConfigError
+
+SECTIONS = ("admin_log", "portal_log", "data_activity", "notify")
+QUOTA_METRICS = ("runs_used", "storage_gb", "records_count", "api_calls")
+METRICS = QUOTA_METRICS + ("wallet_balance_cents",)
+
+
+class Duration(float):
+    """Seconds. In YAML: a number of seconds or a number with a unit: 500ms, 30s, 5m, 4h, 1d."""
+
+    _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+    @classmethod
+    def parse(cls, value: Any) -> "Duration":
+        if isinstance(value, bool):
+            raise ValueError("expected a duration such as 30s, 5m, 4h or 1d")
+        if isinstance(value, (int, float)):
+            if value < 0:
+                raise ValueError("a duration cannot be negative")
+            return cls(value)
+        match = cls._PATTERN.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as 30s, 5m, 4h or 1d, got {value!r}")
+        return cls(float(match.group(1)) * cls._UNITS[match.group(2) or "s"])
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class DatabasesConfig:
+    admin_log: str
+    portal_log: str
+    data_activity: str
+    notify: str
+
+    def url(self, section: str) -> str:
+        return getattr(self, section)
+
+
+@dataclass
+class PlanConfig:
+    """Limits per metric; a metric left out has no threshold alerts."""
+
+    runs_used: Optional[float] = None
+    storage_gb: Optional[float] = None
+    records_count: Optional[float] = None
+    api_calls: Optional[float] = None
+    wallet_floor_cents: Optional[int] = None
+
+    def limit(self, metric: str) -> Optional[float]:
+        return getattr(self, metric) if metric in QUOTA_METRICS else None
+
+
+@dataclass
+class TenantConfig:
+    plan: str = "default"
+
+
+@dataclass
+class EmailChannelConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "alerts@example.com"
+    username: Optional[str] = None
+    password: Optional[str] = None
+    # none | starttls | tls. Explicit: aiosmtplib's default upgrades only when the server offers
+    # STARTTLS, which a man in the middle can strip.
+    security: str = "none"
+    timeout: Duration = Duration(10)
+
+
+@dataclass
+class SlackChannelConfig:
+    token: Optional[str] = None
+    base_url: str = "https://slack.com/api/"
+    timeout: Duration = Duration(10)
+
+
+@dataclass
+class WebhookChannelConfig:
+    allow_private_networks: bool = False
+    connect_timeout: Duration = Duration(5)
+    read_timeout: Duration = Duration(10)
+
+
+@dataclass
+class ChannelsConfig:
+    email: EmailChannelConfig = field(default_factory=EmailChannelConfig)
+    slack: SlackChannelConfig = field(default_factory=SlackChannelConfig)
+    webhook: WebhookChannelConfig = field(default_factory=WebhookChannelConfig)
+
+
+@dataclass
+class EmbeddedConfig:
+    data_dir: str = ".notify/pg"
+    # Binaries: found on PATH, through pg_config, or under /usr/lib/postgresql/*/bin when unset.
+    bin_dir: Optional[str] = None
+    # initdb refuses root: when run as root the cluster belongs to this user.
+    run_as: str = "postgres"
+
+
+@dataclass
+class JobsConfig:
+    collect: Duration = Duration(60)
+    detect: Duration = Duration(60)
+    maintenance: Duration = Duration(86400)
+
+
+@dataclass
+class DeliveryConfig:
+    max_attempts: int = 8
+    backoff_base: Duration = Duration(5)
+    backoff_max: Duration = Duration(36000)
+    lease: Duration = Duration(60)
+    reminder_interval: Duration = Duration(4 * 3600)
+
+
+@dataclass
+class HttpConfig:
+    listen: Optional[str] = None
+
+
+@dataclass
+class PartitionsConfig:
+    months_ahead: int = 3
+    keep_months: int = 6
+    archive_dir: Optional[str] = None
+
+
+@dataclass
+class Config:
+    databases: Optional[DatabasesConfig] = None
+    plans: dict[str, PlanConfig] = field(default_factory=lambda: {"default": PlanConfig()})
+    tenants: dict[str, TenantConfig] = field(default_factory=dict)
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
+    # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
+    # of config.yaml. The environment wins over the file.
+    secrets_file: Optional[str] = None
+    # Where the config came from (not a YAML key): relative paths are read against the cwd.
+    source: str = field(default="<defaults>", metadata={"internal": True})
+
+    def plan_for(self, tenant_id: str) -> tuple[str, PlanConfig]:
+        name = self.tenants[tenant_id].plan if tenant_id in self.tenants else "default"
+        return name, self.plans.get(name, PlanConfig())
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("NOTIFY_CONFIG") or "config.yaml")
+
+
+def load_config(path: str | os.PathLike | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file. A missing default file means all defaults."""
+    explicit = path is not None or "NOTIFY_CONFIG" in os.environ
+    config_path = Path(path) if path is not None else default_config_path()
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(f"{config_path}: config file not found")
+        return Config()
+    try:
+        raw = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{config_path}{where}: not valid YAML: {problem}") from None
+    return parse_config(raw, source=str(config_path), environ=environ)
+
+
+def parse_config(raw: Any, *, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    env = dict(os.environ if environ is None else environ)
+    secrets_file = raw.get("secrets_file")
+    if isinstance(secrets_file, str) and secrets_file:
+        env = {**_read_secrets_file(secrets_file, source), **env}
+    interpolated = _interpolate(raw, env, source, path="")
+    config = _build(Config, interpolated, source, path="")
+    config.source = source
+    _check_references(config, source)
+    return config
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, env: dict[str, str], source: str, path: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, env, source, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, env, source, f"{path}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def substitute(match: re.Match) -> str:
+            name, fallback = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if fallback is not None:
+                return fallback
+            raise ConfigError(f"{source}: {path}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+def _read_secrets_file(path: str, source: str) -> dict[str, str]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{source}: secrets_file: cannot read {path}: {exc.strerror}") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, sep, value = stripped.partition("=")
+        if not sep:
+            name, sep, value = stripped.partition(":")
+        if not sep or not name.strip():
+            # The line itself may be a secret: say where, never what.
+            raise ConfigError(f"{source}: secrets_file {path}:{number}: expected NAME=value")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(cls: type, raw: Any, source: str, path: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {path or 'top level'}: expected a mapping, got {_shown(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        known = ", ".join(fields)
+        raise ConfigError(f"{source}: {_join(path, str(unknown[0]))}: unknown key (known here: {known})")
+    values = {}
+    for name, f in fields.items():
+        if name in raw:
+            values[name] = _convert(hints[name], raw[name], source, _join(path, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: {_join(path, name)}: required key is missing")
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, source, path)
+    if origin is dict:
+        _, value_type = typing.get_args(tp)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {path}: expected a mapping, got {_shown(value)}")
+        return {str(k): _convert(value_type, v, source, _join(path, str(k))) for k, v in value.items()}
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {path}: expected a list, got {_shown(value)}")
+        return [_convert(item_type, v, source, f"{path}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, path)
+    try:
+        return _scalar(tp, value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {path}: {exc}") from None
+
+
+def _scalar(tp: Any, value: Any) -> Any:
+    if tp is Duration:
+        return Duration.parse(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ValueError(f"expected true or false, got {_shown(value)}")
+    if tp is int:
+        if isinstance(value, bool) or not re.fullmatch(r"-?\d+", str(value).strip()):
+            raise ValueError(f"expected an integer, got {_shown(value)}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {_shown(value)}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {_shown(value)}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a finite number, got {_shown(value)}")
+        return number
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"expected a string, got {_shown(value)}")
+        return str(value)
+    return value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+
+
+def _check_references(config: Config, source: str) -> None:
+    if "default" not in config.plans:
+        raise ConfigError(f"{source}: plans.default: required (it applies to every tenant not listed)")
+    for name, plan in config.plans.items():
+        for metric in QUOTA_METRICS + ("wallet_floor_cents",):
+            limit = getattr(plan, metric)
+            if limit is not None and limit < 0:
+                raise ConfigError(f"{source}: plans.{name}.{metric}: a limit cannot be negative, got {limit}")
+    for tenant_id, tenant in config.tenants.items():
+        try:
+            uuid.UUID(tenant_id)
+        except ValueError:
+            raise ConfigError(f"{source}: tenants.{tenant_id}: a tenant id must be a UUID") from None
+        if tenant.plan not in config.plans:
+            raise ConfigError(f"{source}: tenants.{tenant_id}.plan: unknown plan {tenant.plan!r}")
+    if config.channels.email.security not in ("none", "starttls", "tls"):
+        raise ConfigError(f"{source}: channels.email.security: expected none, starttls or tls")
+    if config.partitions.months_ahead < 0 or config.partitions.keep_months < 0:
+        raise ConfigError(f"{source}: partitions: months_ahead and keep_months cannot be negative")
+    if config.delivery.max_attempts < 1:
+        raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
+    if config.http.listen is not None:
+        host, sep, port = config.http.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {config.http.listen!r}")

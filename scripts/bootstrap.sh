@@ -1,0 +1,33 @@
+# Sourced by scripts/run-daemon and scripts/run-tests: a virtual environment in .venv with the
+# project installed (editable), reinstalled only when pyproject.toml changes; PostgreSQL server
+# binaries installed from Debian's packages when the machine has none and we may install them.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+extras="${1:-}"
+python="${PYTHON:-python3}"
+
+have_pg_server() {
+    command -v initdb >/dev/null 2>&1 && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
+    return 1
+}
+if ! have_pg_server; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing the PostgreSQL server from Debian's packages" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "bootstrap: no PostgreSQL server binaries (initdb); install the postgresql package" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)${extras:+-$extras}"
+if [ ! -e "$stamp" ]; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
