@@ -105,6 +105,9 @@ class WebhookChannelConfig:
     allow_private_networks: bool = False
     connect_timeout: Duration = Duration(5)
     read_timeout: Duration = Duration(10)
+    # Fernet key (urlsafe base64 of 32 bytes) that encrypts destinations' signing secrets at rest;
+    # e.g. ${NOTIFY_SECRET_KEY}. Needed only to add or use destinations with a secret.
+    secret_key: Optional[str] = None
 
 
 @dataclass
@@ -137,6 +140,26 @@ class DeliveryConfig:
     backoff_max: Duration = Duration(36000)
     lease: Duration = Duration(60)
     reminder_interval: Duration = Duration(4 * 3600)
+    # Delivery (issue 4): notifications claimed per batch, dispatcher coroutines per process, how
+    # long the dispatcher sleeps without a NOTIFY wake-up, and in-flight sends per channel.
+    batch_size: int = 500
+    workers: int = 2
+    poll_interval: Duration = Duration(5)
+    concurrency: dict[str, int] = field(default_factory=lambda: {"email": 4, "slack": 4, "webhook": 128})
+    # A folder laid out like templates/ whose files override the shipped ones (same names).
+    templates_dir: Optional[str] = None
+
+
+@dataclass
+class RouteConfig:
+    """An ops route: every alert matching kinds and min_severity also goes to this target."""
+
+    name: str
+    channel: str
+    target: str
+    kinds: Optional[list[str]] = None      # None: every kind
+    min_severity: str = "info"
+    secret: Optional[str] = None           # webhook signing secret, e.g. ${OPS_WEBHOOK_SECRET}
 
 
 @dataclass
@@ -162,6 +185,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
+    routes: list[RouteConfig] = field(default_factory=list)
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -366,7 +390,35 @@ def _check_references(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: partitions: months_ahead and keep_months cannot be negative")
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
+    _check_delivery(config, source)
     if config.http.listen is not None:
         host, sep, port = config.http.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {config.http.listen!r}")
+
+
+CHANNELS = ("email", "slack", "webhook")
+SEVERITIES = ("info", "warn", "critical")
+
+
+def _check_delivery(config: Config, source: str) -> None:
+    delivery = config.delivery
+    if delivery.batch_size < 1 or delivery.workers < 1:
+        raise ConfigError(f"{source}: delivery: batch_size and workers must be at least 1")
+    for channel, limit in delivery.concurrency.items():
+        if channel not in CHANNELS:
+            raise ConfigError(f"{source}: delivery.concurrency.{channel}: unknown channel (known: {', '.join(CHANNELS)})")
+        if limit < 1:
+            raise ConfigError(f"{source}: delivery.concurrency.{channel}: must be at least 1")
+    names = set()
+    for index, route in enumerate(config.routes):
+        where = f"{source}: routes[{index}]"
+        if route.name in names:
+            raise ConfigError(f"{where}.name: route {route.name!r} is defined twice")
+        names.add(route.name)
+        if route.channel not in CHANNELS:
+            raise ConfigError(f"{where}.channel: expected one of {', '.join(CHANNELS)}, got {route.channel!r}")
+        if route.min_severity not in SEVERITIES:
+            raise ConfigError(f"{where}.min_severity: expected one of {', '.join(SEVERITIES)}")
+        if not route.target.strip():
+            raise ConfigError(f"{where}.target: must not be empty")

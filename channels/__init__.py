@@ -1,0 +1,33 @@
+"""Delivery channels: one module per channel behind channels.base.Channel.
+
+A new channel is one module and one line in `build_channels`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from channels.base import Channel, DeliveryResult, Message
+from channels.ssrf import Resolve
+from engine.config import Config
+
+
+def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
+                   templates_root: Optional[Path] = None) -> dict[str, Channel]:
+    from channels.email import EmailChannel
+    from channels.slack import SlackChannel
+    from channels.webhook import WebhookChannel
+
+    webhook = config.channels.webhook
+    return {
+        "email": EmailChannel(config.channels.email, templates_root=templates_root),
+        "slack": SlackChannel(config.channels.slack, allow_private_networks=webhook.allow_private_networks,
+                              resolve=resolve, templates_root=templates_root),
+        "webhook": WebhookChannel(allow_private_networks=webhook.allow_private_networks,
+                                  connect_timeout=webhook.connect_timeout, read_timeout=webhook.read_timeout,
+                                  resolve=resolve, connection_limit=config.delivery.concurrency.get("webhook", 128)),
+    }
+
+
+__all__ = ["Channel", "DeliveryResult", "Message", "build_channels"]

@@ -1,0 +1,124 @@
+"""Email over SMTP (aiosmtplib): multipart text + HTML from templates.
+
+Connections are pooled and reused across sends for as long as the dispatcher runs. Security is
+explicit (none | starttls | tls): aiosmtplib's default would upgrade only when the server offers
+STARTTLS, which a man in the middle can strip. RFC 5321: 4xx transient, 5xx permanent. The
+Message-ID is derived from the notification's idempotency key, identical on every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Optional
+
+import aiosmtplib
+
+from channels.base import Channel, DeliveryResult, Message
+from engine.config import EmailChannelConfig
+from engine.templating import message_context, render
+
+
+class EmailChannel(Channel):
+    name = "email"
+
+    def __init__(self, config: EmailChannelConfig, *, templates_root: Optional[Path] = None):
+        self.config = config
+        self.templates_root = templates_root
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    def build(self, message: Message) -> EmailMessage:
+        context = message_context(message.alert, message.transition, message.severity, message.reminder_no)
+        kind = message.alert.get("kind", "default")
+        subject = render("email", kind, "subject", context, root=self.templates_root)
+        text = render("email", kind, "text", context, root=self.templates_root)
+        html = render("email", kind, "html", context, root=self.templates_root)
+        email = EmailMessage()
+        email["From"] = self.config.sender
+        email["To"] = message.recipient
+        email["Subject"] = " ".join(subject.split())  # a header is one line
+        email["Date"] = format_datetime(message.now)
+        domain = self.config.sender.rpartition("@")[2] or "notify-engine"
+        email["Message-ID"] = f"<{message.idempotency_key}@{domain}>"
+        email["X-Notify-Alert-Id"] = message.alert_id
+        email.set_content(text + "\n")
+        email.add_alternative(html, subtype="html")
+        return email
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        cfg = self.config
+        client = aiosmtplib.SMTP(hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
+                                 use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls")
+        await client.connect()
+        if cfg.username:
+            try:
+                await client.login(cfg.username, cfg.password or "")
+            except BaseException:
+                client.close()
+                raise
+        return client
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+    async def send(self, message: Message) -> DeliveryResult:
+        email = self.build(message)  # a TemplateFailure propagates: the dispatcher records it
+        recipients = [a.strip() for a in message.recipient.split(",") if a.strip()]
+        for attempt in (1, 2):
+            client = self._idle.pop() if self._idle else None
+            reused = client is not None
+            try:
+                if client is None:
+                    client = await self._connect()
+                refused, _ = await client.send_message(email, recipients=recipients)
+                self._idle.append(client)
+            except aiosmtplib.SMTPServerDisconnected:
+                if reused and attempt == 1:
+                    continue  # the server dropped an idle pooled connection: one fresh try
+                return DeliveryResult.transient("SMTP server disconnected")
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                self._release(client)
+                return _refused_result([e.code for e in exc.recipients], len(recipients))
+            except aiosmtplib.SMTPResponseException as exc:
+                self._release(client)
+                return _reply_result(exc.code, exc.message)
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                if client is not None:
+                    client.close()
+                return DeliveryResult.transient(f"SMTP connection failed: {type(exc).__name__}")
+            if refused:
+                # Accepted for some recipients: the message is out; retrying would repeat it to them.
+                codes = sorted({code for code, _ in refused.values()})
+                return DeliveryResult.sent(f"{len(refused)} of {len(recipients)} recipients refused "
+                                           f"({', '.join(map(str, codes))})")
+            return DeliveryResult.sent()
+        return DeliveryResult.transient("SMTP server disconnected")  # pragma: no cover
+
+    def _release(self, client: Optional[aiosmtplib.SMTP]) -> None:
+        if client is not None and client.is_connected:
+            self._idle.append(client)
+
+
+def _reply_result(code: int, text: str) -> DeliveryResult:
+    # The server's text can quote addresses; keep only the code and a short first line.
+    first = (text or "").splitlines()[0][:80] if text else ""
+    if "@" in first:
+        first = ""
+    error = f"SMTP {code}" + (f" {first}" if first else "")
+    return DeliveryResult.transient(error) if 400 <= code < 500 else DeliveryResult.permanent(error)
+
+
+def _refused_result(codes: list[int], total: int) -> DeliveryResult:
+    shown = ", ".join(map(str, sorted(set(codes))))
+    error = f"SMTP all {total} recipients refused ({shown})"
+    # Only a permanent refusal of every recipient is final; any 4xx among them may heal.
+    if all(500 <= c < 600 for c in codes):
+        return DeliveryResult.permanent(error)
+    return DeliveryResult.transient(error)

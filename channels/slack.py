@@ -1,0 +1,123 @@
+"""Slack: chat.postMessage through slack-sdk's AsyncWebClient (Block Kit from templates), or an
+incoming-webhook URL as the target.
+
+slack-sdk's own retry handlers are turned off: the dispatcher owns retries, with backoff and
+Retry-After, and records every attempt. An incoming-webhook URL is tenant input, so it goes
+through the same SSRF-guarded session as webhooks; base_url (ops config) does not need to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Optional
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from channels.base import Channel, DeliveryResult, Message, parse_retry_after
+from channels.ssrf import Resolve, SsrfRefused, check_url_host
+from channels.webhook import guarded_session
+from engine.config import SlackChannelConfig
+from engine.templating import message_context, render, render_json
+
+# Errors that do not heal by retrying (Slack Web API docs; PITFALLS.md).
+PERMANENT_ERRORS = frozenset({
+    "channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "token_revoked",
+    "token_expired", "not_authed", "is_archived", "channel_is_archived", "msg_too_long", "no_text",
+    "invalid_blocks", "invalid_blocks_format", "missing_scope", "restricted_action",
+    "team_access_not_granted", "ekm_access_denied", "invalid_arguments", "no_permission",
+    "cannot_reply_to_message", "duplicate_channel_not_found", "access_denied",
+})
+
+
+class SlackChannel(Channel):
+    name = "slack"
+
+    def __init__(self, config: SlackChannelConfig, *, allow_private_networks: bool = False,
+                 resolve: Optional[Resolve] = None, templates_root: Optional[Path] = None):
+        self.config = config
+        self.allow_private_networks = allow_private_networks
+        self.templates_root = templates_root
+        self._resolve = resolve
+        self._api_session: Optional[aiohttp.ClientSession] = None
+        self._hook_session: Optional[aiohttp.ClientSession] = None
+        self._client: Optional[AsyncWebClient] = None
+
+    async def open(self) -> None:
+        if self._api_session is None:
+            timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+            self._api_session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
+            self._hook_session = guarded_session(self.allow_private_networks, self._resolve, timeout, 16)
+            base_url = self.config.base_url if self.config.base_url.endswith("/") else self.config.base_url + "/"
+            self._client = AsyncWebClient(token=self.config.token or None, base_url=base_url,
+                                          timeout=int(self.config.timeout) or 1, session=self._api_session,
+                                          retry_handlers=[])
+
+    async def close(self) -> None:
+        for session in (self._api_session, self._hook_session):
+            if session is not None:
+                await session.close()
+        self._api_session = self._hook_session = None
+        self._client = None
+
+    async def send(self, message: Message) -> DeliveryResult:
+        await self.open()
+        context = message_context(message.alert, message.transition, message.severity, message.reminder_no)
+        kind = message.alert.get("kind", "default")
+        text = render("slack", kind, "text", context, root=self.templates_root)
+        blocks = render_json("slack", kind, "blocks", context, root=self.templates_root)
+        if message.recipient.startswith(("https://", "http://")):
+            return await self._send_incoming_webhook(message, text, blocks)
+        if not self.config.token:
+            return DeliveryResult.permanent("channels.slack.token is not set")
+        assert self._client is not None
+        try:
+            await self._client.chat_postMessage(channel=message.recipient, text=text, blocks=blocks)
+            return DeliveryResult.sent()
+        except SlackApiError as exc:
+            response = exc.response
+            code = response.get("error") if isinstance(response.data, dict) else None
+            if response.status_code == 429 or code == "ratelimited":
+                return DeliveryResult.transient("Slack rate limited (429)",
+                                                parse_retry_after(response.headers.get("Retry-After")
+                                                                  or response.headers.get("retry-after"), message.now))
+            if code in PERMANENT_ERRORS:
+                return DeliveryResult.permanent(f"Slack error {code}")
+            if code is None and 400 <= response.status_code < 500:
+                return DeliveryResult.permanent(f"Slack HTTP {response.status_code}")
+            # internal_error, fatal_error, 5xx: may heal (and may have posted: at-least-once).
+            return DeliveryResult.transient(f"Slack error {code or 'HTTP ' + str(response.status_code)}")
+        except (SlackClientError, aiohttp.ClientError, OSError) as exc:
+            return DeliveryResult.transient(f"Slack connection failed: {type(exc).__name__}")
+        except asyncio.TimeoutError:
+            return DeliveryResult.transient("Slack request timed out")
+
+    async def _send_incoming_webhook(self, message: Message, text: str, blocks) -> DeliveryResult:
+        from urllib.parse import urlsplit
+
+        try:
+            check_url_host(urlsplit(message.recipient).hostname or "", self.allow_private_networks)
+            client = AsyncWebhookClient(message.recipient, timeout=int(self.config.timeout) or 1,
+                                        session=self._hook_session)
+            response = await client.send(text=text, blocks=blocks)
+        except SsrfRefused as exc:
+            return DeliveryResult.permanent(str(exc))
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, SsrfRefused):
+                return DeliveryResult.permanent(str(exc.os_error))
+            return DeliveryResult.transient(f"Slack webhook connection failed: {type(exc).__name__}")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            return DeliveryResult.transient(f"Slack webhook connection failed: {type(exc).__name__}")
+        status = response.status_code
+        if 200 <= status < 300:
+            return DeliveryResult.sent()
+        body = (response.body or "")[:40]
+        if status == 429 or status >= 500:
+            return DeliveryResult.transient(f"Slack webhook HTTP {status}",
+                                            parse_retry_after((response.headers or {}).get("Retry-After"), message.now))
+        if status == 410 or body in ("no_service", "channel_is_archived"):
+            return DeliveryResult.permanent(f"Slack webhook HTTP {status} {body}".strip(), disable_destination=True)
+        return DeliveryResult.permanent(f"Slack webhook HTTP {status}")

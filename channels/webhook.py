@@ -1,0 +1,152 @@
+"""Webhooks: a versioned JSON payload (docs/WEBHOOKS.md), signed the Standard Webhooks way.
+
+aiohttp carries the hot path: the delivery benchmark measured httpx's own transport far below
+the rate we need (see BENCHMARKS.md, docs/ARCHITECTURE.md "Deliver"). One ClientSession with
+keep-alive per dispatcher; its connector resolves through the SSRF guard, so the address that
+was checked is the address connected to. No redirects, no proxies from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from channels.base import Channel, DeliveryResult, Message, parse_retry_after
+from channels.ssrf import GuardedResolver, Resolve, SsrfRefused, check_url_host
+
+PAYLOAD_VERSION = 1
+
+
+def signing_key(secret: str) -> bytes:
+    """Standard Webhooks: `whsec_<base64>` is the base64 of the key; any other string is the key."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret[len("whsec_"):])
+    return secret.encode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def build_payload(message: Message) -> dict[str, Any]:
+    alert = message.alert
+    return {
+        "version": PAYLOAD_VERSION,
+        "type": f"alert.{message.transition}",
+        "id": message.idempotency_key,
+        "timestamp": message.now.isoformat(),
+        "data": {
+            "notification": {
+                "id": message.notification_id,
+                "transition": message.transition,
+                "reminder_no": message.reminder_no,
+                "attempt": message.attempt,
+            },
+            "alert": {
+                "id": str(alert.get("id")),
+                "tenant_id": str(alert.get("tenant_id")),
+                "base_id": str(alert["base_id"]) if alert.get("base_id") else None,
+                "kind": alert.get("kind"),
+                "severity": message.severity,
+                "status": alert.get("status"),
+                "dedupe_key": alert.get("dedupe_key"),
+                "first_seen_at": _iso(alert.get("first_seen_at")),
+                "last_seen_at": _iso(alert.get("last_seen_at")),
+                "context": alert.get("context") or {},
+            },
+        },
+    }
+
+
+class WebhookChannel(Channel):
+    name = "webhook"
+
+    def __init__(self, *, allow_private_networks: bool, connect_timeout: float, read_timeout: float,
+                 resolve: Optional[Resolve] = None, connection_limit: int = 128):
+        self.allow_private_networks = allow_private_networks
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
+                                              sock_read=read_timeout, connect=connect_timeout)
+        self._resolve = resolve
+        self._connection_limit = connection_limit
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    async def open(self) -> None:
+        if self._session is None:
+            self._session = guarded_session(self.allow_private_networks, self._resolve, self._timeout,
+                                            self._connection_limit)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, message: Message) -> DeliveryResult:
+        await self.open()
+        assert self._session is not None
+        body = json.dumps(build_payload(message), separators=(",", ":")).encode()
+        timestamp = int(message.now.timestamp())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "notify-engine/webhook",
+            "webhook-id": message.idempotency_key,
+            "webhook-timestamp": str(timestamp),
+        }
+        if message.secret:
+            headers["webhook-signature"] = sign(message.secret, message.idempotency_key, timestamp, body)
+        return await post_guarded(self._session, message.recipient, body, headers, self.allow_private_networks,
+                                  message.now)
+
+
+def guarded_session(allow_private: bool, resolve: Optional[Resolve], timeout: aiohttp.ClientTimeout,
+                    limit: int = 128) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow_private, resolve), limit=limit,
+                                     limit_per_host=limit, ttl_dns_cache=10, enable_cleanup_closed=True)
+    # trust_env=False: a proxy from the environment would carry requests past the guard.
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                 auto_decompress=False)
+
+
+async def post_guarded(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
+                       allow_private: bool, now) -> DeliveryResult:
+    try:
+        check_url_host(urlsplit(url).hostname or "", allow_private)
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            await response.content.read(4096)  # drain a little so the connection can be reused
+            status = response.status
+            if 200 <= status < 300:
+                return DeliveryResult.sent()
+            if status == 410:
+                return DeliveryResult.permanent("HTTP 410 Gone: endpoint removed, destination disabled",
+                                                disable_destination=True)
+            if status == 429 or status >= 500:
+                return DeliveryResult.transient(f"HTTP {status}",
+                                                parse_retry_after(response.headers.get("Retry-After"), now))
+            if 300 <= status < 400:
+                return DeliveryResult.permanent(f"HTTP {status}: redirects are not followed")
+            return DeliveryResult.permanent(f"HTTP {status}")
+    except SsrfRefused as exc:
+        return DeliveryResult.permanent(str(exc))
+    except aiohttp.ClientConnectorError as exc:
+        cause = exc.os_error
+        if isinstance(cause, SsrfRefused) or isinstance(exc.__cause__, SsrfRefused):
+            return DeliveryResult.permanent(str(cause if isinstance(cause, SsrfRefused) else exc.__cause__))
+        return DeliveryResult.transient(f"connection failed: {type(cause).__name__}")
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        return DeliveryResult.transient("timed out")
+    except aiohttp.ClientError as exc:
+        return DeliveryResult.transient(f"connection error: {type(exc).__name__}")
+    except OSError as exc:
+        return DeliveryResult.transient(f"connection error: {type(exc).__name__}")

@@ -1,0 +1,32 @@
+"""Plan: turn alert transitions (and due reminders) into notify.notifications rows.
+
+`plan_notifications(conn, config, now)` is safe to call at the end of any transaction that
+changed alerts (the rows then commit with the transition, or not at all) and on its own each
+tick. Two callers racing plan each (alert, transition, destination) once: they serialise on a
+transaction-level advisory lock, and the unique key not_note_plan_once backs that up.
+
+Reminders: while an alert is open and not acked, the n-th reminder is due at
+transition_at + n * delivery.reminder_interval. Only the latest due reminder is planned: a daemon
+that was down for three intervals sends one reminder, not three.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from engine.config import Config
+from engine.queries import query
+from engine.routing import route_parameters
+
+
+def plan_notifications(conn: Connection, config: Config, now: datetime) -> int:
+    """Inserts the notifications of every unplanned transition; returns how many rows were planned."""
+    conn.execute(query("planner", "lock_planner"))
+    params = dict(route_parameters(config), now=now,
+                  reminder_interval=float(config.delivery.reminder_interval))
+    planned = conn.execute(query("planner", "plan_notifications"), params).one().planned
+    if planned:
+        conn.execute(query("planner", "wake_dispatchers"))
+    return planned

@@ -1,0 +1,73 @@
+-- name: fail_exhausted_leases
+-- A claim whose lease ran out on its last allowed attempt (the process died mid-send): it cannot
+-- be retried, so it ends `failed` instead of being claimed again.
+UPDATE notify.notifications
+SET status = 'failed', claim_token = NULL, next_attempt_at = NULL,
+    error = coalesce(error || '; ', '') || 'lease expired during the last attempt'
+WHERE status = 'queued' AND next_attempt_at <= :now AND claim_token IS NOT NULL
+  AND send_attempts >= :max_attempts;
+
+-- name: claim_due
+-- Claims up to :batch_size due notifications: SKIP LOCKED lets dispatchers share the queue; the
+-- attempt is counted now, and next_attempt_at becomes the lease's end, so a claim that is never
+-- finished (crash) is due again once the lease runs out. Returns each row with its alert and
+-- destination, one statement per batch.
+WITH due AS (
+  SELECT tenant_id, id, alert_id, destination_id
+  FROM notify.notifications
+  WHERE status = 'queued' AND next_attempt_at <= :now
+  ORDER BY next_attempt_at
+  LIMIT :batch_size
+  FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+  UPDATE notify.notifications n
+  SET send_attempts = n.send_attempts + 1, last_attempt_at = :now,
+      next_attempt_at = :lease_until, claim_token = :token
+  FROM due
+  WHERE n.tenant_id = due.tenant_id AND n.id = due.id
+  RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
+            n.transition, n.reminder_no, n.severity::text AS severity, n.send_attempts, n.idempotency_key
+)
+SELECT c.*, a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id,
+       a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context,
+       (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext
+FROM claimed c
+JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
+LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destination_id;
+
+-- name: record_results
+-- Writes a whole batch's outcomes in one statement. Only rows still held by this claim are
+-- written: a claim whose lease ran out and was taken over must not be overwritten.
+UPDATE notify.notifications n
+SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
+    sent_at = r.sent_at, claim_token = NULL
+FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:statuses AS text[]),
+            CAST(:errors AS text[]), CAST(:next_attempt_ats AS timestamptz[]), CAST(:sent_ats AS timestamptz[]))
+     AS r(tenant_id, id, status, error, next_attempt_at, sent_at)
+WHERE n.tenant_id = r.tenant_id AND n.id = r.id AND n.claim_token = :token;
+
+-- name: next_due
+-- When the earliest queued notification falls due (the dispatcher sleeps until then at most).
+SELECT min(next_attempt_at) FROM notify.notifications WHERE status = 'queued';
+
+-- name: list_notifications
+-- Delivery records for `notifyctl notifications`, newest first.
+SELECT id, tenant_id, alert_id, channel, recipient, status, send_attempts, last_attempt_at, error,
+       transition, reminder_no, route_key, next_attempt_at, sent_at, created_at
+FROM notify.notifications
+WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND (CAST(:alert_id AS uuid) IS NULL OR alert_id = CAST(:alert_id AS uuid))
+ORDER BY created_at DESC, id
+LIMIT :limit;
+
+-- name: retry_notification
+-- Puts a failed (or skipped) notification back in the queue, due now, with a fresh attempt budget.
+UPDATE notify.notifications
+SET status = 'queued', next_attempt_at = :now, send_attempts = 0, claim_token = NULL, error = NULL
+WHERE id = :id AND status IN ('failed', 'skipped')
+RETURNING tenant_id, id;
+
+-- name: notification_status
+-- The status of one notification by id (for retry's error message).
+SELECT status FROM notify.notifications WHERE id = :id;

@@ -1,0 +1,68 @@
+-- name: lock_planner
+-- Serialises planners (a tick and the tail of a detector transaction) until commit, so racing
+-- callers never interleave their inserts; the unique key would keep rows single anyway.
+SELECT pg_advisory_xact_lock(7165421001);
+
+-- name: plan_notifications
+-- One statement: alerts whose transition is not yet planned (or whose next reminder is due),
+-- crossed with matching tenant destinations and ops routes, inserted once per
+-- (alert, transition_seq, reminder_no, route); then the per-alert cursor moves on.
+WITH pending AS (
+  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
+         CASE WHEN p.planned_seq IS DISTINCT FROM a.transition_seq THEN a.transition ELSE 'reminder' END AS transition,
+         CASE WHEN p.planned_seq IS DISTINCT FROM a.transition_seq THEN 0
+              ELSE floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at)) / NULLIF(CAST(:reminder_interval AS float8), 0))::int
+         END AS reminder_no
+  FROM notify.alerts a
+  LEFT JOIN notify.alert_delivery_plans p ON p.tenant_id = a.tenant_id AND p.alert_id = a.id
+  WHERE p.planned_seq IS DISTINCT FROM a.transition_seq
+     OR (CAST(:reminder_interval AS float8) > 0
+         AND a.status = 'open' AND a.acked_at IS NULL
+         AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder')
+         AND floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at)) / NULLIF(CAST(:reminder_interval AS float8), 0)) > p.planned_reminder)
+),
+routes AS (
+  SELECT * FROM unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]),
+                       CAST(:route_targets AS text[]), CAST(:route_kinds AS text[]),
+                       CAST(:route_min_severities AS public.sev_level[]))
+         AS r(name, channel, target, kinds, min_severity)
+),
+targets AS (
+  SELECT pe.*, d.id AS destination_id, 'dest:' || d.id::text AS route_key, d.channel, d.target AS recipient
+  FROM pending pe
+  JOIN notify.destinations d
+    ON d.tenant_id = pe.tenant_id AND d.enabled
+   AND (d.kinds IS NULL OR pe.kind = ANY (d.kinds))
+   AND pe.severity >= d.min_severity
+  WHERE pe.transition = ANY (CAST(:notifying_transitions AS text[]))
+  UNION ALL
+  SELECT pe.*, NULL, 'route:' || r.name, r.channel, r.target
+  FROM pending pe
+  JOIN routes r
+    ON (r.kinds = '' OR pe.kind = ANY (string_to_array(r.kinds, ',')))
+   AND pe.severity >= r.min_severity
+  WHERE pe.transition = ANY (CAST(:notifying_transitions AS text[]))
+),
+inserted AS (
+  INSERT INTO notify.notifications
+    (tenant_id, alert_id, created_at, channel, recipient, status, transition, transition_seq, reminder_no,
+     severity, route_key, destination_id, next_attempt_at)
+  SELECT tenant_id, alert_id, :now, channel, recipient, 'queued', transition, transition_seq, reminder_no,
+         severity, route_key, destination_id, :now
+  FROM targets
+  ORDER BY tenant_id, alert_id, route_key
+  ON CONFLICT (tenant_id, alert_id, transition_seq, reminder_no, route_key) DO NOTHING
+  RETURNING 1
+),
+advanced AS (
+  INSERT INTO notify.alert_delivery_plans AS p (tenant_id, alert_id, planned_seq, planned_reminder)
+  SELECT tenant_id, alert_id, transition_seq, reminder_no FROM pending
+  ON CONFLICT (tenant_id, alert_id) DO UPDATE
+    SET planned_seq = excluded.planned_seq, planned_reminder = excluded.planned_reminder
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM inserted) AS planned, (SELECT count(*) FROM advanced) AS alerts;
+
+-- name: wake_dispatchers
+-- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
+SELECT pg_notify('notify_engine_deliveries', '');

@@ -1,0 +1,1 @@
+"""Message text: templates/<channel>/<KIND or default>.<part>.j2, rendered by engine.templating."""
