@@ -25,3 +25,18 @@ def maintenance_job(app: App) -> None:
         archive_dir = Path(settings.archive_dir)
     pruned = prune_partitions(app.databases, now, settings.keep_months, archive_dir=archive_dir, archiver=archiver)
     log.info("maintenance: %d partitions created, %d dropped", len(created), len(pruned))
+
+
+def plan_job(app: App) -> int:
+    """Plan notifications of transitions not yet planned, and due reminders (issue 4)."""
+    from engine.planner import plan_notifications
+
+    with app.databases.begin("notify") as conn:
+        return plan_notifications(conn, app.config, app.clock.now())
+
+
+def deliver_job(app: App):
+    """One delivery pass over everything due now (notifyctl run-once); returns a DeliverySummary."""
+    from engine.dispatcher import deliver_due
+
+    return deliver_due(app)
