@@ -15,6 +15,7 @@ import socket
 from typing import Awaitable, Callable, Optional
 
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.helpers import is_ip_address
 
 BLOCKED_NETWORKS = [ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
@@ -33,11 +34,12 @@ class SsrfRefused(Exception):
 def blocked_reason(address: str) -> Optional[str]:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     candidates = [ip]
+    # The embedded IPv4 address first: it names the real reason (loopback, metadata...).
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
-            candidates.append(ip.ipv4_mapped)
+            candidates.insert(0, ip.ipv4_mapped)
         elif ip in ipaddress.ip_network("64:ff9b::/96"):
-            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+            candidates.insert(0, ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     for candidate in candidates:
         for network in BLOCKED_NETWORKS:
             if candidate.version == network.version and candidate in network:
@@ -49,19 +51,34 @@ def blocked_reason(address: str) -> Optional[str]:
     return None
 
 
-def is_ip_literal(host: str) -> bool:
+def literal_address(host: str) -> Optional[str]:
+    """The address an IP-literal host means, in canonical form; None for a name.
+
+    aiohttp connects to anything its is_ip_address() accepts without asking the resolver, and
+    that includes forms the ipaddress module rejects (2130706433 is 127.0.0.1), so both are asked
+    and inet_aton normalises the legacy IPv4 spellings.
+    """
+    bare = host.strip("[]")
     try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
+        return str(ipaddress.ip_address(bare))
     except ValueError:
-        return False
+        pass
+    if not is_ip_address(bare):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(bare))
+    except OSError:
+        return "0.0.0.0"  # aiohttp would treat it as an address we cannot read: refuse it
 
 
 def check_url_host(host: str, allow_private: bool) -> None:
     """IP-literal hosts (aiohttp connects to them without resolving) are checked here."""
-    if allow_private or not is_ip_literal(host):
+    if allow_private:
         return
-    reason = blocked_reason(host.strip("[]"))
+    address = literal_address(host)
+    if address is None:
+        return
+    reason = blocked_reason(address)
     if reason:
         raise SsrfRefused(f"target refused: address is {reason}")
 
