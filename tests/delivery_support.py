@@ -89,6 +89,8 @@ class HttpServer:
 
     async def _start(self) -> None:
         app = web.Application()
+        self._release = asyncio.Event()
+        app["release"] = self._release
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -102,6 +104,7 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._release.set)  # lets hanging handlers finish
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -119,7 +122,8 @@ async def webhook_responder(request: web.Request, body: bytes) -> web.StreamResp
     if parts[0] == "retry-after":
         return web.Response(status=429, headers={"Retry-After": parts[1]}, text="slow down")
     if parts[0] == "hang":
-        await asyncio.sleep(5)  # the client's read timeout (a fraction of a second) fires first
+        # Holds the response until the server stops: the client's read timeout fires first.
+        await request.app["release"].wait()
     return web.Response(status=200, text="ok")
 
 

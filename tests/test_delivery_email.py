@@ -1,0 +1,133 @@
+"""Email: multipart messages to a real SMTP server (aiosmtpd); 4xx transient, 5xx permanent."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import timedelta
+
+import pytest
+
+from delivery_support import SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
+from engine.dispatcher import deliver_due
+from engine.planner import plan_notifications
+
+
+@pytest.fixture
+def smtp():
+    handler = SmtpRecorder()
+    controller = start_smtp(handler)
+    yield handler, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def mail_app(app, smtp):
+    _, port = smtp
+    app.config.channels.email.port = port
+    app.config.channels.email.sender = "alerts@notify.example"
+    return app
+
+
+def queue(app, recipients: list[str], *, kind: str = "RUNS_THRESHOLD") -> list[str]:
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        for recipient in recipients:
+            add_dest(conn, now, "email", recipient)
+        alert = insert_alert(conn, now, kind=kind, context={"percent": 80, "note": "<b>not markup</b>"})
+        plan_notifications(conn, app.config, now)
+    return [alert]
+
+
+def rows(app) -> list[dict]:
+    with app.databases.begin("notify") as conn:
+        return notifications(conn)
+
+
+def test_a_multipart_message_is_delivered_with_a_stable_message_id(mail_app, smtp):
+    handler, _ = smtp
+    (alert,) = queue(mail_app, ["owner@tenant.example"])
+    assert deliver_due(mail_app).sent == 1
+    (envelope,) = handler.messages
+    assert envelope.mail_from == "alerts@notify.example" and envelope.rcpt_tos == ["owner@tenant.example"]
+    message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+    (row,) = rows(mail_app)
+    assert message["Message-ID"] == f"<{row['idempotency_key']}@notify.example>"
+    assert message["Subject"] == "[WARN] Runs quota threshold reached"
+    assert message["To"] == "owner@tenant.example" and message["X-Notify-Alert-Id"] == alert
+    plain = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Runs quota threshold reached" in plain and alert in plain and "<b>not markup</b>" in plain
+    assert "<h2>Runs quota threshold reached</h2>" in html
+    assert "&lt;b&gt;not markup&lt;/b&gt;" in html and "<b>not markup</b>" not in html   # autoescaped
+    assert row["status"] == "sent" and row["error"] is None
+
+
+def test_one_connection_is_reused_across_a_batch(mail_app, smtp):
+    handler, _ = smtp
+    mail_app.config.delivery.concurrency["email"] = 1
+    queue(mail_app, [f"user{i}@tenant.example" for i in range(5)])
+    assert deliver_due(mail_app).sent == 5
+    assert len(handler.messages) == 5 and handler.connections == 1
+
+
+def test_a_kind_template_overrides_the_default_subject(mail_app, smtp):
+    handler, _ = smtp
+    queue(mail_app, ["billing@tenant.example"], kind="PAYMENT_FAILED")
+    deliver_due(mail_app)
+    message = email.message_from_bytes(handler.messages[0].original_content, policy=email.policy.default)
+    assert message["Subject"] == "[WARN] Payment failed"
+
+
+def test_a_4xx_reply_is_transient(mail_app, smtp):
+    handler, _ = smtp
+    handler.data_reply = "451 4.3.0 try again later"
+    queue(mail_app, ["owner@tenant.example"])
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert row["status"] == "queued" and row["error"] == "SMTP 451 4.3.0 try again later"
+    handler.data_reply = None
+    mail_app.clock.advance(timedelta(seconds=10))
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert (row["status"], row["send_attempts"]) == ("sent", 2)
+
+
+def test_a_5xx_reply_is_permanent(mail_app, smtp):
+    handler, _ = smtp
+    handler.data_reply = "554 5.7.1 rejected by policy"
+    queue(mail_app, ["owner@tenant.example"])
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert (row["status"], row["error"]) == ("failed", "SMTP 554 5.7.1 rejected by policy")
+
+
+def test_all_recipients_refused_permanently_fails_without_naming_them(mail_app):
+    queue(mail_app, ["refuse5-a@tenant.example"])
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert row["status"] == "failed" and "550" in row["error"] and "@" not in row["error"]
+
+
+def test_a_busy_mailbox_is_retried(mail_app):
+    queue(mail_app, ["refuse4-a@tenant.example"])
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert row["status"] == "queued" and "450" in row["error"]
+
+
+def test_a_partial_refusal_is_sent_to_the_rest_and_noted(mail_app, smtp):
+    handler, _ = smtp
+    queue(mail_app, ["ok@tenant.example, refuse5-x@tenant.example"])
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert row["status"] == "sent" and row["error"] == "1 of 2 recipients refused (550)"
+    assert handler.messages[0].rcpt_tos == ["ok@tenant.example"]
+
+
+def test_an_unreachable_server_is_transient(app):
+    app.config.channels.email.port = 9
+    queue(app, ["owner@tenant.example"])
+    deliver_due(app)
+    (row,) = rows(app)
+    assert row["status"] == "queued" and row["error"].startswith("SMTP connection failed")
