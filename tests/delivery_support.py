@@ -69,6 +69,8 @@ class Received:
         return json.loads(self.body)
 
 
+RELEASE = web.AppKey("release", asyncio.Event)
+
 Responder = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
 
@@ -90,7 +92,7 @@ class HttpServer:
     async def _start(self) -> None:
         app = web.Application()
         self._release = asyncio.Event()
-        app["release"] = self._release
+        app[RELEASE] = self._release
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -123,7 +125,7 @@ async def webhook_responder(request: web.Request, body: bytes) -> web.StreamResp
         return web.Response(status=429, headers={"Retry-After": parts[1]}, text="slow down")
     if parts[0] == "hang":
         # Holds the response until the server stops: the client's read timeout fires first.
-        await request.app["release"].wait()
+        await request.app[RELEASE].wait()
     return web.Response(status=200, text="ok")
 
 
