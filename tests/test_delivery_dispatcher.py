@@ -1,0 +1,157 @@
+"""The dispatcher: leases, racing dispatchers, template isolation, skips, the long-running loop."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from delivery_support import HttpServer, add_dest, insert_alert, notifications, webhook_responder
+from engine.dispatcher import Dispatcher, deliver_due, run_dispatcher
+from engine.planner import plan_notifications
+
+
+@pytest.fixture
+def receiver():
+    server = HttpServer(webhook_responder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hook_app(app):
+    app.config.channels.webhook.allow_private_networks = True
+    return app
+
+
+def queue(app, url: str, alerts: int = 1, *, kind: str = "RUNS_THRESHOLD") -> str:
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        destination = add_dest(conn, now, "webhook", url)
+        for _ in range(alerts):
+            insert_alert(conn, now, kind=kind)
+        plan_notifications(conn, app.config, now)
+    return destination
+
+
+def rows(app) -> list[dict]:
+    with app.databases.begin("notify") as conn:
+        return notifications(conn)
+
+
+def test_a_claim_abandoned_by_a_crash_is_retried_once_its_lease_runs_out(hook_app, receiver):
+    queue(hook_app, receiver.url("/ok"))
+    # The "crashed" process: it claimed and never sent nor recorded anything.
+    crashed = Dispatcher(hook_app)
+    claimed = crashed.claim(hook_app.clock.now(), uuid.uuid4())
+    assert len(claimed) == 1
+    assert deliver_due(hook_app).claimed == 0            # held by the lease
+    hook_app.clock.advance(timedelta(seconds=hook_app.config.delivery.lease))
+    assert deliver_due(hook_app).sent == 1
+    (row,) = rows(hook_app)
+    assert (row["status"], row["send_attempts"], row["claim_token"]) == ("sent", 2, None)
+    assert len(receiver.received) == 1
+
+
+def test_a_lease_that_runs_out_on_the_last_attempt_ends_failed(hook_app, receiver):
+    hook_app.config.delivery.max_attempts = 1
+    queue(hook_app, receiver.url("/ok"))
+    Dispatcher(hook_app).claim(hook_app.clock.now(), uuid.uuid4())
+    hook_app.clock.advance(timedelta(seconds=hook_app.config.delivery.lease))
+    deliver_due(hook_app)
+    (row,) = rows(hook_app)
+    assert (row["status"], row["error"]) == ("failed", "lease expired during the last attempt")
+    assert receiver.received == []
+
+
+def test_a_late_result_from_an_expired_claim_does_not_overwrite_the_new_one(hook_app, receiver):
+    queue(hook_app, receiver.url("/ok"))
+    slow = Dispatcher(hook_app)
+    token = uuid.uuid4()
+    claimed = slow.claim(hook_app.clock.now(), token)
+    hook_app.clock.advance(timedelta(seconds=hook_app.config.delivery.lease))
+    deliver_due(hook_app)
+    from engine.dispatcher import Outcome
+
+    slow.record(claimed, [Outcome("failed", error="late")], token)
+    (row,) = rows(hook_app)
+    assert row["status"] == "sent" and row["error"] is None
+
+
+def test_two_dispatchers_on_one_queue_send_each_notification_once(hook_app, receiver):
+    hook_app.config.delivery.batch_size = 25
+    queue(hook_app, receiver.url("/ok"), alerts=300)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(deliver_due(hook_app))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(r.sent for r in results) == 300
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == 300 and len(set(ids)) == 300
+    assert {(r["status"], r["send_attempts"]) for r in rows(hook_app)} == {("sent", 1)}
+
+
+def test_a_template_error_fails_that_notification_only(hook_app, tmp_path, receiver):
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "BROKEN.subject.j2").write_text("{{ alert.no_such_field }}")
+    hook_app.config.delivery.templates_dir = str(tmp_path)
+    hook_app.config.channels.email.port = 9       # never reached: rendering fails first
+    now = hook_app.clock.now()
+    with hook_app.databases.begin("notify") as conn:
+        add_dest(conn, now, "email", "owner@tenant.example", kinds=["BROKEN"])
+        add_dest(conn, now, "webhook", receiver.url("/ok"))
+        insert_alert(conn, now, kind="BROKEN")
+        insert_alert(conn, now, kind="RUNS_THRESHOLD")
+        plan_notifications(conn, hook_app.config, now)
+    summary = deliver_due(hook_app)
+    assert (summary.sent, summary.failed) == (2, 1)
+    (broken,) = [r for r in rows(hook_app) if r["channel"] == "email"]
+    assert broken["status"] == "failed" and broken["send_attempts"] == 1
+    assert broken["error"].startswith("template error in email/BROKEN.subject.j2") and "no_such_field" in broken["error"]
+
+
+def test_the_sandbox_refuses_unsafe_template_code(hook_app, tmp_path):
+    from engine.templating import TemplateFailure, render
+
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "EVIL.subject.j2").write_text("{{ alert.__class__.__mro__ }}")
+    with pytest.raises(TemplateFailure, match="template error"):
+        render("email", "EVIL", "subject", {"alert": {}}, root=tmp_path)
+
+
+def test_queued_notifications_of_a_removed_destination_end_skipped(hook_app, receiver, config_file, capsys):
+    from engine.cli import main
+
+    destination = queue(hook_app, receiver.url("/ok"), alerts=2)
+    path = config_file()
+    assert main(["destinations", "remove", destination, "--config", str(path)]) == 0
+    assert "2 queued notifications skipped" in capsys.readouterr().out
+    assert deliver_due(hook_app).claimed == 0
+    assert {(r["status"], r["error"]) for r in rows(hook_app)} == {("skipped", "destination removed")}
+    assert receiver.received == []
+
+
+def test_the_long_running_dispatcher_wakes_on_new_notifications(hook_app, receiver):
+    hook_app.config.delivery.poll_interval = 60    # far longer than the test: only NOTIFY can wake it
+    stop = threading.Event()
+    worker = threading.Thread(target=run_dispatcher, args=(hook_app, stop))
+    worker.start()
+    try:
+        arrived = threading.Event()
+        original = receiver.responder
+
+        async def signalling(request, body):
+            arrived.set()
+            return await original(request, body)
+
+        receiver.responder = signalling
+        queue(hook_app, receiver.url("/ok"))
+        assert arrived.wait(15), "the dispatcher was not woken by NOTIFY"
+    finally:
+        stop.set()
+        worker.join(15)
+    assert not worker.is_alive()    # a stop lets the pass in flight record its results first
+    assert rows(hook_app)[0]["status"] == "sent"
