@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 import uuid
@@ -255,12 +256,27 @@ def deliver_due(app: App, *, resolve: Optional[Resolve] = None) -> DeliverySumma
         async with Dispatcher(app, resolve=resolve) as dispatcher:
             return await dispatcher.deliver_until_idle()
 
-    return asyncio.run(run())
+    return run_event_loop(run())
+
+
+def run_event_loop(coroutine):
+    """asyncio.run on uvloop when installed (the webhook hot path is event-loop bound: see
+    BENCHMARKS.md), on the standard loop otherwise or when NOTIFY_ASYNCIO_LOOP=asyncio."""
+    loop_factory = None
+    if os.environ.get("NOTIFY_ASYNCIO_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:
+            pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coroutine)
 
 
 def run_dispatcher(app: App, stop_event: threading.Event, *, resolve: Optional[Resolve] = None) -> None:
     """Delivers until stop_event is set. Wakes on NOTIFY, polls as the fallback. Blocking."""
-    asyncio.run(_run_forever(app, stop_event, resolve))
+    run_event_loop(_run_forever(app, stop_event, resolve))
 
 
 async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[Resolve]) -> None:

@@ -1,0 +1,306 @@
+"""Delivery benchmark: 50,000 alerts, each to one webhook destination, delivered to a local HTTP
+receiver with every delivery recorded in notify.notifications; beside it, in the same run,
+Prometheus Alertmanager 0.25 delivering the same 50,000 alerts (one group per alert) to the
+same receiver. Also measures the HTTP clients the webhook channel could use.
+
+Run:  .venv/bin/python bench/delivery_bench.py            (about 1-2 minutes; loopback only)
+      --alerts N, --skip-alertmanager, --skip-clients
+
+Its own setup: a private PostgreSQL cluster in a temporary directory (the machine's binaries,
+durable settings: fsync on), and `apt-get install prometheus-alertmanager` when the binary is
+missing and we are root. Everything it starts, it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ALERTMANAGER_REFERENCE = 7731.0     # ANCHORS.md: 50,000 alerts at 7,731 webhooks/s
+ALERTMANAGER_RSS_REFERENCE = 727.0  # MB, ANCHORS.md
+TIME_LIMIT = 300                    # seconds per measured part
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def receiver_counts(port: int) -> dict:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}/count", timeout=5, trust_env=False).json()
+
+
+def start_receiver(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "receiver.py"), str(port)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+# ------------------------------------------------------------------------------ HTTP clients
+
+
+async def client_rates(port: int, count: int = 5000, concurrency: int = 64) -> dict[str, float]:
+    import aiohttp
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    body = json.dumps({"version": 1, "type": "alert.opened", "data": {"alert": {"id": "x" * 36}}}).encode()
+    headers = {"content-type": "application/json"}
+
+    async def run(post) -> float:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(i):
+            async with semaphore:
+                await post(f"http://127.0.0.1:{port}/clients")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return count / (time.perf_counter() - start)
+
+    rates = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def aiohttp_post(url):
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+        rates["aiohttp ClientSession"] = await run(aiohttp_post)
+    async with httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def httpx_post(url):
+            await client.post(url, content=body, headers=headers)
+        rates["httpx AsyncClient (own transport)"] = await run(httpx_post)
+    async with httpx.AsyncClient(trust_env=False, transport=AiohttpTransport()) as client:
+        rates["httpx over httpx-aiohttp transport"] = await run(httpx_post)
+    return rates
+
+
+# ------------------------------------------------------------------------------ notify-engine
+
+
+def prepare_database(url: str, alerts: int, receiver_url: str, tenants: int = 1000) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        # One webhook destination per tenant, alerts spread evenly over the tenants.
+        conn.execute(
+            "INSERT INTO notify.destinations (tenant_id, created_at, channel, target)"
+            " SELECT ('00000000-0000-4000-8000-' || lpad(t::text, 12, '0'))::uuid, now(), 'webhook', %s"
+            " FROM generate_series(1, %s) t", (receiver_url, tenants))
+        conn.execute(
+            "INSERT INTO notify.alerts (tenant_id, kind, severity, dedupe_key, context)"
+            " SELECT ('00000000-0000-4000-8000-' || lpad((1 + i %% %s)::text, 12, '0'))::uuid, 'RUNS_THRESHOLD',"
+            "        'warn', 'runs:80pct:2026-11:bench=' || i, jsonb_build_object('percent', 80, 'i', i)"
+            " FROM generate_series(1, %s) i", (tenants, alerts))
+        conn.execute("VACUUM ANALYZE notify.alerts")
+        conn.execute("VACUUM ANALYZE notify.destinations")
+
+
+def engine_child(url: str, alerts: int, queue: multiprocessing.Queue) -> None:
+    import resource
+
+    from engine.app import App
+    from engine.config import Config, DatabasesConfig
+    from engine.dispatcher import deliver_due
+    from engine.planner import plan_notifications
+
+    config = Config(databases=DatabasesConfig(url, url, url, url), source="<bench>")
+    config.channels.webhook.allow_private_networks = True   # the receiver is on loopback
+    with App(config) as app:
+        start = time.perf_counter()
+        with app.databases.begin("notify") as conn:
+            planned = plan_notifications(conn, config, app.clock.now())
+        plan_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        summary = deliver_due(app)
+        deliver_seconds = time.perf_counter() - start
+    queue.put(dict(planned=planned, plan_seconds=plan_seconds, deliver_seconds=deliver_seconds,
+                   sent=summary.sent, failed=summary.failed, retrying=summary.retrying,
+                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def run_engine(alerts: int, receiver_port: int, workdir: Path) -> dict:
+    from engine.db import Databases
+    from engine.embedded import EmbeddedCluster, find_bin_dir
+    from engine.migrations import apply_migrations
+
+    cluster = EmbeddedCluster(workdir / "pg", find_bin_dir(None), "postgres" if os.geteuid() == 0 else None,
+                              settings={"shared_buffers": "256MB", "max_connections": "100"})
+    cluster.acquire()
+    try:
+        url = cluster.url("notify")
+        databases = Databases({s: url for s in ("admin_log", "portal_log", "data_activity", "notify")})
+        apply_migrations(databases)
+        databases.dispose()
+        prepare_database(url, alerts, f"http://127.0.0.1:{receiver_port}/notify-engine")
+        queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+        child = multiprocessing.get_context("spawn").Process(target=engine_child, args=(url, alerts, queue))
+        child.start()
+        result = queue.get(timeout=TIME_LIMIT)
+        child.join(30)
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            result["recorded_sent"] = conn.execute(
+                "SELECT count(*) FROM notify.notifications WHERE status = 'sent' AND sent_at IS NOT NULL"
+                " AND send_attempts = 1").fetchone()[0]
+        return result
+    finally:
+        cluster.release()
+
+
+# ------------------------------------------------------------------------------ Alertmanager
+
+
+def alertmanager_binary() -> str:
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing prometheus-alertmanager (apt-get)...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "prometheus-alertmanager"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
+        found = shutil.which("prometheus-alertmanager")
+    if not found:
+        raise SystemExit("prometheus-alertmanager is not installed (Debian package prometheus-alertmanager)")
+    return found
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_alertmanager(alerts: int, receiver_port: int, workdir: Path) -> dict:
+    import httpx
+
+    binary = alertmanager_binary()
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    port = free_port()
+    (workdir / "am").mkdir()
+    config = workdir / "am" / "alertmanager.yml"
+    config.write_text(f"""
+route:
+  receiver: bench
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1m
+  repeat_interval: 24h
+receivers:
+  - name: bench
+    webhook_configs:
+      - url: http://127.0.0.1:{receiver_port}/alertmanager
+        send_resolved: false
+""")
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={workdir / 'am'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+                             "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.get("/-/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("alertmanager did not become ready")
+            time.sleep(0.1)
+        starts = "2026-11-25T12:00:00Z"
+        start = time.perf_counter()
+        for offset in range(0, alerts, 1000):
+            batch = [{"labels": {"alertname": "RUNS_THRESHOLD", "tenant": f"t{i % 1000}", "n": str(i)},
+                      "annotations": {"percent": "80"}, "startsAt": starts}
+                     for i in range(offset, min(alerts, offset + 1000))]
+            client.post("/api/v2/alerts", json=batch).raise_for_status()
+        posted_seconds = time.perf_counter() - start
+        delivered = 0
+        deadline = time.monotonic() + TIME_LIMIT
+        while time.monotonic() < deadline:
+            delivered = receiver_counts(receiver_port).get("/alertmanager", 0)
+            if delivered >= alerts:
+                break
+            time.sleep(0.05)
+        seconds = time.perf_counter() - start
+        return dict(version=version, delivered=delivered, seconds=seconds, posted_seconds=posted_seconds,
+                    peak_rss_mb=peak_rss_mb(proc.pid))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--alerts", type=int, default=50_000)
+    parser.add_argument("--skip-alertmanager", action="store_true")
+    parser.add_argument("--skip-clients", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="ne-bench-"))
+    workdir.chmod(0o755)
+    receiver_port = free_port()
+    receiver = start_receiver(receiver_port)
+    try:
+        if not args.skip_clients:
+            print("HTTP clients, 5,000 small JSON POSTs at 64 concurrent to the same receiver:")
+            for name, rate in asyncio.run(client_rates(receiver_port)).items():
+                print(f"  {name:40s} {rate:8,.0f} POSTs/s")
+
+        engine = run_engine(args.alerts, receiver_port, workdir)
+        received = receiver_counts(receiver_port).get("/notify-engine", 0)
+        engine_rate = engine["sent"] / engine["deliver_seconds"]
+        print(f"\nnotify-engine: {args.alerts:,} alerts -> {engine['planned']:,} notifications planned in "
+              f"{engine['plan_seconds']:.2f} s; delivered {engine['sent']:,} in {engine['deliver_seconds']:.2f} s "
+              f"(failed {engine['failed']}, retrying {engine['retrying']}); receiver got {received:,}; "
+              f"recorded sent in notify.notifications: {engine['recorded_sent']:,}")
+        print(f"  deliveries/s {engine_rate:,.0f} (plan + deliver: "
+              f"{engine['sent'] / (engine['plan_seconds'] + engine['deliver_seconds']):,.0f}/s); "
+              f"peak RSS of the dispatcher process {engine['peak_rss_mb']:.0f} MB (PostgreSQL not included)")
+
+        if not args.skip_alertmanager:
+            am = run_alertmanager(args.alerts, receiver_port, workdir)
+            am_rate = am["delivered"] / am["seconds"]
+            print(f"\n{am['version']}: delivered {am['delivered']:,} in {am['seconds']:.2f} s "
+                  f"(posting took {am['posted_seconds']:.2f} s); peak RSS {am['peak_rss_mb']:.0f} MB")
+            print("\n| measure | notify-engine | Alertmanager (same run) | ratio | Alertmanager (ANCHORS.md) |")
+            print("| --- | --- | --- | --- | --- |")
+            print(f"| deliveries/s | {engine_rate:,.0f} | {am_rate:,.0f} | {engine_rate / am_rate:.2f} | "
+                  f"{ALERTMANAGER_REFERENCE:,.0f} |")
+            print(f"| peak RSS (MB) | {engine['peak_rss_mb']:.0f} | {am['peak_rss_mb']:.0f} | "
+                  f"{engine['peak_rss_mb'] / am['peak_rss_mb']:.2f} | {ALERTMANAGER_RSS_REFERENCE:.0f} |")
+        else:
+            print(f"  vs Alertmanager's 7,731/s (ANCHORS.md): ratio {engine_rate / ALERTMANAGER_REFERENCE:.2f}")
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
