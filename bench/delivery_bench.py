@@ -4,7 +4,7 @@ Prometheus Alertmanager 0.25 delivering the same 50,000 alerts (one group per al
 same receiver. Also measures the HTTP clients the webhook channel could use.
 
 Run:  .venv/bin/python bench/delivery_bench.py            (about 1-2 minutes; loopback only)
-      --alerts N, --skip-alertmanager, --skip-clients
+      --alerts N, --dispatchers N (processes sharing the queue, default 2), --skip-alertmanager, --skip-clients
 
 Its own setup: a private PostgreSQL cluster in a temporary directory (the machine's binaries,
 durable settings: fsync on), and `apt-get install prometheus-alertmanager` when the binary is
@@ -111,30 +111,43 @@ def prepare_database(url: str, alerts: int, receiver_url: str, tenants: int = 10
         conn.execute("VACUUM ANALYZE notify.destinations")
 
 
-def engine_child(url: str, alerts: int, queue: multiprocessing.Queue) -> None:
-    import resource
-
+def _engine_app(url: str):
     from engine.app import App
     from engine.config import Config, DatabasesConfig
-    from engine.dispatcher import deliver_due
-    from engine.planner import plan_notifications
 
     config = Config(databases=DatabasesConfig(url, url, url, url), source="<bench>")
     config.channels.webhook.allow_private_networks = True   # the receiver is on loopback
-    with App(config) as app:
+    return App(config)
+
+
+def plan_child(url: str, queue) -> None:
+    from engine.planner import plan_notifications
+
+    with _engine_app(url) as app:
         start = time.perf_counter()
         with app.databases.begin("notify") as conn:
-            planned = plan_notifications(conn, config, app.clock.now())
-        plan_seconds = time.perf_counter() - start
-        start = time.perf_counter()
+            planned = plan_notifications(conn, app.config, app.clock.now())
+        queue.put(dict(planned=planned, plan_seconds=time.perf_counter() - start))
+
+
+def deliver_child(url: str, go, queue) -> None:
+    """One dispatcher process, as one notifyd would run it: deliver_due until nothing is due."""
+    import resource
+
+    from engine.dispatcher import deliver_due
+
+    with _engine_app(url) as app:
+        app.databases.engine("notify").connect().close()   # connect before the clock starts
+        go.wait()
         summary = deliver_due(app)
-        deliver_seconds = time.perf_counter() - start
-    queue.put(dict(planned=planned, plan_seconds=plan_seconds, deliver_seconds=deliver_seconds,
-                   sent=summary.sent, failed=summary.failed, retrying=summary.retrying,
+        finished = time.time()
+    queue.put(dict(sent=summary.sent, failed=summary.failed, retrying=summary.retrying, finished=finished,
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def run_engine(alerts: int, receiver_port: int, workdir: Path) -> dict:
+def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int) -> dict:
+    import psycopg
+
     from engine.db import Databases
     from engine.embedded import EmbeddedCluster, find_bin_dir
     from engine.migrations import apply_migrations
@@ -148,13 +161,27 @@ def run_engine(alerts: int, receiver_port: int, workdir: Path) -> dict:
         apply_migrations(databases)
         databases.dispose()
         prepare_database(url, alerts, f"http://127.0.0.1:{receiver_port}/notify-engine")
-        queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-        child = multiprocessing.get_context("spawn").Process(target=engine_child, args=(url, alerts, queue))
-        child.start()
+        spawn = multiprocessing.get_context("spawn")
+        queue = spawn.Queue()
+        planner = spawn.Process(target=plan_child, args=(url, queue))
+        planner.start()
         result = queue.get(timeout=TIME_LIMIT)
-        child.join(30)
-        import psycopg
-
+        planner.join(30)
+        go = spawn.Event()
+        children = [spawn.Process(target=deliver_child, args=(url, go, queue)) for _ in range(dispatchers)]
+        for child in children:
+            child.start()
+        time.sleep(3)   # let every child import and connect before the clock starts
+        start = time.time()
+        go.set()
+        parts = [queue.get(timeout=TIME_LIMIT) for _ in children]
+        for child in children:
+            child.join(30)
+        result.update(deliver_seconds=max(p["finished"] for p in parts) - start,
+                      sent=sum(p["sent"] for p in parts), failed=sum(p["failed"] for p in parts),
+                      retrying=sum(p["retrying"] for p in parts),
+                      peak_rss_mb=sum(p["peak_rss_mb"] for p in parts),
+                      per_process=[p["sent"] for p in parts])
         with psycopg.connect(url) as conn:
             result["recorded_sent"] = conn.execute(
                 "SELECT count(*) FROM notify.notifications WHERE status = 'sent' AND sent_at IS NOT NULL"
@@ -259,6 +286,8 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=50_000)
     parser.add_argument("--skip-alertmanager", action="store_true")
     parser.add_argument("--skip-clients", action="store_true")
+    parser.add_argument("--dispatchers", type=int, default=2,
+                        help="dispatcher processes sharing the queue, as that many notifyd would (default 2)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ne-bench-"))
@@ -271,16 +300,17 @@ def main() -> int:
             for name, rate in asyncio.run(client_rates(receiver_port)).items():
                 print(f"  {name:40s} {rate:8,.0f} POSTs/s")
 
-        engine = run_engine(args.alerts, receiver_port, workdir)
+        engine = run_engine(args.alerts, receiver_port, workdir, args.dispatchers)
         received = receiver_counts(receiver_port).get("/notify-engine", 0)
         engine_rate = engine["sent"] / engine["deliver_seconds"]
         print(f"\nnotify-engine: {args.alerts:,} alerts -> {engine['planned']:,} notifications planned in "
               f"{engine['plan_seconds']:.2f} s; delivered {engine['sent']:,} in {engine['deliver_seconds']:.2f} s "
               f"(failed {engine['failed']}, retrying {engine['retrying']}); receiver got {received:,}; "
-              f"recorded sent in notify.notifications: {engine['recorded_sent']:,}")
+              f"recorded sent in notify.notifications: {engine['recorded_sent']:,}; "
+              f"{args.dispatchers} dispatcher processes sent {engine['per_process']}")
         print(f"  deliveries/s {engine_rate:,.0f} (plan + deliver: "
               f"{engine['sent'] / (engine['plan_seconds'] + engine['deliver_seconds']):,.0f}/s); "
-              f"peak RSS of the dispatcher process {engine['peak_rss_mb']:.0f} MB (PostgreSQL not included)")
+              f"peak RSS of the dispatcher processes, summed: {engine['peak_rss_mb']:.0f} MB (PostgreSQL not included)")
 
         if not args.skip_alertmanager:
             am = run_alertmanager(args.alerts, receiver_port, workdir)

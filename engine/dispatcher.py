@@ -128,8 +128,6 @@ class Dispatcher:
     def claim(self, now: datetime, token: uuid.UUID) -> list[dict]:
         delivery = self.config.delivery
         with self.app.databases.begin("notify") as conn:
-            conn.execute(query("dispatcher", "fail_exhausted_leases"),
-                         dict(now=now, max_attempts=delivery.max_attempts))
             rows = conn.execute(query("dispatcher", "claim_due"), dict(
                 now=now, lease_until=now + timedelta(seconds=delivery.lease), token=token,
                 batch_size=delivery.batch_size)).mappings().all()
@@ -186,6 +184,10 @@ class Dispatcher:
         return total
 
     async def _deliver_one(self, row: dict, now: datetime) -> Outcome:
+        if row["lease_expired"] and row["send_attempts"] > self.config.delivery.max_attempts:
+            # The claim before this one ran out on the last allowed attempt (the process died
+            # mid-send); it may have been delivered, and no attempt is left to find out.
+            return Outcome("failed", error="lease expired during the last attempt")
         skip = self._skip_reason(row)
         if skip:
             return Outcome("skipped", error=skip)

@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from delivery_support import TENANT, add_dest, insert_alert
+from tests.delivery_support import TENANT, add_dest, insert_alert
 from engine.cli import main
 from engine.planner import plan_notifications
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from delivery_support import HttpServer, add_dest, insert_alert, notifications, webhook_responder
+from tests.delivery_support import HttpServer, add_dest, insert_alert, notifications, webhook_responder
 from engine.dispatcher import Dispatcher, deliver_due, run_dispatcher
 from engine.planner import plan_notifications
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from delivery_support import SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
+from tests.delivery_support import SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
 

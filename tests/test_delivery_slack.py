@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from delivery_support import HttpServer, add_dest, insert_alert, notifications, slack_responder
+from tests.delivery_support import HttpServer, add_dest, insert_alert, notifications, slack_responder
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
 

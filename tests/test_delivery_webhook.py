@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 
 from channels.ssrf import blocked_reason
 from channels.webhook import sign
-from delivery_support import TENANT, HttpServer, add_dest, insert_alert, notifications, webhook_responder
+from tests.delivery_support import TENANT, HttpServer, add_dest, insert_alert, notifications, webhook_responder
 from engine.dispatcher import deliver_due, retry_delay
 from engine.planner import plan_notifications
 from engine.secretbox import SecretBox

@@ -1,19 +1,11 @@
--- name: fail_exhausted_leases
--- A claim whose lease ran out on its last allowed attempt (the process died mid-send): it cannot
--- be retried, so it ends `failed` instead of being claimed again.
-UPDATE notify.notifications
-SET status = 'failed', claim_token = NULL, next_attempt_at = NULL,
-    error = coalesce(error || '; ', '') || 'lease expired during the last attempt'
-WHERE status = 'queued' AND next_attempt_at <= :now AND claim_token IS NOT NULL
-  AND send_attempts >= :max_attempts;
-
 -- name: claim_due
 -- Claims up to :batch_size due notifications: SKIP LOCKED lets dispatchers share the queue; the
 -- attempt is counted now, and next_attempt_at becomes the lease's end, so a claim that is never
--- finished (crash) is due again once the lease runs out. Returns each row with its alert and
--- destination, one statement per batch.
+-- finished (crash) is due again once the lease runs out (`lease_expired`: the dispatcher then
+-- fails it without sending when that was its last allowed attempt). Returns each row with its
+-- alert and destination, one statement per batch.
 WITH due AS (
-  SELECT tenant_id, id, alert_id, destination_id
+  SELECT tenant_id, id, alert_id, destination_id, claim_token
   FROM notify.notifications
   WHERE status = 'queued' AND next_attempt_at <= :now
   ORDER BY next_attempt_at
@@ -27,6 +19,7 @@ claimed AS (
   FROM due
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
+            (due.claim_token IS NOT NULL) AS lease_expired,
             n.transition, n.reminder_no, n.severity::text AS severity, n.send_attempts, n.idempotency_key
 )
 SELECT c.*, a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id,
