@@ -214,6 +214,8 @@ class Dispatcher:
                 return "destination removed"
             if not row["destination_enabled"]:
                 return "destination disabled"
+        elif route_for_key(self.config, row["route_key"] or "") is None:
+            return "route no longer configured"
         return None
 
     def _message(self, row: dict, now: datetime) -> Message:

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from tests.delivery_support import HttpServer, add_dest, insert_alert, notifications, webhook_responder
 from engine.dispatcher import Dispatcher, deliver_due, run_dispatcher
 from engine.planner import plan_notifications
@@ -155,3 +156,30 @@ def test_the_long_running_dispatcher_wakes_on_new_notifications(hook_app, receiv
         worker.join(15)
     assert not worker.is_alive()    # a stop lets the pass in flight record its results first
     assert rows(hook_app)[0]["status"] == "sent"
+
+
+def test_an_ops_route_delivers_with_its_configured_secret_and_a_removed_route_is_skipped(hook_app, receiver):
+    from engine.config import RouteConfig
+
+    hook_app.config.routes = [RouteConfig(name="ops", channel="webhook", target=receiver.url("/ok"),
+                                          secret="whsec_c2VjcmV0LXZhbHVl")]
+    now = hook_app.clock.now()
+    with hook_app.databases.begin("notify") as conn:
+        insert_alert(conn, now)
+        plan_notifications(conn, hook_app.config, now)
+        insert_alert(conn, now)
+        plan_notifications(conn, hook_app.config, now)
+    first, second = rows(hook_app)
+    # Deliver only the first: the second waits until the route is gone from config.
+    with hook_app.databases.begin("notify") as conn:
+        conn.execute(text("UPDATE notify.notifications SET next_attempt_at = :later WHERE id = :id"),
+                     dict(later=now + timedelta(hours=1), id=second["id"]))
+    deliver_due(hook_app)
+    assert receiver.received[0].headers["webhook-signature"].startswith("v1,")
+    hook_app.config.routes = []
+    hook_app.clock.advance(timedelta(hours=1))
+    deliver_due(hook_app)
+    by_id = {r["id"]: r for r in rows(hook_app)}
+    assert by_id[first["id"]]["status"] == "sent"
+    assert (by_id[second["id"]]["status"], by_id[second["id"]]["error"]) == ("skipped", "route no longer configured")
+    assert len(receiver.received) == 1
