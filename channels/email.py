@@ -50,14 +50,15 @@ class EmailChannel(Channel):
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config
         client = aiosmtplib.SMTP(hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
-                                 use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls")
-        await client.connect()
-        if cfg.username:
-            try:
+                                 use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
+                                 cert_bundle=cfg.ca_file)
+        try:
+            await client.connect()
+            if cfg.username:
                 await client.login(cfg.username, cfg.password or "")
-            except BaseException:
-                client.close()
-                raise
+        except BaseException:
+            client.close()  # a refused STARTTLS or AUTH must not leave a half-open connection behind
+            raise
         return client
 
     async def close(self) -> None:

@@ -91,6 +91,8 @@ class EmailChannelConfig:
     # STARTTLS, which a man in the middle can strip.
     security: str = "none"
     timeout: Duration = Duration(10)
+    # CA bundle (PEM) that verifies the server's certificate for starttls/tls; system CAs when unset.
+    ca_file: Optional[str] = None
 
 
 @dataclass

@@ -61,6 +61,17 @@ def validate_url(target: str, *, where: str) -> str:
     return target
 
 
+def masked_target(target: Optional[str]) -> Optional[str]:
+    """A URL target for listings: long path segments and the query can be credentials (a Slack
+    incoming-webhook URL is its own secret), so they are shortened to a recognisable prefix."""
+    if not target or not target.startswith(("http://", "https://")):
+        return target
+    parts = urlsplit(target)
+    segments = [s[:4] + "****" if len(s) >= 16 else s for s in parts.path.split("/")]
+    shown = f"{parts.scheme}://{parts.netloc}{'/'.join(segments)}"
+    return shown + ("?****" if parts.query else "")
+
+
 def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_id: str, channel: str,
                     target: str, secret: Optional[str] = None, kinds: Optional[list[str]] = None,
                     min_severity: str = "info") -> uuid.UUID:
@@ -94,6 +105,7 @@ def list_destinations(conn: Connection, tenant_id: Optional[str] = None) -> list
         item = dict(row)
         # Masked: a listing says a secret exists, never what it is.
         item["secret"] = "********" if item.pop("has_secret") else None
+        item["target"] = masked_target(item["target"])
         listed.append(item)
     return listed
 

@@ -125,3 +125,15 @@ def test_the_shipped_config_yaml_parses(monkeypatch):
     monkeypatch.delenv("NOTIFY_SECRET_KEY", raising=False)
     config = load_config(Path(__file__).parent.parent / "config.yaml")
     assert config.delivery.batch_size == 500 and config.routes == []
+
+
+def test_listings_shorten_url_parts_that_can_be_credentials(cfg, capsys):
+    hook = "https://hooks.slack.com/services/T0000000/B0000000/abcdefghijklmnopqrstuvwx"
+    assert run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "slack", "--target", hook,
+               "--config", cfg)[0] == 0
+    assert run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "webhook",
+               "--target", "https://example.com/hook?token=abc", "--config", cfg)[0] == 0
+    code, out, _ = run(capsys, "destinations", "list", "--json", "--config", cfg)
+    targets = [d["target"] for d in json.loads(out)]
+    assert targets == ["https://hooks.slack.com/services/T0000000/B0000000/abcd****", "https://example.com/hook?****"]
+    assert "abcdefghijklmnopqrstuvwx" not in out and "token=abc" not in out

@@ -131,3 +131,70 @@ def test_an_unreachable_server_is_transient(app):
     deliver_due(app)
     (row,) = rows(app)
     assert row["status"] == "queued" and row["error"].startswith("SMTP connection failed")
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def _self_signed(tmp_path):
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def _server_context(cert_file, key_file):
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def test_starttls_is_used_when_configured_and_the_certificate_verifies(app, tmp_path):
+    from aiosmtpd.controller import Controller
+
+    from tests.delivery_support import free_port
+
+    cert_file, key_file = _self_signed(tmp_path)
+    handler = SmtpRecorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
+                            tls_context=_server_context(cert_file, key_file), require_starttls=True)
+    controller.start()
+    try:
+        app.config.channels.email.port = controller.port
+        app.config.channels.email.security = "starttls"
+        app.config.channels.email.ca_file = str(cert_file)
+        queue(app, ["owner@tenant.example"])
+        assert deliver_due(app).sent == 1
+        assert len(handler.messages) == 1
+    finally:
+        controller.stop()
+
+
+def test_starttls_required_but_not_offered_sends_nothing_in_clear(mail_app, smtp):
+    handler, _ = smtp
+    mail_app.config.channels.email.security = "starttls"
+    queue(mail_app, ["owner@tenant.example"])
+    deliver_due(mail_app)
+    (row,) = rows(mail_app)
+    assert row["status"] == "queued" and row["error"].startswith("SMTP connection failed")
+    assert handler.messages == []

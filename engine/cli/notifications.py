@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from engine.cli.output import print_json, print_table
+from engine.destinations import masked_target
 from engine.errors import BadInput
 from engine.queries import query
 
@@ -39,6 +40,8 @@ def list_command(app, args) -> int:
     with app.databases.begin("notify") as conn:
         rows = [dict(r) for r in conn.execute(query("dispatcher", "list_notifications"),
                                               dict(status=args.status, alert_id=alert_id, limit=args.limit)).mappings()]
+    for row in rows:
+        row["recipient"] = masked_target(row["recipient"])
     if args.json:
         print_json(rows)
     else:
