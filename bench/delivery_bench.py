@@ -4,7 +4,7 @@ Prometheus Alertmanager 0.25 delivering the same 50,000 alerts (one group per al
 same receiver. Also measures the HTTP clients the webhook channel could use.
 
 Run:  .venv/bin/python bench/delivery_bench.py            (about 1-2 minutes; loopback only)
-      --alerts N, --dispatchers N (processes sharing the queue, default 2), --skip-alertmanager, --skip-clients
+      --alerts N, --dispatchers N (processes sharing the queue, default 2), --workers N, --skip-alertmanager, --skip-clients
 
 Its own setup: a private PostgreSQL cluster in a temporary directory (the machine's binaries,
 durable settings: fsync on), and `apt-get install prometheus-alertmanager` when the binary is
@@ -111,12 +111,13 @@ def prepare_database(url: str, alerts: int, receiver_url: str, tenants: int = 10
         conn.execute("VACUUM ANALYZE notify.destinations")
 
 
-def _engine_app(url: str):
+def _engine_app(url: str, workers: int = 2):
     from engine.app import App
     from engine.config import Config, DatabasesConfig
 
     config = Config(databases=DatabasesConfig(url, url, url, url), source="<bench>")
     config.channels.webhook.allow_private_networks = True   # the receiver is on loopback
+    config.delivery.workers = workers
     return App(config)
 
 
@@ -130,13 +131,13 @@ def plan_child(url: str, queue) -> None:
         queue.put(dict(planned=planned, plan_seconds=time.perf_counter() - start))
 
 
-def deliver_child(url: str, go, queue) -> None:
+def deliver_child(url: str, go, queue, workers: int) -> None:
     """One dispatcher process, as one notifyd would run it: deliver_due until nothing is due."""
     import resource
 
     from engine.dispatcher import deliver_due
 
-    with _engine_app(url) as app:
+    with _engine_app(url, workers) as app:
         app.databases.engine("notify").connect().close()   # connect before the clock starts
         go.wait()
         summary = deliver_due(app)
@@ -145,7 +146,7 @@ def deliver_child(url: str, go, queue) -> None:
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int) -> dict:
+def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int, workers: int) -> dict:
     import psycopg
 
     from engine.db import Databases
@@ -168,7 +169,7 @@ def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int)
         result = queue.get(timeout=TIME_LIMIT)
         planner.join(30)
         go = spawn.Event()
-        children = [spawn.Process(target=deliver_child, args=(url, go, queue)) for _ in range(dispatchers)]
+        children = [spawn.Process(target=deliver_child, args=(url, go, queue, workers)) for _ in range(dispatchers)]
         for child in children:
             child.start()
         time.sleep(3)   # let every child import and connect before the clock starts
@@ -288,6 +289,7 @@ def main() -> int:
     parser.add_argument("--skip-clients", action="store_true")
     parser.add_argument("--dispatchers", type=int, default=2,
                         help="dispatcher processes sharing the queue, as that many notifyd would (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="delivery.workers in each (default 2)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ne-bench-"))
@@ -300,7 +302,7 @@ def main() -> int:
             for name, rate in asyncio.run(client_rates(receiver_port)).items():
                 print(f"  {name:40s} {rate:8,.0f} POSTs/s")
 
-        engine = run_engine(args.alerts, receiver_port, workdir, args.dispatchers)
+        engine = run_engine(args.alerts, receiver_port, workdir, args.dispatchers, args.workers)
         received = receiver_counts(receiver_port).get("/notify-engine", 0)
         engine_rate = engine["sent"] / engine["deliver_seconds"]
         print(f"\nnotify-engine: {args.alerts:,} alerts -> {engine['planned']:,} notifications planned in "

@@ -115,8 +115,11 @@ def guarded_session(allow_private: bool, resolve: Optional[Resolve], timeout: ai
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow_private, resolve), limit=limit,
                                      limit_per_host=limit, ttl_dns_cache=10, enable_cleanup_closed=True)
     # trust_env=False: a proxy from the environment would carry requests past the guard.
+    # DummyCookieJar: one receiver's Set-Cookie must never ride along to the next request (and
+    # cookie bookkeeping is a measurable share of the per-request cost).
     return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                 auto_decompress=False)
+                                 auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                                 skip_auto_headers=("Accept", "Accept-Encoding"))
 
 
 async def post_guarded(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],

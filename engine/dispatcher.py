@@ -128,6 +128,7 @@ class Dispatcher:
     def claim(self, now: datetime, token: uuid.UUID) -> list[dict]:
         delivery = self.config.delivery
         with self.app.databases.begin("notify") as conn:
+            conn.execute(query("dispatcher", "relaxed_commit"))
             rows = conn.execute(query("dispatcher", "claim_due"), dict(
                 now=now, lease_until=now + timedelta(seconds=delivery.lease), token=token,
                 batch_size=delivery.batch_size)).mappings().all()
@@ -135,6 +136,7 @@ class Dispatcher:
 
     def record(self, rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> None:
         with self.app.databases.begin("notify") as conn:
+            conn.execute(query("dispatcher", "relaxed_commit"))
             conn.execute(query("dispatcher", "record_results"), dict(
                 token=token,
                 tenant_ids=[r["tenant_id"] for r in rows], ids=[r["id"] for r in rows],
