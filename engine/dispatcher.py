@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Optional
@@ -253,6 +253,12 @@ class Dispatcher:
 
 
 # ---------------------------------------------------------------------- entry points
+
+
+def queue_stats(conn, now: datetime) -> dict:
+    """Queue depth, claims in flight, the oldest due notification and failures in the last hour
+    (for `notifyctl status` and /metrics)."""
+    return dict(conn.execute(query("dispatcher", "queue_stats"), dict(now=now)).mappings().one())
 
 
 def deliver_due(app: App, *, resolve: Optional[Resolve] = None) -> DeliverySummary:

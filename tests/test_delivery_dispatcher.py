@@ -183,3 +183,21 @@ def test_an_ops_route_delivers_with_its_configured_secret_and_a_removed_route_is
     assert by_id[first["id"]]["status"] == "sent"
     assert (by_id[second["id"]]["status"], by_id[second["id"]]["error"]) == ("skipped", "route no longer configured")
     assert len(receiver.received) == 1
+
+
+def test_queue_stats_count_what_is_waiting_and_what_failed_recently(hook_app, receiver):
+    from engine.dispatcher import queue_stats
+
+    queue(hook_app, receiver.url("/ok"), alerts=2)
+    queue(hook_app, receiver.url("/status/400"))
+    with hook_app.databases.begin("notify") as conn:
+        before = queue_stats(conn, hook_app.clock.now())
+    # Planned once per transition: the second destination only gets the alert planned after it.
+    assert (before["queued"], before["in_flight"], before["failed_last_hour"]) == (4, 0, 0)
+    assert before["oldest_due"] == hook_app.clock.now()
+    deliver_due(hook_app)
+    with hook_app.databases.begin("notify") as conn:
+        after = queue_stats(conn, hook_app.clock.now())
+        later = queue_stats(conn, hook_app.clock.now() + timedelta(hours=2))
+    assert (after["queued"], after["failed_last_hour"], after["oldest_due"]) == (0, 1, None)
+    assert later["failed_last_hour"] == 0

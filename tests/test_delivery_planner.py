@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from tests.delivery_support import OTHER_TENANT, TENANT, add_dest, insert_alert, notifications, transition_alert
+from tests.delivery_support import OTHER_TENANT, add_dest, insert_alert, notifications, transition_alert
 from engine.config import RouteConfig
 from engine.planner import plan_notifications
 

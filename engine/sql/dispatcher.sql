@@ -71,3 +71,14 @@ RETURNING tenant_id, id;
 -- name: notification_status
 -- The status of one notification by id (for retry's error message).
 SELECT status FROM notify.notifications WHERE id = :id;
+
+-- name: queue_stats
+-- For `notifyctl status` and /metrics: queue depth, the oldest due notification, failures in the
+-- last hour, and how many are claimed right now.
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'queued' AND claim_token IS NOT NULL) AS in_flight,
+       min(next_attempt_at) FILTER (WHERE status = 'queued' AND claim_token IS NULL) AS oldest_due,
+       count(*) FILTER (WHERE status = 'failed' AND last_attempt_at >= CAST(:now AS timestamptz) - interval '1 hour')
+         AS failed_last_hour
+FROM notify.notifications
+WHERE status = 'queued' OR (status = 'failed' AND last_attempt_at >= CAST(:now AS timestamptz) - interval '1 hour');
