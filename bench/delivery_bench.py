@@ -87,6 +87,14 @@ async def client_rates(port: int, count: int = 5000, concurrency: int = 64) -> d
         rates["httpx AsyncClient (own transport)"] = await run(httpx_post)
     async with httpx.AsyncClient(trust_env=False, transport=AiohttpTransport()) as client:
         rates["httpx over httpx-aiohttp transport"] = await run(httpx_post)
+    from channels.http1 import Http1Client
+
+    lean = Http1Client(allow_private=True, connect_timeout=5, read_timeout=10, limit=concurrency)
+
+    async def lean_post(url):
+        await lean.post(url, body, headers)
+    rates["channels.http1 (asyncio + httptools)"] = await run(lean_post)
+    await lean.close()
     return rates
 
 

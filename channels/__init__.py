@@ -26,7 +26,8 @@ def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
                               resolve=resolve, templates_root=templates_root),
         "webhook": WebhookChannel(allow_private_networks=webhook.allow_private_networks,
                                   connect_timeout=webhook.connect_timeout, read_timeout=webhook.read_timeout,
-                                  resolve=resolve, connection_limit=config.delivery.concurrency.get("webhook", 128)),
+                                  resolve=resolve, connection_limit=config.delivery.concurrency.get("webhook", 128),
+                                  client=webhook.client),
     }
 
 

@@ -13,12 +13,14 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from channels.base import Channel, DeliveryResult, Message, parse_retry_after
+from channels.http1 import Http1Client, RequestTimeout
 from channels.ssrf import GuardedResolver, Resolve, SsrfRefused, check_url_host
 
 PAYLOAD_VERSION = 1
@@ -75,8 +77,11 @@ class WebhookChannel(Channel):
     name = "webhook"
 
     def __init__(self, *, allow_private_networks: bool, connect_timeout: float, read_timeout: float,
-                 resolve: Optional[Resolve] = None, connection_limit: int = 128):
+                 resolve: Optional[Resolve] = None, connection_limit: int = 128, client: str = "http1"):
         self.allow_private_networks = allow_private_networks
+        self.client = client
+        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+        self._http1: Optional[Http1Client] = None
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                               sock_read=read_timeout, connect=connect_timeout)
         self._resolve = resolve
@@ -84,18 +89,26 @@ class WebhookChannel(Channel):
         self._session: Optional[aiohttp.ClientSession] = None
 
     async def open(self) -> None:
+        if self.client == "http1":
+            if self._http1 is None:
+                self._http1 = Http1Client(allow_private=self.allow_private_networks,
+                                          connect_timeout=self._connect_timeout, read_timeout=self._read_timeout,
+                                          resolve=self._resolve, limit=self._connection_limit)
+            return
         if self._session is None:
             self._session = guarded_session(self.allow_private_networks, self._resolve, self._timeout,
                                             self._connection_limit)
 
     async def close(self) -> None:
+        if self._http1 is not None:
+            await self._http1.close()
+            self._http1 = None
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def send(self, message: Message) -> DeliveryResult:
         await self.open()
-        assert self._session is not None
         body = json.dumps(build_payload(message), separators=(",", ":")).encode()
         timestamp = int(message.now.timestamp())
         headers = {
@@ -106,6 +119,9 @@ class WebhookChannel(Channel):
         }
         if message.secret:
             headers["webhook-signature"] = sign(message.secret, message.idempotency_key, timestamp, body)
+        if self._http1 is not None:
+            return await post_lean(self._http1, message.recipient, body, headers, message.now)
+        assert self._session is not None
         return await post_guarded(self._session, message.recipient, body, headers, self.allow_private_networks,
                                   message.now)
 
@@ -122,24 +138,43 @@ def guarded_session(allow_private: bool, resolve: Optional[Resolve], timeout: ai
                                  skip_auto_headers=("Accept", "Accept-Encoding"))
 
 
+def classify(status: int, retry_after: Optional[str], now) -> DeliveryResult:
+    """What a webhook response means (docs/WEBHOOKS.md "Responses")."""
+    if 200 <= status < 300:
+        return DeliveryResult.sent()
+    if status == 410:
+        return DeliveryResult.permanent("HTTP 410 Gone: endpoint removed, destination disabled",
+                                        disable_destination=True)
+    if status == 429 or status >= 500:
+        return DeliveryResult.transient(f"HTTP {status}", parse_retry_after(retry_after, now))
+    if 300 <= status < 400:
+        return DeliveryResult.permanent(f"HTTP {status}: redirects are not followed")
+    return DeliveryResult.permanent(f"HTTP {status}")
+
+
+async def post_lean(client: Http1Client, url: str, body: bytes, headers: dict[str, str], now) -> DeliveryResult:
+    try:
+        response = await client.post(url, body, headers)
+    except SsrfRefused as exc:
+        return DeliveryResult.permanent(str(exc))
+    except RequestTimeout:
+        return DeliveryResult.transient("timed out")
+    except asyncio.TimeoutError:
+        return DeliveryResult.transient("connection failed: timed out")
+    except ssl.SSLError as exc:
+        return DeliveryResult.transient(f"TLS failed: {type(exc).__name__}")
+    except OSError as exc:
+        return DeliveryResult.transient(f"connection failed: {type(exc).__name__}")
+    return classify(response.status, response.retry_after, now)
+
+
 async def post_guarded(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
                        allow_private: bool, now) -> DeliveryResult:
     try:
         check_url_host(urlsplit(url).hostname or "", allow_private)
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             await response.content.read(4096)  # drain a little so the connection can be reused
-            status = response.status
-            if 200 <= status < 300:
-                return DeliveryResult.sent()
-            if status == 410:
-                return DeliveryResult.permanent("HTTP 410 Gone: endpoint removed, destination disabled",
-                                                disable_destination=True)
-            if status == 429 or status >= 500:
-                return DeliveryResult.transient(f"HTTP {status}",
-                                                parse_retry_after(response.headers.get("Retry-After"), now))
-            if 300 <= status < 400:
-                return DeliveryResult.permanent(f"HTTP {status}: redirects are not followed")
-            return DeliveryResult.permanent(f"HTTP {status}")
+            return classify(response.status, response.headers.get("Retry-After"), now)
     except SsrfRefused as exc:
         return DeliveryResult.permanent(str(exc))
     except aiohttp.ClientConnectorError as exc:

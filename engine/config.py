@@ -110,6 +110,9 @@ class WebhookChannelConfig:
     # Fernet key (urlsafe base64 of 32 bytes) that encrypts destinations' signing secrets at rest;
     # e.g. ${NOTIFY_SECRET_KEY}. Needed only to add or use destinations with a secret.
     secret_key: Optional[str] = None
+    # HTTP client of the webhook hot path: http1 (asyncio + httptools, the lean default measured in
+    # BENCHMARKS.md) or aiohttp.
+    client: str = "http1"
 
 
 @dataclass
@@ -386,6 +389,8 @@ def _check_references(config: Config, source: str) -> None:
             raise ConfigError(f"{source}: tenants.{tenant_id}: a tenant id must be a UUID") from None
         if tenant.plan not in config.plans:
             raise ConfigError(f"{source}: tenants.{tenant_id}.plan: unknown plan {tenant.plan!r}")
+    if config.channels.webhook.client not in ("http1", "aiohttp"):
+        raise ConfigError(f"{source}: channels.webhook.client: expected http1 or aiohttp")
     if config.channels.email.security not in ("none", "starttls", "tls"):
         raise ConfigError(f"{source}: channels.email.security: expected none, starttls or tls")
     if config.partitions.months_ahead < 0 or config.partitions.keep_months < 0:

@@ -28,8 +28,16 @@ def receiver():
     server.stop()
 
 
+@pytest.fixture(params=["http1", "aiohttp"])
+def any_client_app(app, request):
+    """Every webhook test runs on both HTTP clients the webhook channel offers."""
+    app.config.channels.webhook.client = request.param
+    return app
+
+
 @pytest.fixture
-def webhook_app(app):
+def webhook_app(any_client_app):
+    app = any_client_app
     app.config.channels.webhook.allow_private_networks = True   # the receiver is on 127.0.0.1
     app.config.channels.webhook.read_timeout = 0.3
     app.config.channels.webhook.secret_key = Fernet.generate_key().decode()
@@ -201,7 +209,8 @@ def test_blocked_ranges_are_decided_per_address(address, reason):
 @pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/ok", "http://10.9.8.7/ok", "http://169.254.169.254/latest/meta-data",
                                  "http://[::ffff:127.0.0.1]:{port}/ok", "http://2130706433:{port}/ok",
                                  "http://rebind.test:{port}/ok"])
-def test_private_targets_are_refused_without_connecting(app, receiver, url):
+def test_private_targets_are_refused_without_connecting(any_client_app, receiver, url):
+    app = any_client_app
     resolved = []
 
     async def resolve(host, port):
@@ -217,7 +226,8 @@ def test_private_targets_are_refused_without_connecting(app, receiver, url):
     assert receiver.received == []
 
 
-def test_a_name_is_refused_when_any_of_its_addresses_is_private(app, receiver):
+def test_a_name_is_refused_when_any_of_its_addresses_is_private(any_client_app, receiver):
+    app = any_client_app
     async def resolve(host, port):
         return ["93.184.216.34", "127.0.0.1"]   # checked, never connected to
 

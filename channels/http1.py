@@ -1,0 +1,194 @@
+"""A lean HTTP/1.1 POST client for the webhook hot path: asyncio protocols + httptools (llhttp).
+
+Why it exists: per request, aiohttp's client machinery costs more CPU than everything else the
+dispatcher does together (profiles in BENCHMARKS.md). Webhooks need little of it: POST a small
+body with Content-Length, read the status, Retry-After and the body, keep the connection alive.
+Everything else (redirects, cookies, proxies, compression) is deliberately absent, which is also
+what the SSRF rules ask for. Response parsing is llhttp's (httptools), not ours.
+
+Connections go to addresses that `channels.ssrf.resolve_checked` returned (checked once,
+connected to as checked); TLS verifies the certificate against the URL's host name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit
+
+import httptools
+
+from channels.ssrf import Resolve, SsrfRefused, literal_address, resolve_checked, system_resolve
+
+MAX_IDLE_PER_ORIGIN = 256
+DNS_TTL = 10.0
+
+
+@dataclass
+class Response:
+    status: int
+    retry_after: Optional[str]
+
+
+class RequestTimeout(Exception):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: Optional[asyncio.Transport] = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: Optional[asyncio.Future] = None
+        self.closed = False
+        self._retry_after: Optional[str] = None
+        self._header_name = b""
+        self._complete = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(ConnectionError(f"bad HTTP response: {type(exc).__name__}"))
+            self.close()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self._fail(exc or ConnectionResetError("connection closed before the response"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"retry-after":
+            self._retry_after = value.decode("latin-1").strip()
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+        if self.waiter is not None and not self.waiter.done():
+            keep_alive = self.parser.should_keep_alive()
+            self.waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), keep_alive))
+
+    # use
+    def _fail(self, exc: BaseException) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    def send(self, request: bytes) -> asyncio.Future:
+        self.parser = httptools.HttpResponseParser(self)
+        self._retry_after = None
+        self._complete = False
+        self.waiter = asyncio.get_running_loop().create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        return self.waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Http1Client:
+    """Keep-alive connections per origin; at most `limit` requests in flight (the dispatcher's
+    per-channel limit applies on top)."""
+
+    def __init__(self, *, allow_private: bool, connect_timeout: float, read_timeout: float,
+                 resolve: Optional[Resolve] = None, limit: int = 128):
+        self.allow_private = allow_private
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._resolve = resolve or system_resolve
+        self._idle: dict[tuple, list[_Connection]] = {}
+        self._addresses: dict[tuple, tuple[float, list[str]]] = {}
+        self._ssl = ssl.create_default_context()
+        self._slots = asyncio.Semaphore(limit)
+
+    async def close(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+
+    async def _addresses_for(self, host: str, port: int) -> list[str]:
+        literal = literal_address(host)
+        if literal is not None:
+            from channels.ssrf import check_url_host
+
+            check_url_host(host, self.allow_private)
+            return [literal]
+        key = (host, port)
+        cached = self._addresses.get(key)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        # Checked once here; the connection below goes to exactly these addresses.
+        addresses = await resolve_checked(host, port, self._resolve, self.allow_private)
+        self._addresses[key] = (now + DNS_TTL, addresses)
+        return addresses
+
+    async def _connect(self, scheme: str, host: str, port: int) -> _Connection:
+        loop = asyncio.get_running_loop()
+        last_error: BaseException = ConnectionError("no address")
+        for address in await self._addresses_for(host, port):
+            try:
+                _, connection = await asyncio.wait_for(loop.create_connection(
+                    _Connection, address, port,
+                    ssl=self._ssl if scheme == "https" else None,
+                    server_hostname=host if scheme == "https" else None), self.connect_timeout)
+                return connection
+            except (OSError, asyncio.TimeoutError) as exc:
+                last_error = exc
+        raise last_error
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        default_port = port == (443 if scheme == "https" else 80)
+        host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
+        head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        origin = (scheme, host, port)
+        async with self._slots:
+            for attempt in (1, 2):
+                idle = self._idle.get(origin)
+                connection = None
+                while idle:
+                    candidate = idle.pop()
+                    if not candidate.closed:
+                        connection = candidate
+                        break
+                reused = connection is not None
+                if connection is None:
+                    connection = await self._connect(scheme, host, port)
+                try:
+                    response, keep_alive = await asyncio.wait_for(connection.send(request), self.read_timeout)
+                except asyncio.TimeoutError:
+                    connection.close()
+                    raise RequestTimeout() from None
+                except (ConnectionError, OSError):
+                    connection.close()
+                    if reused and attempt == 1:
+                        continue  # the server closed an idle keep-alive connection: one fresh try
+                    raise
+                if keep_alive and not connection.closed:
+                    pool = self._idle.setdefault(origin, [])
+                    if len(pool) < MAX_IDLE_PER_ORIGIN:
+                        pool.append(connection)
+                    else:
+                        connection.close()
+                else:
+                    connection.close()
+                return response
+        raise ConnectionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["Http1Client", "RequestTimeout", "Response", "SsrfRefused"]
