@@ -123,6 +123,16 @@ async def webhook_responder(request: web.Request, body: bytes) -> web.StreamResp
         return web.Response(status=int(parts[1]), headers=headers, text="status")
     if parts[0] == "retry-after":
         return web.Response(status=429, headers={"Retry-After": parts[1]}, text="slow down")
+    if parts[0] == "chunked-close":
+        # A chunked body and Connection: close: the client must read to the end and reconnect.
+        response = web.StreamResponse(status=202)
+        response.enable_chunked_encoding()
+        response.force_close()
+        await response.prepare(request)
+        await response.write(b"accepted, ")
+        await response.write(b"thanks")
+        await response.write_eof()
+        return response
     if parts[0] == "hang":
         # Holds the response until the server stops: the client's read timeout fires first.
         await request.app[RELEASE].wait()

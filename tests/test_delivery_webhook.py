@@ -107,6 +107,18 @@ def test_server_errors_and_timeouts_are_retried_later_with_the_same_webhook_id(w
     assert receiver.received[0].headers["webhook-id"] == receiver.received[1].headers["webhook-id"]
 
 
+def test_chunked_responses_and_closed_connections_are_handled(webhook_app, receiver):
+    now = webhook_app.clock.now()
+    with webhook_app.databases.begin("notify") as conn:
+        add_dest(conn, now, "webhook", receiver.url("/chunked-close"))
+        for _ in range(3):
+            insert_alert(conn, now)
+        plan_notifications(conn, webhook_app.config, now)
+    webhook_app.config.delivery.concurrency["webhook"] = 1   # one connection, closed after each reply
+    assert deliver_due(webhook_app).sent == 3
+    assert len(receiver.received) == 3
+
+
 def test_a_connection_refused_is_transient(webhook_app):
     queue_one(webhook_app, "http://127.0.0.1:9/unreachable")
     deliver_due(webhook_app)
