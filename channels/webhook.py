@@ -1,9 +1,12 @@
 """Webhooks: a versioned JSON payload (docs/WEBHOOKS.md), signed the Standard Webhooks way.
 
-aiohttp carries the hot path: the delivery benchmark measured httpx's own transport far below
-the rate we need (see BENCHMARKS.md, docs/ARCHITECTURE.md "Deliver"). One ClientSession with
-keep-alive per dispatcher; its connector resolves through the SSRF guard, so the address that
-was checked is the address connected to. No redirects, no proxies from the environment.
+Two HTTP clients, chosen by channels.webhook.client (BENCHMARKS.md has the measurements):
+  * http1 (default): channels/http1.py, asyncio protocols + httptools, keep-alive per origin;
+    it connects to the addresses channels.ssrf.resolve_checked returned.
+  * aiohttp: one ClientSession per dispatcher whose connector resolves through the SSRF guard's
+    resolver, so the address that was checked is the address connected to.
+Both: no redirects, no proxies from the environment, no cookies; responses mean the same
+(`classify`).
 """
 
 from __future__ import annotations
