@@ -44,8 +44,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: Optional[asyncio.Future] = None
         self.closed = False
         self._retry_after: Optional[str] = None
-        self._header_name = b""
-        self._complete = False
+        self._headers_complete = False
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -60,6 +59,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if exc is None and self._headers_complete and self.waiter is not None and not self.waiter.done():
+            # A response without Content-Length or chunking ends when the server closes.
+            self.waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), False))
+            return
         self._fail(exc or ConnectionResetError("connection closed before the response"))
 
     # httptools callbacks
@@ -67,8 +70,12 @@ class _Connection(asyncio.Protocol):
         if name.lower() == b"retry-after":
             self._retry_after = value.decode("latin-1").strip()
 
+    def on_headers_complete(self) -> None:
+        self._headers_complete = self.parser.get_status_code() >= 200
+
     def on_message_complete(self) -> None:
-        self._complete = True
+        if self.parser.get_status_code() < 200:
+            return  # an interim 1xx reply: the real one follows
         if self.waiter is not None and not self.waiter.done():
             keep_alive = self.parser.should_keep_alive()
             self.waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), keep_alive))
@@ -81,7 +88,7 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future:
         self.parser = httptools.HttpResponseParser(self)
         self._retry_after = None
-        self._complete = False
+        self._headers_complete = False
         self.waiter = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(request)
