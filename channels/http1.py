@@ -17,13 +17,15 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
 from channels.ssrf import Resolve, SsrfRefused, literal_address, resolve_checked, system_resolve
 
 MAX_IDLE_PER_ORIGIN = 256
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 DNS_TTL = 10.0
 
 
@@ -157,7 +159,13 @@ class Http1Client:
         scheme = parts.scheme
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Percent-encode what may not appear raw in a request line (spaces, non-ASCII); urlsplit has
+        # already dropped CR, LF and tabs, so a target cannot smuggle a header in.
+        target = quote(parts.path or "/", safe=_PATH_SAFE) + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
+        try:
+            host.encode("ascii")
+        except UnicodeEncodeError:
+            host = host.encode("idna").decode("ascii")
         default_port = port == (443 if scheme == "https" else 80)
         host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
         head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]

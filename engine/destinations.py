@@ -54,6 +54,8 @@ def validate_url(target: str, *, where: str) -> str:
         raise BadInput(f"{where}: expected an http:// or https:// URL")
     if not parts.hostname:
         raise BadInput(f"{where}: the URL has no host")
+    if any(c.isspace() or ord(c) < 32 for c in target):
+        raise BadInput(f"{where}: a URL cannot contain spaces or control characters")
     if parts.username or parts.password:
         # Credentials in a URL end up in logs and listings; use a signing secret instead.
         raise BadInput(f"{where}: credentials in the URL are not accepted; use --secret to sign instead")

@@ -30,7 +30,8 @@ def serve(replies: list[bytes], *, close_after_reply: bool = True):
     return handle, answered
 
 
-async def post_all(replies: list[bytes], count: int, *, close_after_reply: bool = True, read_timeout: float = 2):
+async def post_all(replies: list[bytes], count: int, *, close_after_reply: bool = True, read_timeout: float = 2,
+                   path: str = ""):
     handle, answered = serve(replies, close_after_reply=close_after_reply)
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -39,7 +40,7 @@ async def post_all(replies: list[bytes], count: int, *, close_after_reply: bool 
     try:
         for _ in range(count):
             try:
-                results.append(await client.post(f"http://127.0.0.1:{port}/hook?x=1", b'{"a":1}',
+                results.append(await client.post(f"http://127.0.0.1:{port}{path or '/hook?x=1'}", b'{"a":1}',
                                                  {"content-type": "application/json"}))
             except Exception as exc:  # noqa: BLE001 - the test looks at what came back
                 results.append(exc)
@@ -84,3 +85,12 @@ def test_private_literals_are_refused_before_connecting():
 
     with pytest.raises(SsrfRefused):
         asyncio.run(attempt())
+
+
+def test_a_target_cannot_smuggle_anything_into_the_request_line():
+    ok = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+    results, answered = asyncio.run(post_all([ok], 1, path="/a b/\u00e9?q=x y\r\nX-Evil: 1"))
+    assert results[0].status == 204
+    request_line, *headers = answered[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert request_line == b"POST /a%20b/%C3%A9?q=x%20yX-Evil:%201 HTTP/1.1"
+    assert not any(h.lower().startswith(b"x-evil") for h in headers)
