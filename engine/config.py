@@ -427,5 +427,10 @@ def _check_delivery(config: Config, source: str) -> None:
             raise ConfigError(f"{where}.channel: expected one of {', '.join(CHANNELS)}, got {route.channel!r}")
         if route.min_severity not in SEVERITIES:
             raise ConfigError(f"{where}.min_severity: expected one of {', '.join(SEVERITIES)}")
-        if not route.target.strip():
-            raise ConfigError(f"{where}.target: must not be empty")
+        from engine.destinations import validate_target  # here: destinations imports this module
+        from engine.errors import BadInput
+
+        try:
+            route.target = validate_target(route.channel, route.target, where=f"{where}.target")
+        except BadInput as exc:
+            raise ConfigError(str(exc)) from None

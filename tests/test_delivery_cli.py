@@ -112,6 +112,8 @@ def test_routes_and_delivery_keys_are_parsed_and_checked():
     assert config.routes[0].kinds == ["PAYMENT_FAILED"] and config.delivery.concurrency == {"webhook": 32}
     with pytest.raises(ConfigError, match=r"routes\[0\]\.channel: expected one of email, slack, webhook"):
         parse_config({"routes": [{"name": "ops", "channel": "pager", "target": "x"}]})
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.target: expected an http:// or https:// URL"):
+        parse_config({"routes": [{"name": "ops", "channel": "webhook", "target": "ftp://x"}]})
     with pytest.raises(ConfigError, match=r"delivery\.concurrency\.fax: unknown channel"):
         parse_config({"delivery": {"concurrency": {"fax": 1}}})
 
