@@ -89,7 +89,7 @@ async def client_rates(port: int, count: int = 5000, concurrency: int = 64) -> d
         rates["httpx over httpx-aiohttp transport"] = await run(httpx_post)
     from channels.http1 import Http1Client
 
-    lean = Http1Client(allow_private=True, connect_timeout=5, read_timeout=10, limit=concurrency)
+    lean = Http1Client(allow_private=True, connect_timeout=5, read_timeout=10)
 
     async def lean_post(url):
         await lean.post(url, body, headers)

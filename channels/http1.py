@@ -103,11 +103,11 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Client:
-    """Keep-alive connections per origin; at most `limit` requests in flight (the dispatcher's
-    per-channel limit applies on top)."""
+    """Keep-alive connections per origin. It does not bound requests in flight: the caller does
+    (the dispatcher's per-channel limit, the one place such limits live)."""
 
     def __init__(self, *, allow_private: bool, connect_timeout: float, read_timeout: float,
-                 resolve: Optional[Resolve] = None, limit: int = 128):
+                 resolve: Optional[Resolve] = None):
         self.allow_private = allow_private
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -115,7 +115,6 @@ class Http1Client:
         self._idle: dict[tuple, list[_Connection]] = {}
         self._addresses: dict[tuple, tuple[float, list[str]]] = {}
         self._ssl = ssl.create_default_context()
-        self._slots = asyncio.Semaphore(limit)
 
     async def close(self) -> None:
         for connections in self._idle.values():
@@ -172,37 +171,36 @@ class Http1Client:
         head += [f"{name}: {value}" for name, value in headers.items()]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         origin = (scheme, host, port)
-        async with self._slots:
-            for attempt in (1, 2):
-                idle = self._idle.get(origin)
-                connection = None
-                while idle:
-                    candidate = idle.pop()
-                    if not candidate.closed:
-                        connection = candidate
-                        break
-                reused = connection is not None
-                if connection is None:
-                    connection = await self._connect(scheme, host, port)
-                try:
-                    response, keep_alive = await asyncio.wait_for(connection.send(request), self.read_timeout)
-                except asyncio.TimeoutError:
-                    connection.close()
-                    raise RequestTimeout() from None
-                except (ConnectionError, OSError):
-                    connection.close()
-                    if reused and attempt == 1:
-                        continue  # the server closed an idle keep-alive connection: one fresh try
-                    raise
-                if keep_alive and not connection.closed:
-                    pool = self._idle.setdefault(origin, [])
-                    if len(pool) < MAX_IDLE_PER_ORIGIN:
-                        pool.append(connection)
-                    else:
-                        connection.close()
+        for attempt in (1, 2):
+            idle = self._idle.get(origin)
+            connection = None
+            while idle:
+                candidate = idle.pop()
+                if not candidate.closed:
+                    connection = candidate
+                    break
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(scheme, host, port)
+            try:
+                response, keep_alive = await asyncio.wait_for(connection.send(request), self.read_timeout)
+            except asyncio.TimeoutError:
+                connection.close()
+                raise RequestTimeout() from None
+            except (ConnectionError, OSError):
+                connection.close()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle keep-alive connection: one fresh try
+                raise
+            if keep_alive and not connection.closed:
+                pool = self._idle.setdefault(origin, [])
+                if len(pool) < MAX_IDLE_PER_ORIGIN:
+                    pool.append(connection)
                 else:
                     connection.close()
-                return response
+            else:
+                connection.close()
+            return response
         raise ConnectionError("unreachable")  # pragma: no cover
 
 

@@ -35,7 +35,7 @@ async def post_all(replies: list[bytes], count: int, *, close_after_reply: bool 
     handle, answered = serve(replies, close_after_reply=close_after_reply)
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = Http1Client(allow_private=True, connect_timeout=2, read_timeout=read_timeout, limit=1)
+    client = Http1Client(allow_private=True, connect_timeout=2, read_timeout=read_timeout)
     results = []
     try:
         for _ in range(count):

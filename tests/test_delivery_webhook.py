@@ -85,6 +85,13 @@ def test_a_webhook_is_delivered_signed_with_the_documented_payload(webhook_app, 
     assert payload["data"]["alert"]["kind"] == "RUNS_THRESHOLD" and payload["data"]["alert"]["context"] == {"percent": 80}
 
 
+def test_payloads_orjson_cannot_encode_fall_back_to_json():
+    from channels.webhook import encode_payload
+
+    assert encode_payload({"big": 2 ** 70, "text": "é"}) == b'{"big":1180591620717411303424,"text":"\\u00e9"}'
+    assert encode_payload({"text": "é"}) == '{"text":"é"}'.encode()
+
+
 def test_a_destination_without_a_secret_is_sent_unsigned(webhook_app, receiver):
     queue_one(webhook_app, receiver.url("/ok"))
     deliver_due(webhook_app)
