@@ -128,6 +128,8 @@ class JobsConfig:
     collect: Duration = Duration(60)
     detect: Duration = Duration(60)
     maintenance: Duration = Duration(86400)
+    # Deletes resolved alerts older than retention.resolved_alerts (and old job_runs rows).
+    cleanup: Duration = Duration(3600)
 
 
 @dataclass
@@ -152,6 +154,24 @@ class PartitionsConfig:
 
 
 @dataclass
+class RetentionConfig:
+    """What the cleanup job deletes; 0 keeps rows forever."""
+
+    resolved_alerts: Duration = Duration(90 * 86400)   # resolved alerts (and their notifications)
+    job_runs: Duration = Duration(30 * 86400)          # notify.job_runs history
+    batch_size: int = 1000                             # rows per DELETE transaction
+
+
+@dataclass
+class DaemonConfig:
+    """notifyd itself: shutdown, database fault handling, health."""
+
+    shutdown_grace: Duration = Duration(10)       # in-flight work may finish this long after SIGTERM
+    health_interval: Duration = Duration(5)       # how often the databases are probed
+    reconnect_backoff_max: Duration = Duration(30)  # longest wait between probes while a DB is down
+
+
+@dataclass
 class Config:
     databases: Optional[DatabasesConfig] = None
     plans: dict[str, PlanConfig] = field(default_factory=lambda: {"default": PlanConfig()})
@@ -162,6 +182,8 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -366,6 +388,10 @@ def _check_references(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: partitions: months_ahead and keep_months cannot be negative")
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
+    if config.retention.batch_size < 1:
+        raise ConfigError(f"{source}: retention.batch_size: must be at least 1")
+    if config.daemon.health_interval <= 0:
+        raise ConfigError(f"{source}: daemon.health_interval: must be more than 0")
     if config.http.listen is not None:
         host, sep, port = config.http.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:

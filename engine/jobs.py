@@ -1,4 +1,10 @@
-"""The periodic jobs notifyd schedules; each is also callable on its own (notifyctl, tests)."""
+"""The periodic jobs and long-running workers notifyd runs; each job is also callable on its own
+(notifyctl, tests).
+
+Adding a job is one line in PERIODIC_JOBS: `PeriodicJob("<name>", <fn(app)>)`, its interval being
+the `jobs.<name>` config key (0 turns it off). A long-running loop is one line in WORKERS:
+`Worker("<name>", <fn(app, stop_event)>)`; it must return soon after stop_event is set.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import logging
 
 from engine.app import App
 from engine.partitions import ensure_partitions, prune_partitions
+from engine.retention import delete_old_job_runs, delete_resolved_alerts
+from engine.scheduler import PeriodicJob, Worker
 
 log = logging.getLogger(__name__)
 
@@ -25,3 +33,26 @@ def maintenance_job(app: App) -> None:
         archive_dir = Path(settings.archive_dir)
     pruned = prune_partitions(app.databases, now, settings.keep_months, archive_dir=archive_dir, archiver=archiver)
     log.info("maintenance: %d partitions created, %d dropped", len(created), len(pruned))
+
+
+def cleanup_job(app: App) -> None:
+    """Deletes resolved alerts (with their notifications) and job_runs history past retention."""
+    now = app.clock.now()
+    retention = app.config.retention
+    alerts = runs = 0
+    if retention.resolved_alerts > 0:
+        alerts = delete_resolved_alerts(app.databases, now, retention.resolved_alerts, retention.batch_size)
+    if retention.job_runs > 0:
+        runs = delete_old_job_runs(app.databases, now, retention.job_runs, retention.batch_size)
+    if alerts or runs:
+        log.info("cleanup: %d resolved alerts and %d job runs deleted", alerts, runs)
+
+
+# What notifyd runs. Issue 3 adds PeriodicJob("collect", ...) and PeriodicJob("detect", ...) here
+# (intervals jobs.collect and jobs.detect); issue 4 adds Worker("dispatcher", run_dispatcher).
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("maintenance", maintenance_job),
+    PeriodicJob("cleanup", cleanup_job),
+]
+
+WORKERS: list[Worker] = []
