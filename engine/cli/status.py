@@ -29,7 +29,8 @@ def status_command(app, args) -> int:
                 ["table", "last_month", "months_ahead", "default_rows", "ok"])
     print()
     if report["jobs"]:
-        print_table(report["jobs"], ["job", "status", "started_at", "duration_seconds", "ran_by", "error"])
+        jobs = [{**j, "duration_seconds": f"{j['duration_seconds']:.3f}"} for j in report["jobs"]]
+        print_table(jobs, ["job", "status", "started_at", "duration_seconds", "ran_by", "error"])
     else:
         print("no job has run yet")
     return 0

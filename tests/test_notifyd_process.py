@@ -1,0 +1,204 @@
+"""The real notifyd process: started as a subprocess on the suite's PostgreSQL with short intervals.
+
+Process-level conditions are polled with a deadline (never a fixed sleep); no test asserts how long
+anything took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+
+NOTIFYD = Path(sys.executable).parent / "notifyd"
+DEADLINE = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what: str, timeout: float = DEADLINE):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, database_urls: dict, extra_yaml: str = "", name: str = "notifyd"):
+        self.port = free_port()
+        self.config_path = tmp_path / f"{name}.yaml"
+        self.write_config(database_urls, extra_yaml)
+        self.stderr_path = tmp_path / f"{name}.stderr"
+        env = {**os.environ, "NOTIFY_LOG_LEVEL": "INFO"}
+        env.pop("NOTIFY_CONFIG", None)
+        with open(self.stderr_path, "wb") as stderr:
+            self.process = subprocess.Popen([str(NOTIFYD), "--config", str(self.config_path)],
+                                            stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+    def write_config(self, database_urls: dict, extra_yaml: str) -> None:
+        lines = ["databases:"] + [f"  {s}: {u}" for s, u in database_urls.items()]
+        lines += ["http:", f"  listen: 127.0.0.1:{self.port}"]
+        self.config_path.write_text("\n".join(lines) + "\n" + extra_yaml)
+
+    def healthz(self) -> tuple[int, str]:
+        return http_get(self.port, "/healthz")
+
+    def metrics(self) -> str:
+        status, body = http_get(self.port, "/metrics")
+        assert status == 200
+        return body
+
+    def wait_healthy(self) -> dict:
+        body = wait_for(lambda: self.healthz()[0] == 200 and self.healthz()[1], "/healthz to answer 200")
+        return json.loads(body)
+
+    def log_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.stderr_path.read_text().splitlines() if line.strip()]
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=DEADLINE)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def start_daemon(tmp_path, database_urls):
+    started: list[Daemon] = []
+
+    def start(extra_yaml: str = "", name: str = "notifyd") -> Daemon:
+        daemon = Daemon(tmp_path, database_urls, extra_yaml, name)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.kill()
+
+
+FAST_JOBS = "jobs:\n  cleanup: 1s\n  maintenance: 1d\ndaemon:\n  health_interval: 500ms\n  shutdown_grace: 5s\n"
+
+
+def job_runs(database_urls, job: str) -> list[tuple]:
+    with psycopg.connect(database_urls["notify"]) as conn:
+        return conn.execute("SELECT slot_start, status, ran_by, started_at FROM notify.job_runs "
+                            "WHERE job_name = %s ORDER BY slot_start", [job]).fetchall()
+
+
+def test_healthz_metrics_and_sigterm_exit_0(start_daemon, database_urls):
+    daemon = start_daemon(FAST_JOBS)
+    body = daemon.wait_healthy()
+    assert body["status"] == "ok"
+    assert set(body["jobs"]) == {"maintenance", "cleanup"}
+    wait_for(lambda: len(job_runs(database_urls, "cleanup")) >= 2, "two cleanup ticks")
+    text = daemon.metrics()
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert names and all(name.startswith("notify_") for name in names)
+    assert 'notify_job_runs_total{job="cleanup",outcome="ok"}' in text
+    assert "notify_queue_depth 0.0" in text
+    assert "notify_job_duration_seconds_bucket" in text
+    assert 'notify_database_up{database=' in text
+    assert daemon.stop(signal.SIGTERM) == 0
+    lines = daemon.log_lines()          # stderr is not a terminal: JSON lines
+    assert any(line["msg"] == "notifyd stopped" for line in lines)
+    assert not [line for line in lines if line["level"] == "error"]
+
+
+def test_sigint_also_stops_cleanly(start_daemon):
+    daemon = start_daemon(FAST_JOBS)
+    daemon.wait_healthy()
+    assert daemon.stop(signal.SIGINT) == 0
+
+
+def test_a_bad_config_exits_2_with_one_line_before_anything_runs(tmp_path, database_urls, start_daemon):
+    daemon = start_daemon("jobs:\n  cleanup: soon\n")
+    assert daemon.process.wait(timeout=DEADLINE) == 2
+    stderr = daemon.stderr_path.read_text().strip().splitlines()
+    assert len(stderr) == 1
+    assert "jobs.cleanup" in stderr[0] and "duration" in stderr[0]
+    assert job_runs(database_urls, "maintenance") == []
+    assert daemon.healthz()[0] == 0     # nothing listened
+
+
+def test_two_daemons_run_each_tick_once(start_daemon, database_urls):
+    first = start_daemon(FAST_JOBS, name="first")
+    second = start_daemon(FAST_JOBS, name="second")
+    first.wait_healthy()
+    second.wait_healthy()
+    wait_for(lambda: len(job_runs(database_urls, "cleanup")) >= 4, "four cleanup ticks")
+    skipped_somewhere = wait_for(
+        lambda: any('notify_job_runs_total{job="cleanup",outcome="skipped"}' in d.metrics() for d in (first, second)),
+        "a daemon to skip a tick the other ran")
+    assert skipped_somewhere
+    assert first.stop() == 0 and second.stop() == 0
+    # The daily maintenance tick: both daemons started within its slot, one ran it.
+    assert len(job_runs(database_urls, "maintenance")) == 1
+    cleanup = job_runs(database_urls, "cleanup")
+    assert all(status == "ok" for _, status, _, _ in cleanup)
+    slots = [slot for slot, _, _, _ in cleanup]
+    assert len(slots) == len(set(slots))
+    # Neither daemon ever collided with the other (a duplicate slot would be an error logged).
+    for daemon in (first, second):
+        assert not [line for line in daemon.log_lines() if line["level"] == "error"], daemon.stderr_path.read_text()
+
+
+def test_terminated_database_backends_are_survived(start_daemon, database_urls):
+    daemon = start_daemon(FAST_JOBS)
+    daemon.wait_healthy()
+    wait_for(lambda: job_runs(database_urls, "cleanup"), "a cleanup tick")
+    with psycopg.connect(database_urls["notify"], autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'notifyd'").fetchone()[0]
+        assert killed >= 1
+        after = admin.execute("SELECT now()").fetchone()[0]
+    wait_for(lambda: [r for r in job_runs(database_urls, "cleanup") if r[3] > after and r[1] == "ok"],
+             "an ok cleanup tick after the backends were terminated")
+    assert daemon.wait_healthy()["status"] == "ok"
+    assert daemon.stop() == 0
+
+
+def test_sighup_keeps_the_running_config_when_the_new_one_is_bad(start_daemon, database_urls):
+    daemon = start_daemon(FAST_JOBS)
+    daemon.wait_healthy()
+    daemon.write_config(database_urls, "jobs:\n  cleanup: never\n")
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: any("reload refused" in line["msg"] for line in daemon.log_lines()), "the refusal to be logged")
+    daemon.write_config(database_urls, FAST_JOBS.replace("cleanup: 1s", "cleanup: 0"))
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: any(line["msg"].startswith("config reloaded") for line in daemon.log_lines()), "the reload")
+    body = daemon.wait_healthy()
+    assert "cleanup" not in body["jobs"]      # interval 0: the job is off
+    assert daemon.stop() == 0
