@@ -10,14 +10,10 @@ from typing import Any
 from sqlalchemy import text
 
 from engine.app import App
-from engine.clock import month_start
+from engine.clock import add_months, month_start
 from engine.config import SECTIONS
 from engine.partitions import list_partitions
 from engine.queries import query
-
-
-def _months_between(first: datetime, second: datetime) -> int:
-    return (second.year - first.year) * 12 + (second.month - first.month)
 
 
 def partition_coverage(app: App, now: datetime) -> list[dict[str, Any]]:
@@ -29,15 +25,19 @@ def partition_coverage(app: App, now: datetime) -> list[dict[str, Any]]:
     coverage = []
     for parent, infos in sorted(by_parent.items()):
         schema = parent.split(".", 1)[0].strip('"')
-        months = [p.lower_bound for p in infos if not p.is_default and p.lower_bound is not None]
-        last = max(months) if months else None
+        # Coverage is the run of consecutive months from the current one: a stray far-future
+        # month (made for rows that arrived early) says nothing about the months in between.
+        present = {month_start(p.lower_bound) for p in infos if not p.is_default and p.lower_bound is not None}
+        ahead, last = None, None
+        while add_months(current, 0 if ahead is None else ahead + 1) in present:
+            ahead = 0 if ahead is None else ahead + 1
+            last = add_months(current, ahead)
         default = next((p for p in infos if p.is_default), None)
         default_rows = 0
         if default is not None:
             with app.databases.begin(schema if schema in SECTIONS else "notify") as conn:
                 # The partition's name comes quoted from PostgreSQL (format('%I.%I')).
                 default_rows = conn.execute(text(f"SELECT count(*) FROM {default.partition}")).scalar()
-        ahead = _months_between(current, last) if last is not None else None
         coverage.append({
             "table": parent.replace('"', ""),
             "last_month": f"{last:%Y-%m}" if last is not None else None,
