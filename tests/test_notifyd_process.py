@@ -63,8 +63,11 @@ class Daemon:
             self.process = subprocess.Popen([str(NOTIFYD), "--config", str(self.config_path)],
                                             stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
-    def write_config(self, database_urls: dict, extra_yaml: str) -> None:
-        lines = ["databases:"] + [f"  {s}: {u}" for s, u in database_urls.items()]
+    def write_config(self, database_urls: dict | Path, extra_yaml: str) -> None:
+        if isinstance(database_urls, Path):   # no databases: the embedded cluster in that directory
+            lines = ["embedded:", f"  data_dir: {database_urls}"]
+        else:
+            lines = ["databases:"] + [f"  {s}: {u}" for s, u in database_urls.items()]
         lines += ["http:", f"  listen: 127.0.0.1:{self.port}"]
         self.config_path.write_text("\n".join(lines) + "\n" + extra_yaml)
 
@@ -202,3 +205,46 @@ def test_sighup_keeps_the_running_config_when_the_new_one_is_bad(start_daemon, d
     body = daemon.wait_healthy()
     assert "cleanup" not in body["jobs"]      # interval 0: the job is off
     assert daemon.stop() == 0
+
+
+
+def test_a_postgresql_restart_is_logged_once_survived_and_sigterm_stops_the_cluster_notifyd_started(tmp_path):
+    import shutil
+    import tempfile
+
+    from engine.embedded import EmbeddedCluster, find_bin_dir
+
+    # No databases configured: notifyd starts the embedded cluster under data_dir itself. The
+    # directory must be enterable by the cluster's unprivileged user.
+    root = Path(tempfile.mkdtemp(prefix="ne-d5-"))
+    root.chmod(0o755)
+    data_dir = root / "pg"
+    cluster = EmbeddedCluster(data_dir, find_bin_dir(os.environ.get("NOTIFY_PG_BIN")),
+                              "postgres" if os.geteuid() == 0 else None)
+    daemon = Daemon(tmp_path, data_dir, "jobs:\n  cleanup: 1s\n"
+                    "daemon:\n  health_interval: 200ms\n  reconnect_backoff_max: 1s\n", name="embedded")
+    try:
+        daemon.wait_healthy()
+        url = cluster.url("notify")
+        wait_for(lambda: job_runs({"notify": url}, "cleanup"), "a cleanup tick")
+
+        cluster.stop()                                             # the server goes away
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(daemon.healthz()), "/healthz 503")
+        assert "unreachable" in json.loads(body)["databases"]["notify"]
+        cluster._start()                                           # and comes back
+        restarted = datetime.now(timezone.utc)
+        wait_for(lambda: [r for r in job_runs({"notify": url}, "cleanup") if r[3] > restarted and r[1] == "ok"],
+                 "an ok cleanup tick after the restart")
+        assert daemon.wait_healthy()["status"] == "ok"
+
+        assert daemon.stop() == 0
+        assert not cluster.is_running()                            # notifyd started it, notifyd stopped it
+        messages = [line["msg"] for line in daemon.log_lines()]
+        # Each database's outage is logged once, not once per tick or probe.
+        assert len([m for m in messages if m.startswith("database notify is unreachable")]) == 1
+        assert len([m for m in messages if m.startswith("database notify is reachable again")]) == 1
+    finally:
+        daemon.kill()
+        if cluster.is_running():
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
