@@ -166,8 +166,10 @@ def configure_logging(level: str | int = "INFO", stream: Optional[IO[str]] = Non
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactionFilter())
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    handler._notify_engine = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in list(root.handlers):
+    # Replace only what an earlier call installed: a host's own handlers (pytest's) stay.
+    for old in [h for h in root.handlers if getattr(h, "_notify_engine", False)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -194,6 +194,7 @@ class JobState:
     """What this process knows of a periodic job, for /healthz."""
 
     interval: float
+    scheduled_at: float = field(default_factory=time.monotonic)  # staleness counts from here until a tick
     last_tick: Optional[float] = None       # time.monotonic() of the last finished tick
     last_outcome: Optional[str] = None      # ok | error | skipped
     last_error: Optional[str] = None
@@ -212,7 +213,6 @@ class Supervisor:
                                      on_recovered=self.wake_jobs)
         self.stop_event = threading.Event()
         self.job_states: dict[str, JobState] = {}
-        self._started_at = time.monotonic()
         self._inflight = 0
         self._inflight_changed = threading.Condition()
         self._threads: dict[str, threading.Thread] = {}
@@ -302,6 +302,10 @@ class Supervisor:
     def _schedule(self, config: Config) -> None:
         for job in self.jobs.values():
             interval = job.interval_of(config)
+            state = self.job_states.get(job.name)
+            if state is not None and state.interval == interval and (
+                    interval <= 0 or self._scheduler.get_job(job.name) is not None):
+                continue   # unchanged by a reload: keep its trigger and its health history
             existing = self._scheduler.get_job(job.name)
             if existing is not None:
                 existing.remove()
@@ -385,7 +389,7 @@ class Supervisor:
         for name, state in self.job_states.items():
             if state.interval <= 0:
                 continue
-            since = state.last_tick if state.last_tick is not None else self._started_at
+            since = state.last_tick if state.last_tick is not None else state.scheduled_at
             # Stale: no tick finished for two intervals (and a minute for a slow one).
             if now - since > 2 * state.interval + 60:
                 jobs[name] = "stale"

@@ -206,3 +206,24 @@ def test_a_worker_that_raises_is_restarted_and_stops_on_the_stop_event(app):
         assert supervisor.stop(grace=10) is True
     assert len(starts) == 2
     assert metrics.WORKER_RESTARTS.labels(worker="dispatcher")._value.get() == 1
+
+
+def test_healthz_calls_a_job_stale_after_two_intervals_without_a_tick(app):
+    job = PeriodicJob("sample", CountingJob(), interval=lambda config: 86400)
+    supervisor = Supervisor(app, [job])
+    supervisor.start()     # ticks every job once at start; the next daily tick is hours away
+    try:
+        deadline = threading.Event()
+        for _ in range(200):
+            if supervisor.job_states["sample"].last_tick is not None:
+                break
+            deadline.wait(0.05)
+        healthy, body = supervisor.health_report()
+        assert healthy and body["jobs"]["sample"] == "ok"
+        supervisor.job_states["sample"].last_tick -= 2 * 86400 + 61    # as if no tick finished since
+        healthy, body = supervisor.health_report()
+        assert not healthy and body["jobs"]["sample"] == "stale" and body["status"] == "unavailable"
+        supervisor.apply_config(app.config)      # a reload keeps an unchanged job's trigger and history
+        assert supervisor.health_report()[1]["jobs"]["sample"] == "stale"
+    finally:
+        supervisor.stop(grace=10)
