@@ -3,7 +3,10 @@
 
 Adding a job is one line in PERIODIC_JOBS: `PeriodicJob("<name>", <fn(app)>)`, its interval being
 the `jobs.<name>` config key (0 turns it off). A long-running loop is one line in WORKERS:
-`Worker("<name>", <fn(app, stop_event)>)`; it must return soon after stop_event is set.
+`Worker("<name>", <fn(app, stop_event)>)`; it must stop claiming and return once stop_event is
+set, within daemon.shutdown_grace. It runs in its own thread: an asyncio worker calls
+asyncio.run(...) inside and watches the threading.Event (e.g. `await asyncio.to_thread(stop.wait)`).
+One that raises is restarted with backoff.
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ REDACTOR = Redactor()
 def register_config_secrets(config: Any) -> None:
     """Teach the redactor the secret values a config holds (they are then never logged verbatim)."""
     channels = config.channels
-    values = [channels.email.password, channels.email.username, channels.slack.token]
+    # Not the SMTP username: it is often a plain word ("alerts") that would vanish from every
+    # line; when it is an address, the email pattern covers it.
+    values = [channels.email.password, channels.slack.token]
     if config.databases is not None:
         from urllib.parse import urlsplit
 
