@@ -53,7 +53,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     endpoint = None
     if config.http.listen:
         try:
-            endpoint = HttpEndpoint(config.http.listen, health=lambda: (False, {"status": "starting"}))
+            # Serving from the start: a probe during a long first start (initdb of the embedded
+            # cluster) gets a 503 "starting" rather than a hung connection.
+            endpoint = HttpEndpoint(config.http.listen, health=lambda: (False, {"status": "starting"})).start()
         except OSError as exc:
             print(f"notifyd: http.listen {config.http.listen}: cannot listen: {exc.strerror}", file=sys.stderr)
             return 1
@@ -76,12 +78,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         app = App(config, application_name="notifyd").open()
-    except NotifyError as exc:
-        print(f"notifyd: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - one line, exit 1
-        print(f"notifyd: cannot open the databases: {one_line(exc)}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - one line, exit 1 (2 for bad input)
+        if endpoint is not None:
+            endpoint.stop()
+        reason = str(exc) if isinstance(exc, NotifyError) else f"cannot open the databases: {one_line(exc)}"
+        print(f"notifyd: {reason}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, NotifyError) else 1
 
     supervisor = Supervisor(app, PERIODIC_JOBS, WORKERS)
     state_collector = metrics.DatabaseStateCollector(lambda: app._databases, app.clock.now)
@@ -90,8 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         supervisor.start()
         if endpoint is not None:
-            endpoint.server.RequestHandlerClass.health = staticmethod(supervisor.health_report)
-            endpoint.start()
+            endpoint.set_health(supervisor.health_report)
         log.info("notifyd running: jobs %s, workers %s", ", ".join(supervisor.jobs) or "none",
                  ", ".join(w.name for w in supervisor.workers) or "none")
         while not stop_requested.is_set():

@@ -48,15 +48,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.NOT_FOUND, b'{"error": "not found: try /healthz or /metrics"}', "application/json")
 
     def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("client %s went away before the reply", self.address_string())
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - scrapes are not worth a log line
         log.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # socketserver prints tracebacks straight to stderr, which would break the JSON log stream.
+        log.warning("http request from %s failed", client_address[0], exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class HttpEndpoint:
@@ -64,14 +79,12 @@ class HttpEndpoint:
 
     def __init__(self, listen: str, health: HealthCheck) -> None:
         host, port = parse_listen(listen)
-        handler = type("Handler", (_Handler,), {"health": staticmethod(health)})
-        if ":" in host:
-            server_class = type("Server6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
-        else:
-            server_class = ThreadingHTTPServer
-        server_class.daemon_threads = True
-        self.server = server_class((host, port), handler)
+        self._handler = type("Handler", (_Handler,), {"health": staticmethod(health)})
+        self.server = (_Server6 if ":" in host else _Server)((host, port), self._handler)
         self._thread = threading.Thread(target=self.server.serve_forever, name="notifyd-http", daemon=True)
+
+    def set_health(self, health: HealthCheck) -> None:
+        self._handler.health = staticmethod(health)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -84,7 +84,17 @@ class Daemon:
         return json.loads(body)
 
     def log_lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.stderr_path.read_text().splitlines() if line.strip()]
+        """stderr as JSON records (it is not a terminal); a line still being written is left out."""
+        text = self.stderr_path.read_text()
+        complete = text if text.endswith("\n") or self.process.poll() is not None else text.rsplit("\n", 1)[0]
+        records = []
+        for line in complete.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    raise AssertionError(f"a stderr line of notifyd is not JSON: {line!r}") from None
+        return records
 
     def stop(self, sig=signal.SIGTERM) -> int:
         if self.process.poll() is None:
