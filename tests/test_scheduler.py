@@ -12,7 +12,6 @@ from sqlalchemy import make_url, text
 
 from engine import metrics
 from engine.app import App
-from engine.config import Config, DatabasesConfig
 from engine.db import Databases
 from engine.scheduler import PeriodicJob, Supervisor, Worker, slot_start
 
