@@ -228,23 +228,26 @@ class Supervisor:
             if self.stop_event.is_set():
                 return "skipped"
             self._inflight += 1
+        state = self.job_states.setdefault(job.name, JobState(job.interval_of(self.app.config)))
         try:
-            outcome, error = self._tick(job)
+            outcome, error = self._tick(job, state)
         except Exception as exc:  # noqa: BLE001 - a job failure never kills the daemon
-            log.exception("job %s: the runner failed", job.name, extra={"job": job.name})
             outcome, error = "error", one_line(exc)
+            # e.g. notify.job_runs missing because `notifyctl db init` was not run: the traceback
+            # once, then one line a tick while the error stays the same.
+            log.error("job %s: the runner failed: %s", job.name, error, exc_info=error != state.last_error,
+                      extra={"job": job.name})
         finally:
             with self._inflight_changed:
                 self._inflight -= 1
                 self._inflight_changed.notify_all()
         metrics.JOB_RUNS.labels(job=job.name, outcome=outcome).inc()
-        state = self.job_states.setdefault(job.name, JobState(job.interval_of(self.app.config)))
         state.last_tick, state.last_outcome = time.monotonic(), outcome
         if outcome != "skipped":
             state.last_error = error
         return outcome
 
-    def _tick(self, job: PeriodicJob) -> tuple[str, Optional[str]]:
+    def _tick(self, job: PeriodicJob, state: JobState) -> tuple[str, Optional[str]]:
         if not self.health.all_up():
             return "skipped", None   # quiet while down: the health probe said so once
         app = self.app
@@ -267,7 +270,9 @@ class Supervisor:
                     error = one_line(exc)
                     if is_connection_error(exc) and not self.health.probe():
                         raise  # the database went away: DatabaseHealth has said so once
-                    log.error("job %s failed: %s", job.name, error, exc_info=True, extra={"job": job.name})
+                    # The traceback when the error is new; a repeat of the last run's is one line.
+                    log.error("job %s failed: %s", job.name, error, exc_info=error != state.last_error,
+                              extra={"job": job.name})
                 duration = time.monotonic() - began
                 conn.execute(query("scheduler", "record_run"), {
                     "job_name": job.name, "slot_start": slot, "started_at": started_at,

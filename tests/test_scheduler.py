@@ -226,3 +226,15 @@ def test_healthz_calls_a_job_stale_after_two_intervals_without_a_tick(app):
         assert supervisor.health_report()[1]["jobs"]["sample"] == "stale"
     finally:
         supervisor.stop(grace=10)
+
+
+def test_a_repeated_job_error_logs_its_traceback_once(app, clock, caplog):
+    job = every_minute("broken", CountingJob(ValueError("same every time")))
+    supervisor = Supervisor(app, [job])
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            assert supervisor.run_tick(job) == "error"
+            clock.advance(timedelta(seconds=60))
+    failures = [r for r in caplog.records if "job broken failed" in r.getMessage()]
+    assert len(failures) == 3
+    assert [bool(r.exc_info) for r in failures] == [True, False, False]
