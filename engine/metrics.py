@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 import time
 from typing import Callable, Iterator, Optional
 
@@ -87,7 +88,7 @@ def reset_for_tests() -> None:
 class DatabaseStateCollector(Collector):
     """Alerts by status and kind, notifications by channel and status, the queue's depth and age."""
 
-    def __init__(self, databases: Callable[[], Optional[Databases]], now: Callable[[], "object"],
+    def __init__(self, databases: Callable[[], Optional[Databases]], now: Callable[[], datetime],
                  cache_seconds: float = 10.0) -> None:
         self._databases = databases
         self._now = now
