@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
 import time
+from datetime import datetime
 from typing import Callable, Iterator, Optional
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
