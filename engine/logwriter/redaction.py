@@ -1,0 +1,121 @@
+"""Masks secrets and personal data in a log record before anything is written.
+
+Two kinds of rules (config `logs.redaction`):
+- key names: inside a jsonb payload (details, context, diff), the value of a key whose name,
+  lowercased and without `-`/`_`, contains a rule word (password, token, authorization, ...) is
+  replaced by the mask, whatever it holds; `keep_keys` lists correlation ids that only look secret
+  (token_id). The seed: "avoid storing sensitive payloads in logs. Redact tokens and emails".
+- value patterns: every string (inside payloads, and the free-text columns user_agent, route,
+  reason, comment, error) is scanned once by one combined regular expression (emails, bearer and
+  basic credentials, JWTs, credentials in URLs, secret-looking query parameters, well-known API
+  key formats, plus `extra_patterns`), and each match is masked.
+
+Redaction is lossy on purpose: a false positive costs a little forensics, a false negative
+leaks a secret into a table that support staff can read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Optional
+
+from engine.config import RedactionConfig
+from engine.logwriter.records import LogRecord
+
+
+def _normalise_key(key: str) -> str:
+    return re.sub(r"[-_\s.]", "", key.lower())
+
+
+def _secret_param_pattern(words: Iterable[str]) -> str:
+    # name=value pairs in query strings and free text whose name contains a secret word
+    # (?access_token=..., password=..., x-api-key=...). The value ends at &, space, ; , or a quote.
+    alternatives = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
+    return (r"(?P<param_name>\b[A-Za-z0-9_.-]*(?i:" + alternatives + r")[A-Za-z0-9_.-]*)"
+            r"(?P<param_sep>\s*[=:]\s*)(?P<secret_params>[^&\s;,\"'<>]+)")
+
+
+def _builtin_patterns(key_words: Iterable[str]) -> dict[str, str]:
+    words = list(key_words) + ["api_key", "api-key", "access_key", "client_secret"]
+    return {
+        "email": r"(?P<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)",
+        # The scheme word is kept so a reader still sees what kind of credential was there.
+        "bearer": r"(?P<bearer_scheme>\b(?i:bearer|basic|token|digest)\s+)(?P<bearer>[A-Za-z0-9._~+/=-]{8,})",
+        "jwt": r"(?P<jwt>\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)",
+        "url_credentials": r"(?<=://)(?P<url_credentials>[^/\s:@]+:[^/\s@]+)(?=@)",
+        "secret_params": _secret_param_pattern(words),
+        "provider_keys": (r"(?P<provider_keys>\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"
+                          r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abprse]-[A-Za-z0-9-]{10,}"
+                          r"|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}|\bwhsec_[A-Za-z0-9+/=]{16,})"),
+    }
+
+
+class Redactor:
+    def __init__(self, config: Optional[RedactionConfig] = None):
+        config = config or RedactionConfig()
+        self.mask = config.mask
+        self._key_words = tuple(_normalise_key(k) for k in config.keys if k)
+        self._keep_keys = frozenset(_normalise_key(k) for k in config.keep_keys)
+        self._key_cache: dict[str, bool] = {}
+        builtin = _builtin_patterns(config.keys)
+        unknown = [p for p in config.patterns if p not in builtin]
+        if unknown:
+            raise ValueError(f"logs.redaction.patterns: unknown pattern {unknown[0]!r} (known: {', '.join(builtin)})")
+        parts = [builtin[name] for name in config.patterns]
+        parts += [f"(?P<extra{i}>{pattern})" for i, pattern in enumerate(config.extra_patterns)]
+        # One alternation: each string is scanned once whatever the number of rules.
+        self._values = re.compile("|".join(parts)) if parts else None
+
+    # ------------------------------------------------------------------ rules
+
+    def key_is_secret(self, key: str) -> bool:
+        decision = self._key_cache.get(key)
+        if decision is None:
+            normalised = _normalise_key(key)
+            decision = normalised not in self._keep_keys and any(w in normalised for w in self._key_words)
+            if len(self._key_cache) < 10_000:   # payload keys repeat; an attacker's random keys must not grow this forever
+                self._key_cache[key] = decision
+        return decision
+
+    def _replace(self, match: re.Match) -> str:
+        group = match.lastgroup
+        if group == "bearer":
+            return match.group("bearer_scheme") + self.mask
+        if group == "secret_params":
+            name = match.group("param_name")
+            if _normalise_key(name) in self._keep_keys:
+                return match.group(0)
+            return name + match.group("param_sep") + self.mask
+        return self.mask
+
+    def text(self, value: str) -> str:
+        """A free-text value with every pattern match masked."""
+        if self._values is None or not value:
+            return value
+        return self._values.sub(self._replace, value)
+
+    def payload(self, value: Any) -> Any:
+        """A JSON value (dict, list, scalar) with secret keys and secret-looking strings masked;
+        returns new containers, the caller's objects are left as they were."""
+        if isinstance(value, dict):
+            return {
+                key: (self.mask if item is not None and self.key_is_secret(str(key)) else self.payload(item))
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [self.payload(item) for item in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
+
+    def redact(self, record: LogRecord) -> LogRecord:
+        """Masks the record's free-text and payload fields in place and returns it."""
+        for name in record.FREE_TEXT:
+            value = getattr(record, name)
+            if value:
+                setattr(record, name, self.text(value))
+        for name in record.JSON_FIELDS:
+            value = getattr(record, name)
+            if value:
+                setattr(record, name, self.payload(value))
+        return record
