@@ -98,10 +98,15 @@ class Redactor:
         """A JSON value (dict, list, scalar) with secret keys and secret-looking strings masked;
         returns new containers, the caller's objects are left as they were."""
         if isinstance(value, dict):
-            return {
+            redacted = {
                 key: (self.mask if item is not None and self.key_is_secret(str(key)) else self.payload(item))
                 for key, item in value.items()
             }
+            # Header and form lists in HAR style: {"name": "Authorization", "value": "..."}.
+            name = value.get("name")
+            if isinstance(name, str) and redacted.get("value") is not None and self.key_is_secret(name):
+                redacted["value"] = self.mask
+            return redacted
         if isinstance(value, list):
             return [self.payload(item) for item in value]
         if isinstance(value, str):
