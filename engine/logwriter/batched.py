@@ -6,8 +6,9 @@ in-memory buffer; a background task flushes a table's buffer with one COPY when 
 `buffer_rows` rows: past that, write() waits until a flush made room (backpressure), except for
 data_activity.api_access_logs when `api_access_logs_when_full: drop`, where the row is discarded
 and counted in `dropped` (access logs are the seed's sampleable stream; losing an admin or record
-event silently is never acceptable). `flush()` writes everything buffered now; `close()` stops the
-background task and flushes everything before closing the connections.
+event silently is never acceptable). `flush()` writes everything buffered now; `close()` refuses new
+rows, stops the background task, and writes everything buffered (including rows of write() calls
+that were waiting for room) before closing the connections.
 
 A failed COPY puts its rows back at the head of their buffer, so nothing admitted is lost while
 the process lives: the background task retries on its next tick, and flush()/close() raise.
@@ -65,6 +66,7 @@ class BatchedLogWriter:
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
         self._closed = False
+        self._waiting = 0                         # write() calls waiting for room
         self.written: Counter[str] = Counter()    # table -> rows committed
         self.dropped: Counter[str] = Counter()    # table -> rows discarded because the buffer was full
         self.last_error: Optional[BaseException] = None
@@ -86,14 +88,17 @@ class BatchedLogWriter:
         """Stops accepting rows, writes everything buffered, closes the connections."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # Not cancel(): a COPY cancelled halfway leaves its connection unusable. The task
+            # finishes the flush it is in and returns.
+            self._wake.set()
+            await self._task
             self._task = None
         try:
             await self.flush()
+            # A write() that began before close() and waited for room goes in too.
+            while self._waiting:
+                await asyncio.sleep(0)
+                await self.flush()
         finally:
             for conn in self._connections.values():
                 await conn.close()
@@ -120,10 +125,11 @@ class BatchedLogWriter:
                 return False
             buffer.room.clear()
             self._wake.set()
-            await buffer.room.wait()
-            if self._closed:
-                # close() flushed while we waited; a row appended now would never be written.
-                raise LogWriteFailed("the log writer was closed while this row waited for room")
+            self._waiting += 1
+            try:
+                await buffer.room.wait()
+            finally:
+                self._waiting -= 1
         if not buffer.rows:
             buffer.oldest = self._monotonic()
         buffer.rows.append(admitted)
@@ -158,12 +164,14 @@ class BatchedLogWriter:
     async def _run(self) -> None:
         # Wake at least a few times per flush_interval so age-based flushes are on time.
         tick = max(min(self.settings.flush_interval / 4, 1.0), 0.005)
-        while True:
+        while not self._closed:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=tick)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            if self._closed:
+                return
             await self.flush_due()
 
     async def _flush_buffer(self, buffer: _TableBuffer, *, raise_errors: bool) -> int:
@@ -200,7 +208,7 @@ class BatchedLogWriter:
             try:
                 async with conn.transaction():
                     await copy_records_async(conn, cls, batch)
-            except psycopg.OperationalError:
-                # A broken connection is replaced on the next attempt.
+            except BaseException:
+                # A failed or cancelled COPY may leave the connection broken or busy: replace it.
                 await conn.close()
                 raise
