@@ -96,7 +96,7 @@ class BatchedLogWriter:
         try:
             await self.flush()
             # A write() that began before close() and waited for room goes in too.
-            while self._waiting:
+            while self._waiting or self.pending():
                 await asyncio.sleep(0)
                 await self.flush()
         finally:
