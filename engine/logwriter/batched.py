@@ -116,6 +116,13 @@ class BatchedLogWriter:
         admitted = self.pipeline.admit(record)
         if admitted is None:
             return False
+        return await self.write_admitted(admitted)
+
+    async def write_admitted(self, record: LogRecord) -> bool:
+        """Buffers a record that already went through pipeline.admit(); False when dropped."""
+        if self._closed:
+            raise LogWriteFailed("the log writer is closed")
+        admitted = record
         buffer = self._buffers.get(type(record))
         if buffer is None:
             buffer = self._buffers[type(record)] = _TableBuffer(type(record))
