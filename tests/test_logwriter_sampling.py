@@ -54,3 +54,26 @@ def test_default_rate_applies_to_routes_without_a_rule_and_upstream_rates_multip
     assert pipeline.admit(request("/v1/x", 200)) is None
     assert pipeline.admit(request("/v1/x", 200)) is None
     assert pipeline.sampled_out["data_activity.api_access_logs"] == 2
+
+
+def test_write_rows_with_a_bad_row_writes_nothing(databases, clock):
+    import pytest
+
+    from engine.logwriter import InvalidRecord
+
+    rows = [{"tenant_id": TENANT, "base_id": BASE, "route": "/v1/x", "method": "GET", "status": 200},
+            {"tenant_id": TENANT, "base_id": BASE, "route": "/v1/x", "method": "GET", "status": 1000}]
+    with pytest.raises(InvalidRecord, match="status"):
+        write_rows(databases, "data_activity.api_access_logs", rows)
+    with databases.begin("data_activity") as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM data_activity.api_access_logs").scalar() == 0
+
+
+def test_shipped_config_yaml_parses_with_its_logs_section():
+    from pathlib import Path
+
+    from engine.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config.yaml")
+    assert config.logs.writer.api_access_logs_when_full == "block"
+    assert "email" in config.logs.redaction.patterns and config.logs.ingest.listen is None
