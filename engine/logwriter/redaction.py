@@ -62,7 +62,7 @@ _TRIGGERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "bearer": ((), ("bearer", "basic", "token", "digest")),
     "jwt": (("eyJ",), ()),
     "url_credentials": (("@",), ()),
-    "secret_params": (("=", ":"), ()),
+    "secret_params": ((), ()),   # decided in Redactor._scan: "=" or ":" and a secret word
     "provider_keys": (("_live_", "_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "AKIA", "AIza", "whsec_"), ()),
 }
 
@@ -130,6 +130,16 @@ class Redactor:
         triggered = []
         lowered = None
         for name, literals, lower_words in self._triggers:
+            if name == "secret_params":
+                # A pair can only be masked when a secret word is in the string at all: most
+                # query strings and user agents have '=' or ':' but no such word.
+                if "=" in value or ":" in value:
+                    compact = value.lower().replace("_", "").replace("-", "")
+                    for word in self._key_words:
+                        if word in compact:
+                            triggered.append(name)
+                            break
+                continue
             for literal in literals:
                 if literal in value:
                     triggered.append(name)
