@@ -111,3 +111,33 @@ def test_listen_and_token_are_required_together():
 
     with pytest.raises(ConfigError, match="logs.ingest.token: required when logs.ingest.listen is set"):
         parse_config({"logs": {"ingest": {"listen": "127.0.0.1:9465"}}})
+
+
+def test_database_down_answers_503_and_keeps_the_rows_buffered(config, clock, database_urls):
+    from engine.app import App
+    from engine.config import DatabasesConfig
+
+    broken = dict(database_urls, data_activity=database_urls["data_activity"].replace("/t_", "/gone_t_"))
+    config.databases = DatabasesConfig(**broken)
+    with App(config, clock) as app:
+        server = IngestServer(app, IngestConfig(listen="127.0.0.1:0", token=TOKEN)).start()
+        try:
+            response = post(server, "data_activity.api_access_logs", [access(), access()])
+            assert response.status_code == 503
+            assert response.json()["buffered"] == 2 and response.json()["written"] == 0
+            assert "do not resend" in response.json()["error"]
+            assert server.writer.pending() == 2
+        finally:
+            server.stop()
+
+
+def test_start_if_configured_only_starts_with_a_listen_address(app):
+    from engine.logwriter.http_ingest import start_ingest_if_configured
+
+    assert start_ingest_if_configured(app) is None
+    app.config.logs.ingest = IngestConfig(listen="127.0.0.1:0", token=TOKEN)
+    server = start_ingest_if_configured(app)
+    try:
+        assert post(server, "portal_log.auth_events", [{"type": "USER_LOGOUT"}]).json()["written"] == 1
+    finally:
+        server.stop()

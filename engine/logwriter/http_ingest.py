@@ -101,6 +101,7 @@ async def ingest_lines(request: web.Request) -> web.Response:
         await writer.flush()
     except LogWriteFailed:
         log.warning("ingest: %d rows for %s buffered, the database did not take them yet", written, table)
+        answer["buffered"], answer["written"] = written, 0
         answer["error"] = "the database cannot take rows now; they are buffered and will be written: do not resend"
         return web.json_response(answer, status=503)
     return web.json_response(answer)
@@ -178,3 +179,10 @@ class IngestServer:
         finally:
             await runner.cleanup()
             await self.writer.close()
+
+
+def start_ingest_if_configured(app) -> Optional[IngestServer]:
+    """For notifyd: starts the endpoint when logs.ingest.listen is set; the caller stop()s it."""
+    if not app.config.logs.ingest.listen:
+        return None
+    return IngestServer(app).start()
