@@ -67,21 +67,21 @@ def _sql(name: str) -> str:
 def apply_roles(databases: Databases, roles: tuple[str, ...] = LOG_ROLES) -> RolesReport:
     """Creates the group roles when allowed, then grants them on every database. Idempotent."""
     report = RolesReport()
-    existing: set[str] = set()
     for url, sections in databases.by_database().items():
         with psycopg.connect(url, options=SESSION_OPTIONS) as conn:
             powers = conn.execute(_sql("current_role_powers")).fetchone()
             present = {r[0] for r in conn.execute(_sql("existing_roles"), {"names": list(roles)})}
+            # Asked per database: the four URLs may point at different servers.
             for role in roles:
-                if role in present or role in report.created:
+                if role in present:
                     continue
                 if powers[2]:
                     conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-                    report.created.append(role)
+                    if role not in report.created:
+                        report.created.append(role)
                     present.add(role)
                 elif role not in report.missing:
                     report.missing.append(role)
-            existing |= present
             _grant(conn, sections, present, report)
             _audit_admin_reads(conn, sections, powers[1], present, report)
     return report
