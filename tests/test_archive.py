@@ -77,3 +77,16 @@ def test_scheduled_maintenance_archives_when_archive_dir_is_configured(tmp_path,
     maintenance_job(app)
     assert pq.read_metadata(tmp_path / "arch" / "data_activity" / "api_access_logs" / "api_access_logs_202603.parquet").num_rows == 250
     assert not exists(databases, "data_activity.api_access_logs_202603")
+
+
+def test_without_pyarrow_the_prune_fails_with_advice_and_drops_nothing(tmp_path, databases, clock, config_file,
+                                                                        capsys, monkeypatch):
+    import sys
+
+    seed_old_rows(databases, clock)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)   # what an install without the extra looks like
+    code = main(["partitions", "prune", "--keep-months", "6", "--archive", str(tmp_path / "a"),
+                 "--config", str(config_file())])
+    assert code == 1
+    assert "pip install 'notify-engine[archive]'" in capsys.readouterr().err
+    assert exists(databases, "data_activity.api_access_logs_202603")

@@ -76,11 +76,12 @@ def test_record_event_diff_and_error(redactor):
 
 
 def test_admin_comment_and_token_reason(redactor):
-    admin = AdminEvent(action="WALLET_ADJUST", target_type="TENANT",
+    admin = AdminEvent(action="WALLET_ADJUST", target_type="USER", target_id="dave@tenant.example",
                        diff={"params": {"amount_cents": 500, "stripe_key": "rk_live_abcdefghijklmnopqrst"}},
                        comment="per ticket from carol@tenant.example, slack xoxb-123456789012-abcdefghij")
     redactor.redact(admin)
     assert admin.diff == {"params": {"amount_cents": 500, "stripe_key": M}}
+    assert admin.target_id == M
     assert admin.comment == f"per ticket from {M}, slack {M}"
     token = TokenEvent(tenant_id=str(uuid.uuid4()), base_id=str(uuid.uuid4()), action="REVOKE",
                        reason="leaked in CI log: ghp_abcdefghijklmnopqrstuvwxyz0123456789")

@@ -277,7 +277,7 @@ class AdminEvent(LogRecord):
     workspace_id: Optional[uuid.UUID] = _uuid()
     base_id: Optional[uuid.UUID] = _uuid()
     ip: Any = _field(_to_ip)
-    target_id: Optional[str] = _field(_text)
+    target_id: Optional[str] = _field(_text, free_text=True)   # may be a user's email address
     severity: str = _field(_one_of("info", "warn", "critical"), required=True, default="info")
     diff: dict = _field(_json_object, required=True, default={}, json_payload=True)
     comment: Optional[str] = _field(_text, free_text=True)
