@@ -447,6 +447,11 @@ def _check_logs(logs: "LogsConfig", source: str) -> None:
         for where, rate in [("default_rate", sampling.default_rate), *((f"routes.{r}", n) for r, n in sampling.routes.items())]:
             if rate < 1:
                 raise ConfigError(f"{source}: logs.sampling.{table}.{where}: a rate is 1 in N with N >= 1, got {rate}")
+    known_patterns = ("email", "bearer", "jwt", "url_credentials", "secret_params", "provider_keys")
+    for i, name in enumerate(logs.redaction.patterns):
+        if name not in known_patterns:
+            raise ConfigError(f"{source}: logs.redaction.patterns[{i}]: unknown pattern {name!r} "
+                              f"(known: {', '.join(known_patterns)}; use extra_patterns for your own)")
     for i, pattern in enumerate(logs.redaction.extra_patterns):
         try:
             re.compile(pattern)

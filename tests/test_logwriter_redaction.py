@@ -107,3 +107,13 @@ def test_rules_are_configurable():
 def test_unknown_builtin_pattern_is_refused():
     with pytest.raises(ValueError, match="unknown pattern 'ssn'"):
         Redactor(RedactionConfig(patterns=["ssn"]))
+
+
+def test_config_names_an_unknown_pattern_or_a_bad_regex():
+    from engine.config import parse_config
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"logs.redaction.patterns\[1\]: unknown pattern 'ssn'"):
+        parse_config({"logs": {"redaction": {"patterns": ["email", "ssn"]}}})
+    with pytest.raises(ConfigError, match=r"logs.redaction.extra_patterns\[0\]: not a valid regular expression"):
+        parse_config({"logs": {"redaction": {"extra_patterns": ["(unclosed"]}}})
