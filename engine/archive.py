@@ -4,8 +4,9 @@ as parquet too"; CONTRACT.md: a failed export drops nothing).
 `archive_partition` is the `Archiver` that engine.partitions.prune_partitions calls inside the
 transaction that then detaches and drops the partition. It:
 1. locks the partition against writes (SHARE), so the rows counted are the rows exported;
-2. streams the rows through a server-side cursor into <dir>/<schema>/<table>/<partition>.parquet,
-   written to a temporary name, fsynced, renamed into place, and the directory fsynced;
+2. streams the rows through a server-side cursor into <dir>/<schema>/<table>/<partition>.parquet
+   (<partition>.2.parquet, ... if that month was archived before: files are never overwritten),
+   written to a temporary name, fsynced, linked into place, and the directory fsynced;
 3. reads the row count back from the file's footer and compares it with count(*) of the partition.
 Any error or a mismatch raises ArchiveFailed; the caller's transaction then rolls back and the
 partition stays. pyarrow is an optional extra (`pip install 'notify-engine[archive]'`).
@@ -73,7 +74,7 @@ def archive_partition(conn: Connection, info: PartitionInfo, directory: Path) ->
     raw = conn.connection.driver_connection   # the psycopg connection, inside the caller's transaction
     names = conn.execute(query("archive", "partition_names"), {"partition": info.partition}).one()
     target_dir = Path(directory) / names.schema_name / names.table_name
-    target = target_dir / f"{names.partition_name}.parquet"
+    target = _free_name(target_dir, names.partition_name)
     partition = sql.Identifier(names.partition_schema, names.partition_name)
     try:
         # Rows arriving now would be counted but not exported (or the reverse): keep writers out
@@ -94,6 +95,7 @@ def archive_partition(conn: Connection, info: PartitionInfo, directory: Path) ->
         expected = raw.execute(sql.SQL("SELECT count(*) FROM {}").format(partition)).fetchone()[0]
 
         target_dir.mkdir(parents=True, exist_ok=True)
+        target = _free_name(target_dir, names.partition_name)
         temporary = target_dir / f".{names.partition_name}.parquet.{uuid.uuid4().hex[:8]}.tmp"
         written = 0
         try:
@@ -109,7 +111,9 @@ def archive_partition(conn: Connection, info: PartitionInfo, directory: Path) ->
                         written += len(rows)
                 sink.flush()
                 os.fsync(sink.fileno())
-            os.replace(temporary, target)
+            # link() refuses an existing name where rename() would replace it: an archive is
+            # never overwritten, even by a concurrent prune that picked the same free name.
+            os.link(temporary, target)
         finally:
             if temporary.exists():
                 temporary.unlink()
@@ -124,6 +128,18 @@ def archive_partition(conn: Connection, info: PartitionInfo, directory: Path) ->
         raise ArchiveFailed(f"archiving {info.partition}: the file {target} holds {in_file} rows, "
                             f"the partition {expected}; not dropped")
     return expected
+
+
+def _free_name(target_dir: Path, partition_name: str) -> Path:
+    """<partition>.parquet, or <partition>.2.parquet, ... when a month is archived again: late rows
+    of an expired month land in the DEFAULT partition, `ensure` recreates the month for them, and
+    the next prune archives that month a second time; the first file must survive."""
+    candidate = target_dir / f"{partition_name}.parquet"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = target_dir / f"{partition_name}.{n}.parquet"
+    return candidate
 
 
 def _fsync_directory(path: Path) -> None:

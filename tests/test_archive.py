@@ -90,3 +90,19 @@ def test_without_pyarrow_the_prune_fails_with_advice_and_drops_nothing(tmp_path,
     assert code == 1
     assert "pip install 'notify-engine[archive]'" in capsys.readouterr().err
     assert exists(databases, "data_activity.api_access_logs_202603")
+
+
+def test_a_month_archived_twice_keeps_both_files(tmp_path, databases, clock, config_file, capsys):
+    seed_old_rows(databases, clock)
+    archive = tmp_path / "archive"
+    config = str(config_file())
+    assert main(["partitions", "prune", "--keep-months", "6", "--archive", str(archive), "--config", config]) == 0
+    # A late row of that month lands in the DEFAULT partition; ensure recreates the month for it.
+    write_rows(databases, "data_activity.api_access_logs", [
+        ApiAccessLog(tenant_id=str(uuid.uuid4()), base_id=str(uuid.uuid4()), route="/late", method="GET",
+                     status=200, occurred_at=OLD)])
+    assert main(["partitions", "ensure", "--months-ahead", "0", "--config", config]) == 0
+    assert main(["partitions", "prune", "--keep-months", "6", "--archive", str(archive), "--config", config]) == 0
+    folder = archive / "data_activity" / "api_access_logs"
+    assert pq.read_metadata(folder / "api_access_logs_202603.parquet").num_rows == 250
+    assert pq.read_table(folder / "api_access_logs_202603.2.parquet").column("route").to_pylist() == ["/late"]
