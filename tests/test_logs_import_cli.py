@@ -91,3 +91,14 @@ def test_bad_sampling_config_names_the_key(tmp_path, config_file, capsys):
     config = config_file("logs:\n  sampling:\n    data_activity.api_access_logs:\n      routes: {/v1/x: 0}\n")
     assert main(["logs", "import", "data_activity.api_access_logs", str(tmp_path / "x"), "--config", str(config)]) == 2
     assert "logs.sampling.data_activity.api_access_logs.routes./v1/x: a rate is 1 in N" in capsys.readouterr().err
+
+
+def test_importing_the_same_file_again_skips_rows_already_present(tmp_path, config_file, databases, capsys):
+    data = tmp_path / "access.jsonl"
+    data.write_text("\n".join(line(id=str(uuid.uuid4())) for _ in range(4)) + "\n")
+    config = str(config_file())
+    assert main(["logs", "import", "data_activity.api_access_logs", str(data), "--config", config]) == 0
+    capsys.readouterr()
+    assert main(["logs", "import", "data_activity.api_access_logs", str(data), "--config", config]) == 0
+    assert "already present (same id), skipped: 4" in capsys.readouterr().out
+    assert count(databases, "SELECT count(*) FROM data_activity.api_access_logs") == 4

@@ -157,3 +157,41 @@ def test_writer_refuses_rows_after_close(databases, clock):
             await writer.write(record_event())
 
     asyncio.run(scenario())
+
+
+def test_a_retried_batch_skips_rows_already_written(databases, clock):
+    async def scenario():
+        writer = BatchedLogWriter(databases, LogWriterConfig(batch_rows=100), LogPipeline(clock=clock))
+        events = [record_event() for _ in range(5)]
+        for event in events[:3]:
+            await writer.write(event)
+        assert await writer.flush() == 3
+        for event in events:          # the first three again (same ids), as a retry would send them
+            await writer.write(event)
+        assert await writer.flush() == 2
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert rows_in(databases, "data_activity.record_events") == 5
+
+
+def test_a_row_the_database_refuses_is_isolated_and_the_rest_written(databases, clock, caplog):
+    # A constraint added after validation was written (here by hand) must not poison the batch.
+    with databases.begin("data_activity") as conn:
+        conn.exec_driver_sql("ALTER TABLE data_activity.record_events ADD CONSTRAINT no_import "
+                             "CHECK (source <> 'import')")
+
+    async def scenario():
+        writer = BatchedLogWriter(databases, LogWriterConfig(batch_rows=100), LogPipeline(clock=clock))
+        for i in range(9):
+            event = record_event()
+            event.source = "import" if i == 4 else "api"
+            await writer.write(event)
+        assert await writer.flush() == 8
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(scenario())
+    assert writer.refused == {"data_activity.record_events": 1}
+    assert rows_in(databases, "data_activity.record_events") == 8
+    assert "violates check constraint" in caplog.text

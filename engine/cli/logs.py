@@ -39,7 +39,7 @@ def import_command(app, args) -> int:
         except OSError as exc:
             raise BadInput(f"FILE {args.file}: cannot read: {exc.strerror}") from None
         name = args.file
-    accepted = rejected = written = 0
+    accepted = rejected = written = sampled_out = admitted = 0
     chunk = []
     with stream, app.databases.connect_raw(cls.SECTION) as conn:
         for item in parse_json_lines(pipeline, args.table, stream):
@@ -50,7 +50,10 @@ def import_command(app, args) -> int:
                 continue
             accepted += 1
             record = pipeline.admit(item[1])
-            if record is not None:
+            if record is None:
+                sampled_out += 1
+            else:
+                admitted += 1
                 chunk.append(record)
             if len(chunk) >= IMPORT_CHUNK_ROWS:
                 with conn.transaction():
@@ -61,10 +64,12 @@ def import_command(app, args) -> int:
                 written += copy_records(conn, cls, chunk)
     if rejected > MAX_REPORTED_LINES:
         print(f"{name}: ... and {rejected - MAX_REPORTED_LINES} more rejected lines", file=sys.stderr)
-    sampled_out = accepted - written
     print(f"accepted {accepted}, rejected {rejected}")
     if sampled_out:
         print(f"written {written}, not kept by sampling {sampled_out}")
+    if admitted > written:
+        # Lines whose id is already in the table: an import run again after a failure.
+        print(f"already present (same id), skipped: {admitted - written}")
     if rejected:
         print(f"notifyctl: {rejected} of {accepted + rejected} lines rejected", file=sys.stderr)
         return 2

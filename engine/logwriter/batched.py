@@ -69,6 +69,7 @@ class BatchedLogWriter:
         self._waiting = 0                         # write() calls waiting for room
         self.written: Counter[str] = Counter()    # table -> rows committed
         self.dropped: Counter[str] = Counter()    # table -> rows discarded because the buffer was full
+        self.refused: Counter[str] = Counter()    # table -> rows the database refused (logged)
         self.last_error: Optional[BaseException] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,7 +191,7 @@ class BatchedLogWriter:
             buffer.rows, buffer.oldest = [], None
             buffer.room.set()
             try:
-                await self._copy(buffer.cls, batch)
+                written = await self._copy_isolating(buffer.cls, batch)
             except Exception as exc:  # noqa: BLE001 - every failure keeps the rows
                 buffer.rows[:0] = batch
                 buffer.oldest = batch_oldest
@@ -200,10 +201,29 @@ class BatchedLogWriter:
                     raise LogWriteFailed(message) from exc
                 log.warning("%s; kept buffered, retrying", message)
                 return 0
-            self.written[buffer.cls.TABLE] += len(batch)
-            return len(batch)
+            self.written[buffer.cls.TABLE] += written
+            return written
 
-    async def _copy(self, cls: type[LogRecord], batch: list[LogRecord]) -> None:
+    async def _copy_isolating(self, cls: type[LogRecord], batch: list[LogRecord]) -> int:
+        """COPY the batch; when the database refuses a row (a constraint validation did not
+        foresee), split the batch to find it, write the rest, and count and log the refused row
+        instead of retrying one poisoned batch forever while the buffer fills. A duplicate id is
+        not a refusal: copy_records skips it (a retried flush). Connection failures propagate and
+        keep the whole batch."""
+        try:
+            return await self._copy(cls, batch)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            if len(batch) == 1:
+                self.refused[cls.TABLE] += 1
+                # The primary message only: the DETAIL of a constraint error quotes the row.
+                log.error("%s refused a row (SQLSTATE %s): %s", cls.TABLE, exc.sqlstate,
+                          exc.diag.message_primary)
+                return 0
+            middle = len(batch) // 2
+            return (await self._copy_isolating(cls, batch[:middle])
+                    + await self._copy_isolating(cls, batch[middle:]))
+
+    async def _copy(self, cls: type[LogRecord], batch: list[LogRecord]) -> int:
         url = self._databases.urls[cls.SECTION]
         lock = self._connection_locks.setdefault(url, asyncio.Lock())
         async with lock:   # one COPY at a time per connection
@@ -213,8 +233,9 @@ class BatchedLogWriter:
                                                              application_name=self._application_name)
                 self._connections[url] = conn
             try:
-                async with conn.transaction():
-                    await copy_records_async(conn, cls, batch)
+                return await copy_records_async(conn, cls, batch)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
+                raise   # the transaction rolled back; the connection is fine
             except BaseException:
                 # A failed or cancelled COPY may leave the connection broken or busy: replace it.
                 await conn.close()

@@ -26,30 +26,73 @@ def copy_statement(cls: type[LogRecord]) -> sql.Composed:
         sql.Identifier(schema, table), sql.SQL(", ").join(sql.Identifier(c) for c in cls.COLUMNS))
 
 
+# The slow path, taken only when the fast COPY hit a duplicate key: a retried batch (the writer
+# retries what a failed flush kept; a caller resends lines with their ids). Staged in a temporary
+# table, then inserted with ON CONFLICT DO NOTHING, so a row already written is skipped and the
+# rest goes in: retries are idempotent.
+@functools.cache
+def _staging_statements(cls: type[LogRecord]) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
+    schema, table = cls.TABLE.split(".")
+    staging = sql.Identifier(f"staging_{schema}_{table}")
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in cls.COLUMNS)
+    # IF NOT EXISTS + TRUNCATE: a second slow path in the same transaction reuses the table.
+    create = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA; "
+                     "TRUNCATE {}").format(staging, columns, sql.Identifier(schema, table), staging)
+    copy = sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)
+    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+        sql.Identifier(schema, table), columns, columns, staging)
+    return create, copy, insert
+
+
 def copy_records(conn: psycopg.Connection, cls: type[LogRecord], records: Sequence[LogRecord]) -> int:
-    """COPY records of one table in the caller's transaction."""
+    """COPY records of one table (in the caller's transaction, or in one of its own); returns the
+    rows inserted, which is fewer than given only when some were already in the table."""
     if not records:
         return 0
-    with conn.cursor() as cursor, cursor.copy(copy_statement(cls)) as copy:
-        for record in records:
-            copy.write_row(record.copy_row())
-    return len(records)
+    with conn.transaction():
+        try:
+            with conn.transaction(), conn.cursor() as cursor, cursor.copy(copy_statement(cls)) as copy:
+                for record in records:
+                    copy.write_row(record.copy_row())
+            return len(records)
+        except psycopg.errors.UniqueViolation:
+            create, copy_sql, insert = _staging_statements(cls)
+            with conn.cursor() as cursor:
+                cursor.execute(create)
+                with cursor.copy(copy_sql) as copy:
+                    for record in records:
+                        copy.write_row(record.copy_row())
+                cursor.execute(insert)
+                return cursor.rowcount
 
 
 async def copy_records_async(conn: psycopg.AsyncConnection, cls: type[LogRecord],
                              records: Sequence[LogRecord]) -> int:
+    """copy_records() on an asyncio connection."""
     if not records:
         return 0
-    async with conn.cursor() as cursor, cursor.copy(copy_statement(cls)) as copy:
-        for record in records:
-            await copy.write_row(record.copy_row())
-    return len(records)
+    async with conn.transaction():
+        try:
+            async with conn.transaction(), conn.cursor() as cursor, cursor.copy(copy_statement(cls)) as copy:
+                for record in records:
+                    await copy.write_row(record.copy_row())
+            return len(records)
+        except psycopg.errors.UniqueViolation:
+            create, copy_sql, insert = _staging_statements(cls)
+            async with conn.cursor() as cursor:
+                await cursor.execute(create)
+                async with cursor.copy(copy_sql) as copy:
+                    for record in records:
+                        await copy.write_row(record.copy_row())
+                await cursor.execute(insert)
+                return cursor.rowcount
 
 
 @dataclass(frozen=True)
 class WriteResult:
     written: int
     sampled_out: int
+    duplicates: int = 0     # rows whose key was already in the table (skipped)
 
 
 def write_rows(databases: Databases, table: str, rows: Iterable[Union[LogRecord, Mapping[str, Any]]],
@@ -71,10 +114,11 @@ def write_rows(databases: Databases, table: str, rows: Iterable[Union[LogRecord,
             sampled_out += 1
         else:
             admitted.append(kept)
+    written = 0
     if admitted:
         with databases.connect_raw(cls.SECTION) as conn:
-            copy_records(conn, cls, admitted)
-    return WriteResult(written=len(admitted), sampled_out=sampled_out)
+            written = copy_records(conn, cls, admitted)
+    return WriteResult(written=written, sampled_out=sampled_out, duplicates=len(admitted) - written)
 
 
 def group_by_table(records: Iterable[LogRecord]) -> dict[type[LogRecord], list[LogRecord]]:
