@@ -117,3 +117,9 @@ def test_config_names_an_unknown_pattern_or_a_bad_regex():
         parse_config({"logs": {"redaction": {"patterns": ["email", "ssn"]}}})
     with pytest.raises(ConfigError, match=r"logs.redaction.extra_patterns\[0\]: not a valid regular expression"):
         parse_config({"logs": {"redaction": {"extra_patterns": ["(unclosed"]}}})
+
+
+def test_the_word_token_in_prose_is_not_a_credential(redactor):
+    assert redactor.text("token rotation scheduled for tenant") == "token rotation scheduled for tenant"
+    assert redactor.text("Token 9f86d081884c7d65") == f"Token {M}"
+    assert redactor.text("Bearer abcdefghijkl") == f"Bearer {M}"

@@ -6,9 +6,10 @@ Two kinds of rules (config `logs.redaction`):
   replaced by the mask, whatever it holds; `keep_keys` lists correlation ids that only look secret
   (token_id). The seed: "avoid storing sensitive payloads in logs. Redact tokens and emails".
 - value patterns: every string (inside payloads, and the free-text columns user_agent, route,
-  reason, comment, error) is scanned once by one combined regular expression (emails, bearer and
-  basic credentials, JWTs, credentials in URLs, secret-looking query parameters, well-known API
-  key formats, plus `extra_patterns`), and each match is masked.
+  reason, comment, error, target_id) is checked for the literals each rule needs, then scanned
+  once by one alternation of the rules it may match (emails, bearer and basic credentials, JWTs,
+  credentials in URLs, name=value pairs with a secret name, well-known API key formats, plus
+  `extra_patterns`), and each match is masked.
 
 Redaction is lossy on purpose: a false positive costs a little forensics, a false negative
 leaks a secret into a table that support staff can read.
@@ -102,7 +103,12 @@ class Redactor:
     def _replace(self, match: re.Match) -> str:
         group = match.lastgroup
         if group == "bearer":
-            return match.group("bearer_scheme") + self.mask
+            scheme, credential = match.group("bearer_scheme"), match.group("bearer")
+            # "token" is also an English word ("token rotation scheduled"): after it, only a
+            # credential-looking word (a digit, or 20+ characters) is masked.
+            if scheme[:5].lower() == "token" and len(credential) < 20 and not any(c.isdigit() for c in credential):
+                return match.group(0)
+            return scheme + self.mask
         if group == "secret_params":
             name, value = match.group("param_name"), match.group("secret_params")
             if self.key_is_secret(name):
