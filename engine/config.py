@@ -458,6 +458,8 @@ def _check_logs(logs: "LogsConfig", source: str) -> None:
         except re.error as exc:
             raise ConfigError(f"{source}: logs.redaction.extra_patterns[{i}]: not a valid regular expression: {exc}") from None
     ingest = logs.ingest
+    if ingest.max_body_bytes < 1:
+        raise ConfigError(f"{source}: logs.ingest.max_body_bytes: must be at least 1")
     if ingest.listen is not None:
         host, sep, port = ingest.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
