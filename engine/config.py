@@ -172,6 +172,67 @@ class DaemonConfig:
 
 
 @dataclass
+class LogWriterConfig:
+    """The asynchronous batched writer of the log tables (engine.logwriter)."""
+
+    batch_rows: int = 5000          # a table's buffer is flushed (one COPY) when it holds this many
+    flush_interval: Duration = Duration(1)   # ... or when its oldest row is this old
+    buffer_rows: int = 50000        # per table; a full buffer makes write() wait (backpressure)
+    # What a full api_access_logs buffer does: "block" waits like every other table, "drop"
+    # discards the row and counts it (the seed calls access logs sampleable; the others are not).
+    api_access_logs_when_full: str = "block"
+
+
+@dataclass
+class SamplingConfig:
+    """Keep 1 in N successful (2xx) api_access_logs rows; every other status is always kept."""
+
+    default_rate: int = 1           # 1 keeps everything
+    # Route (exact, or a glob such as /v1/records/*) -> N. The first exact match wins, then the
+    # first matching glob in file order, then default_rate.
+    routes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RedactionConfig:
+    """Masks secrets and personal data before a log row is written (engine.logwriter.redaction)."""
+
+    # A jsonb key whose name (lowercased, without - and _) contains one of these has its value masked.
+    keys: list[str] = field(default_factory=lambda: [
+        "password", "passwd", "pwd", "secret", "token", "apikey", "authorization", "cookie",
+        "credential", "privatekey", "signature",
+    ])
+    # Keys that match a rule above but carry no secret (identifiers used for correlation).
+    keep_keys: list[str] = field(default_factory=lambda: [
+        "token_id", "token_type", "tokens_used",
+    ])
+    # Built-in value patterns: email, bearer, jwt, url_credentials, secret_params, provider_keys.
+    patterns: list[str] = field(default_factory=lambda: [
+        "email", "bearer", "jwt", "url_credentials", "secret_params", "provider_keys",
+    ])
+    # Extra regular expressions; each match is masked.
+    extra_patterns: list[str] = field(default_factory=list)
+    mask: str = "[REDACTED]"
+
+
+@dataclass
+class IngestConfig:
+    """The HTTP ingestion endpoint for services not written in Python (POST /v1/logs/<table>)."""
+
+    listen: Optional[str] = None    # e.g. 127.0.0.1:9465; leave out to turn it off
+    token: Optional[str] = None     # bearer token callers send; e.g. ${NOTIFY_INGEST_TOKEN}
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass
+class LogsConfig:
+    writer: LogWriterConfig = field(default_factory=LogWriterConfig)
+    sampling: dict[str, SamplingConfig] = field(default_factory=dict)   # table -> sampling
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+
+@dataclass
 class Config:
     databases: Optional[DatabasesConfig] = None
     plans: dict[str, PlanConfig] = field(default_factory=lambda: {"default": PlanConfig()})
@@ -184,6 +245,7 @@ class Config:
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -396,3 +458,37 @@ def _check_references(config: Config, source: str) -> None:
         host, sep, port = config.http.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {config.http.listen!r}")
+    _check_logs(config.logs, source)
+
+
+def _check_logs(logs: "LogsConfig", source: str) -> None:
+    writer = logs.writer
+    if writer.batch_rows < 1 or writer.buffer_rows < writer.batch_rows:
+        raise ConfigError(f"{source}: logs.writer: batch_rows must be at least 1 and buffer_rows at least batch_rows")
+    if writer.api_access_logs_when_full not in ("block", "drop"):
+        raise ConfigError(f"{source}: logs.writer.api_access_logs_when_full: expected block or drop")
+    for table, sampling in logs.sampling.items():
+        if table != "data_activity.api_access_logs":
+            raise ConfigError(f"{source}: logs.sampling.{table}: only data_activity.api_access_logs can be sampled")
+        for where, rate in [("default_rate", sampling.default_rate), *((f"routes.{r}", n) for r, n in sampling.routes.items())]:
+            if rate < 1:
+                raise ConfigError(f"{source}: logs.sampling.{table}.{where}: a rate is 1 in N with N >= 1, got {rate}")
+    known_patterns = ("email", "bearer", "jwt", "url_credentials", "secret_params", "provider_keys")
+    for i, name in enumerate(logs.redaction.patterns):
+        if name not in known_patterns:
+            raise ConfigError(f"{source}: logs.redaction.patterns[{i}]: unknown pattern {name!r} "
+                              f"(known: {', '.join(known_patterns)}; use extra_patterns for your own)")
+    for i, pattern in enumerate(logs.redaction.extra_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{source}: logs.redaction.extra_patterns[{i}]: not a valid regular expression: {exc}") from None
+    ingest = logs.ingest
+    if ingest.max_body_bytes < 1:
+        raise ConfigError(f"{source}: logs.ingest.max_body_bytes: must be at least 1")
+    if ingest.listen is not None:
+        host, sep, port = ingest.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"{source}: logs.ingest.listen: expected HOST:PORT, got {ingest.listen!r}")
+        if not ingest.token:
+            raise ConfigError(f"{source}: logs.ingest.token: required when logs.ingest.listen is set")
