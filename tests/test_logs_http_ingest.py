@@ -9,6 +9,7 @@ import pytest
 
 from engine.config import IngestConfig, SamplingConfig
 from engine.logwriter.http_ingest import IngestServer
+from tests.conftest import url_of_missing_database
 
 TOKEN = "ingest-secret-7f3c9a"
 TENANT = str(uuid.uuid4())
@@ -117,7 +118,7 @@ def test_database_down_answers_503_and_keeps_the_rows_buffered(config, clock, da
     from engine.app import App
     from engine.config import DatabasesConfig
 
-    broken = dict(database_urls, data_activity=database_urls["data_activity"].replace("/t_", "/gone_t_"))
+    broken = dict(database_urls, data_activity=url_of_missing_database(database_urls["data_activity"]))
     config.databases = DatabasesConfig(**broken)
     with App(config, clock) as app:
         server = IngestServer(app, IngestConfig(listen="127.0.0.1:0", token=TOKEN)).start()

@@ -9,6 +9,7 @@ from engine.config import LogWriterConfig
 from engine.db import Databases
 from engine.logwriter import ApiAccessLog, LogPipeline, RecordEvent
 from engine.logwriter.batched import BatchedLogWriter, LogWriteFailed
+from tests.conftest import url_of_missing_database
 
 TENANT = str(uuid.uuid4())
 BASE = str(uuid.uuid4())
@@ -132,7 +133,7 @@ def test_full_access_log_buffer_drops_and_counts_when_configured(databases, cloc
 
 
 def test_a_failed_flush_keeps_the_rows_and_the_next_flush_writes_them(databases, database_urls, clock):
-    broken = Databases({**database_urls, "data_activity": database_urls["data_activity"].replace("/t_", "/missing_t_")})
+    broken = Databases({**database_urls, "data_activity": url_of_missing_database(database_urls["data_activity"])})
 
     async def scenario():
         writer = BatchedLogWriter(broken, LogWriterConfig(batch_rows=100), LogPipeline(clock=clock))
