@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from engine.app import App
 from engine.config import load_config
 from engine.errors import NotifyError
-from engine.jobs import maintenance_job
+from engine.jobs import collect_job, detect_job, maintenance_job
 
 log = logging.getLogger("notifyd")
 
@@ -50,6 +50,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         job_defaults = dict(max_instances=1, coalesce=True, misfire_grace_time=None)
         scheduler.add_job(maintenance_job, "interval", args=[app], seconds=config.jobs.maintenance,
                           id="maintenance", next_run_time=app.clock.now(), **job_defaults)
+        scheduler.add_job(collect_job, "interval", args=[app], seconds=config.jobs.collect,
+                          id="collect", next_run_time=app.clock.now(), **job_defaults)
+        scheduler.add_job(detect_job, "interval", args=[app], seconds=config.jobs.detect,
+                          id="detect", next_run_time=app.clock.now(), **job_defaults)
         scheduler.start()
         log.info("notifyd running")
         stop.wait()

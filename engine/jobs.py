@@ -25,3 +25,17 @@ def maintenance_job(app: App) -> None:
         archive_dir = Path(settings.archive_dir)
     pruned = prune_partitions(app.databases, now, settings.keep_months, archive_dir=archive_dir, archiver=archiver)
     log.info("maintenance: %d partitions created, %d dropped", len(created), len(pruned))
+
+
+def collect_job(app: App) -> None:
+    """Every configured snapshot source (engine.collect); a failing source is logged, not fatal."""
+    from engine.collect import run_collection
+
+    run_collection(app)
+
+
+def detect_job(app: App) -> None:
+    """One detection pass (engine.detect): snapshots -> alerts."""
+    from engine.detect import run_detection
+
+    run_detection(app)
