@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Iterable, Iterator, NamedTuple, Optional
 
 import psycopg
 
@@ -33,8 +34,7 @@ _NUMERIC_MAX = Decimal("1e14")  # numeric(20,6) holds 14 digits before the point
 NIL_UUID = uuid.UUID(int=0)  # latest_snapshots / usage_counters: "no base" inside a primary key
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):  # a tuple: bulk input builds hundreds of thousands of them
     tenant_id: uuid.UUID
     base_id: Optional[uuid.UUID]
     metric: str
@@ -77,6 +77,11 @@ def parse_uuid(value: Any, what: str) -> uuid.UUID:
 def parse_value(metric: str, value: Any) -> int | Decimal:
     """The metric's value as int (counts) or Decimal (storage_gb); InvalidSnapshot when it is not
     a finite number in range."""
+    if type(value) is int and metric in INTEGER_METRICS:  # the common case, kept cheap for bulk input
+        if (value < 0 and metric not in SIGNED_METRICS) or abs(value) > _BIGINT_MAX:
+            pass  # fall through to the general path for its message
+        else:
+            return value
     if isinstance(value, bool) or value is None:
         raise InvalidSnapshot(f"value of {metric} must be a number, got {_shown(value)}")
     if isinstance(value, float):
@@ -110,31 +115,45 @@ def parse_value(metric: str, value: Any) -> int | Decimal:
     return number
 
 
-def validate_snapshot(row: Mapping[str, Any], captured_at: datetime) -> Snapshot:
-    """One row (tenant_id, base_id, metric, value[, window]) as a Snapshot, or InvalidSnapshot."""
+def validate_snapshot(row: Mapping[str, Any], captured_at: datetime, uuids: Optional[dict] = None) -> Snapshot:
+    """One row (tenant_id, base_id, metric, value[, window]) as a Snapshot, or InvalidSnapshot.
+    `uuids` caches parsed ids across a batch (a tenant usually reports several metrics)."""
     metric = row.get("metric")
     if metric not in KNOWN_METRICS:
         raise InvalidSnapshot(f"unknown metric {_shown(metric)} (known: {', '.join(KNOWN_METRICS)})")
-    tenant_id = parse_uuid(row.get("tenant_id"), "tenant_id")
+    tenant = row.get("tenant_id")
+    tenant_id = uuids.get(tenant) if uuids is not None and type(tenant) is str else None
+    if tenant_id is None:
+        tenant_id = parse_uuid(tenant, "tenant_id")
+        if uuids is not None and type(tenant) is str:
+            uuids[tenant] = tenant_id
     base = row.get("base_id")
     base_id = None if base is None or base == "" else parse_uuid(base, "base_id")
     window = row.get("window") or "monthly"
-    if window not in WINDOWS:
+    if window != "monthly" and window not in WINDOWS:
         raise InvalidSnapshot(f"unknown window {_shown(window)} (known: {', '.join(WINDOWS)})")
     return Snapshot(tenant_id, base_id, metric, parse_value(metric, row.get("value")), captured_at, window)
+
+
+def iter_valid_snapshots(source: str, rows: Iterable[Any], captured_at: datetime,
+                         rejected: list[Rejection]) -> Iterator[Snapshot]:
+    """Yields each valid row as a Snapshot and appends a Rejection (naming the source and the row)
+    for each invalid one. A generator, so a COPY can stream rows while later ones are checked."""
+    uuids: dict = {}
+    for index, row in enumerate(rows, 1):
+        if type(row) is not dict and not isinstance(row, Mapping):
+            rejected.append(Rejection(source, f"row {index}", f"expected an object, got {_shown(row)}"))
+            continue
+        try:
+            yield validate_snapshot(row, captured_at, uuids)
+        except InvalidSnapshot as exc:
+            rejected.append(Rejection(source, f"row {index}", str(exc)))
 
 
 def validate_snapshots(source: str, rows: Iterable[Any], captured_at: datetime) -> ValidatedBatch:
     """Keeps every valid row; each invalid one becomes a Rejection naming the source and row."""
     batch = ValidatedBatch()
-    for index, row in enumerate(rows, 1):
-        if not isinstance(row, Mapping):
-            batch.rejected.append(Rejection(source, f"row {index}", f"expected an object, got {_shown(row)}"))
-            continue
-        try:
-            batch.accepted.append(validate_snapshot(row, captured_at))
-        except InvalidSnapshot as exc:
-            batch.rejected.append(Rejection(source, f"row {index}", str(exc)))
+    batch.accepted = list(iter_valid_snapshots(source, rows, captured_at, batch.rejected))
     return batch
 
 

@@ -85,7 +85,7 @@ WITH candidates AS (
          :key_prefix || ':' || trim_scale(lv.percent)::text || 'pct:' || :period || ':' || 'base='
            || coalesce(nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid)::text, '-') AS dedupe_key,
          l.value >= lim.limit_value * lv.percent / 100 AS fires,
-         l.value < lim.limit_value * (lv.percent - :hysteresis) / 100 AS clears,
+         l.value < lim.limit_value * (lv.percent - CAST(:hysteresis AS numeric)) / 100 AS clears,
          l.captured_at,
          jsonb_build_object('metric', l.metric, 'value', l.value, 'limit', lim.limit_value,
                             'percent', round(l.value * 100 / nullif(lim.limit_value, 0), 1),
@@ -111,7 +111,7 @@ WITH candidates AS (
          'wallet:low:' || 'base=' || coalesce(nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid)::text, '-')
            AS dedupe_key,
          l.value < lim.limit_value AS fires,
-         l.value >= lim.limit_value * (100 + :hysteresis) / 100 AS clears,
+         l.value >= lim.limit_value * (100 + CAST(:hysteresis AS numeric)) / 100 AS clears,
          l.captured_at,
          jsonb_build_object('metric', l.metric, 'value', l.value, 'floor', lim.limit_value,
                             'plan', coalesce(tp.plan, 'default'), 'captured_at', l.captured_at) AS context
@@ -134,7 +134,7 @@ WITH candidates AS (
          'rate_limit:429:' || 'base=' || coalesce(nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid)::text, '-')
            AS dedupe_key,
          l.value >= :threshold AS fires,
-         l.value < :threshold * (100 - :hysteresis) / 100 AS clears,
+         l.value < :threshold * (100 - CAST(:hysteresis AS numeric)) / 100 AS clears,
          l.captured_at,
          jsonb_build_object('metric', l.metric, 'value', l.value, 'threshold', :threshold,
                             'window_seconds', :window_seconds, 'captured_at', l.captured_at) AS context
