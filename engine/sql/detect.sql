@@ -1,7 +1,11 @@
 -- name: load_state
 -- The detection watermark (an ingest_seq of quota_snapshots) and the fingerprint of the plans and
 -- levels of the last pass.
-SELECT position, fingerprint FROM notify.detection_state WHERE name = :name;
+SELECT position, fingerprint, updated_at FROM notify.detection_state WHERE name = :name;
+
+-- name: latest_is_empty
+-- latest_snapshots is UNLOGGED: empty after a crash while the watermark says otherwise.
+SELECT NOT EXISTS (SELECT 1 FROM notify.latest_snapshots) AS empty;
 
 -- name: store_state
 -- Never moves the watermark back: two passes may finish in either order.
