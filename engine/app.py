@@ -44,7 +44,7 @@ class App:
             # The embedded default is ready to use on first start: apply (or upgrade) the schema.
             report = apply_migrations(self._databases)
             for database, path in report.applied:
-                log.info("schema applied", extra={"database": database, "migration": path})
+                log.info("schema: applied %s to database %s", path, database)
         return self
 
     def close(self) -> None:

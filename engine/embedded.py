@@ -38,9 +38,12 @@ _SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 def find_bin_dir(explicit: str | None = None) -> Path:
     """Directory holding initdb, pg_ctl and postgres: config, PATH, pg_config, then Debian's layout."""
-    candidates: list[Path] = []
     if explicit:
-        candidates.append(Path(explicit))
+        if all((Path(explicit) / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
+            return Path(explicit)
+        raise NotifyError(f"embedded.bin_dir: {explicit} does not hold initdb, pg_ctl and postgres; "
+                          "point it at the PostgreSQL server's bin directory or leave it out")
+    candidates: list[Path] = []
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).parent)
@@ -61,10 +64,9 @@ def find_bin_dir(explicit: str | None = None) -> Path:
     for directory in candidates:
         if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
             return directory
-    where = f"embedded.bin_dir ({explicit}), " if explicit else ""
     raise NotifyError(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in "
-        f"{where}PATH, pg_config --bindir or /usr/lib/postgresql/*/bin: install the PostgreSQL "
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on "
+        "PATH, through pg_config --bindir or under /usr/lib/postgresql/*/bin: install the PostgreSQL "
         "server (Debian: apt-get install postgresql) or set `databases` to use an existing server"
     )
 

@@ -54,7 +54,7 @@ def ensure_partitions(databases: Databases, now: datetime, months_ahead: int) ->
     current = month_start(now)
     wanted = [add_months(current, i) for i in range(months_ahead + 1)]
     created: list[CreatedPartition] = []
-    for url, sections in databases.by_database().items():
+    for sections in databases.by_database().values():
         engine = databases.engine(sections[0])
         with engine.connect() as conn:
             parents = [r.parent for r in conn.execute(query("partitions", "partitioned_tables"), {"schemas": sections})]
@@ -75,7 +75,7 @@ def ensure_partitions(databases: Databases, now: datetime, months_ahead: int) ->
 
 def list_partitions(databases: Databases) -> list[PartitionInfo]:
     found: list[PartitionInfo] = []
-    for url, sections in databases.by_database().items():
+    for sections in databases.by_database().values():
         with databases.begin(sections[0]) as conn:
             for r in conn.execute(query("partitions", "list_partitions"), {"schemas": sections}):
                 found.append(PartitionInfo(r.parent, r.partition, r.lower_bound, r.upper_bound, r.is_default))
@@ -106,7 +106,7 @@ def prune_partitions(
     """
     cutoff = prune_cutoff(now, keep_months)
     results: list[PrunedPartition] = []
-    for url, sections in databases.by_database().items():
+    for sections in databases.by_database().values():
         with databases.engine(sections[0]).connect() as conn:
             rows = conn.execute(query("partitions", "list_partitions"), {"schemas": sections}).all()
             conn.commit()
