@@ -131,6 +131,7 @@ def test_rate_limit_counts_429s_in_the_window_and_reports_zero_when_they_stop(ap
     assert [(r.value, r.window) for r in rows] == [(6, "hour"), (0, "hour")]
 
 
+@pytest.mark.fresh_database  # creates a table outside the four sections
 def test_sql_source_keeps_good_rows_and_names_bad_ones(app, databases):
     with databases.begin("notify") as conn:
         conn.exec_driver_sql("CREATE TABLE public.usage_export (tenant_id text, base_id text, metric text, value text)")

@@ -43,6 +43,7 @@ def test_rate_limit_alert_from_429s_in_the_logs_opens_and_clears(database_urls, 
         assert list_alerts(app, kind="RATE_LIMIT")[0]["status"] == "resolved"
 
 
+@pytest.mark.fresh_database  # creates a table outside the four sections
 def test_tenant_plans_from_a_sql_source(database_urls, databases, clock):
     with databases.begin("notify") as conn:
         conn.exec_driver_sql("CREATE TABLE public.subscriptions (tenant text, plan_name text)")
