@@ -20,6 +20,7 @@ from detectors import QUOTA_KINDS, SNAPSHOT_DETECTORS
 from detectors.base import DetectionContext, run_snapshot_detector
 from engine.alerts import run_alert_hooks
 from engine.clock import billing_period, month_start
+from engine.errors import NotifyError
 from engine.plans import tenant_plan_pairs
 from engine.queries import query
 
@@ -50,8 +51,12 @@ def _fingerprint(app, pairs: dict) -> str:
 
 def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
     now = app.clock.now()
-    pairs = tenant_plan_pairs(app)
-    fingerprint = _fingerprint(app, pairs)
+    try:
+        pairs = tenant_plan_pairs(app)
+    except NotifyError as exc:
+        # Detection goes on with the mapping synced last time rather than not at all.
+        log.error("%s; keeping the tenant plans synced before", exc)
+        pairs = None
     start = month_start(now)
     summary = DetectionSummary()
     with app.databases.begin("notify") as conn:
@@ -64,9 +69,11 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
         position = state.position if state else 0
         if position and conn.execute(query("detect", "latest_is_empty")).scalar_one():
             position, full_pass = 0, True  # lost in a crash (UNLOGGED): rebuild it from the snapshots
+        fingerprint = _fingerprint(app, pairs) if pairs is not None else (state.fingerprint if state else "")
         if state is None or state.fingerprint != fingerprint:
-            conn.execute(query("detect", "sync_tenant_plans"), {
-                "tenant_ids": list(pairs), "plans": list(pairs.values()), "now": now})
+            if pairs is not None:
+                conn.execute(query("detect", "sync_tenant_plans"), {
+                    "tenant_ids": list(pairs), "plans": list(pairs.values()), "now": now})
             full_pass = True
         summary.full_pass = full_pass
         started = time.perf_counter()

@@ -165,3 +165,16 @@ def test_event_raise_and_clear_payment_failed(cli):
     code, out, _ = cli("event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED")
     shown = json.loads(cli("show", alert["id"], "--json")[1])
     assert (shown["status"], shown["transition"], shown["context"]["reopen_count"]) == ("open", "reopened", 1)
+
+
+def test_run_once_exits_1_when_a_source_failed_but_still_detects(config_file, capsys):
+    path = config_file(PLANS + """
+collect:
+  http:
+    - {name: down, url: "http://127.0.0.1:9/", timeout: 2s}
+""")
+    assert main(["snapshot", "record", "--tenant", TENANT, "--metric", "runs_used", "--value", "5000",
+                 "--config", str(path)]) == 0
+    code = main(["run-once", "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "http:down: request failed" in out and "detect: 2 opened" in out

@@ -58,6 +58,18 @@ def test_tenant_plans_from_a_sql_source(database_urls, databases, clock):
         assert {a["tenant_id"] for a in alerts} == {__import__("uuid").UUID(OTHER)}
 
 
+def test_a_failing_tenant_plans_source_keeps_the_last_synced_mapping(database_urls, clock):
+    plans = {"default": {"runs_used": 1000}, "pro": {"runs_used": 100000}}
+    source = {"database": "notify", "query": "SELECT tenant_id, plan FROM public.no_such_table"}
+    with app_with(database_urls, clock, plans=plans, tenants={TENANT: {"plan": "pro"}}) as app:
+        run_detection(app)
+    with app_with(database_urls, clock, plans=plans, tenants={TENANT: {"plan": "pro"}},
+                  detect={"tenant_plans_sql": source}) as app:
+        record_snapshots(app, [{"tenant_id": TENANT, "metric": "runs_used", "value": 5000}])
+        run_detection(app)  # logs the failure, detects with TENANT still on pro
+        assert list_alerts(app) == []
+
+
 def test_configured_levels_replace_the_defaults(database_urls, clock):
     detect = {"thresholds": [{"percent": 50, "severity": "info"}, {"percent": 90, "severity": "critical"}]}
     with app_with(database_urls, clock, detect=detect) as app:
