@@ -17,13 +17,14 @@ from detectors.records_threshold import RECORDS_THRESHOLD
 from detectors.runs_threshold import RUNS_THRESHOLD
 from detectors.storage_threshold import STORAGE_THRESHOLD
 from detectors.wallet_low import WALLET_LOW
+from detectors.wallet_runway import WALLET_RUNWAY
 
 SNAPSHOT_DETECTORS: list[SnapshotDetector] = [
-    RUNS_THRESHOLD, STORAGE_THRESHOLD, RECORDS_THRESHOLD, API_CALLS_THRESHOLD, WALLET_LOW, RATE_LIMIT,
+    RUNS_THRESHOLD, STORAGE_THRESHOLD, RECORDS_THRESHOLD, API_CALLS_THRESHOLD, WALLET_LOW, WALLET_RUNWAY, RATE_LIMIT,
 ]
 EVENT_KINDS: dict[str, EventKind] = {PAYMENT_FAILED.kind: PAYMENT_FAILED}
 # Kinds whose dedupe key carries the billing month: they resolve when the month ends.
 QUOTA_KINDS = [d.kind for d in SNAPSHOT_DETECTORS if isinstance(d, ThresholdDetector)]
-ALL_KINDS = [d.kind for d in SNAPSHOT_DETECTORS] + list(EVENT_KINDS)
+ALL_KINDS = list(dict.fromkeys([d.kind for d in SNAPSHOT_DETECTORS] + list(EVENT_KINDS)))
 
 __all__ = ["SNAPSHOT_DETECTORS", "EVENT_KINDS", "QUOTA_KINDS", "ALL_KINDS", "DetectionContext"]

@@ -39,6 +39,8 @@ class SnapshotDetector(Protocol):
 
     def params(self, ctx: DetectionContext) -> dict: ...
 
+    # Optional: def enabled(self, ctx) -> bool; a detector without it always runs.
+
 
 @dataclass(frozen=True)
 class ThresholdDetector:

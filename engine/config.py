@@ -207,6 +207,10 @@ class DetectConfig:
     # RATE_LIMIT: this many HTTP 429 answers per tenant and base within the window.
     rate_limit_threshold: int = 100
     rate_limit_window: Duration = Duration(300)
+    # WALLET_LOW also when the burn rate over the last wallet_burn_window says the balance runs out
+    # within this many days (its own alert, wallet:runway:...). Unset: off.
+    wallet_runway_days: Optional[float] = None
+    wallet_burn_window: Duration = Duration(7 * 86400)
     tenant_plans_sql: Optional[TenantPlansSourceConfig] = None
 
 
@@ -460,5 +464,9 @@ def _check_collect_detect(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: detect.hysteresis_percent: expected 0 <= value < 100")
     if config.detect.rate_limit_threshold < 1:
         raise ConfigError(f"{source}: detect.rate_limit_threshold: must be at least 1")
+    if config.detect.wallet_runway_days is not None and config.detect.wallet_runway_days <= 0:
+        raise ConfigError(f"{source}: detect.wallet_runway_days: must be more than 0 (leave it out to turn it off)")
+    if config.detect.wallet_burn_window <= 0:
+        raise ConfigError(f"{source}: detect.wallet_burn_window: must be longer than 0s")
     if config.detect.rate_limit_window <= 0:
         raise ConfigError(f"{source}: detect.rate_limit_window: must be longer than 0s")

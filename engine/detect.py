@@ -90,9 +90,13 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
         # Nothing new and nothing reconfigured: every alert is already what the snapshots say.
         detectors = SNAPSHOT_DETECTORS if (full_pass or summary.folded) else []
         for detector in detectors:
+            if not getattr(detector, "enabled", lambda _ctx: True)(ctx):
+                continue
             started = time.perf_counter()
-            summary.by_kind[detector.kind] = run_snapshot_detector(conn, detector, ctx)
-            summary.seconds[detector.kind] = time.perf_counter() - started
+            counts = summary.by_kind.setdefault(detector.kind, {})
+            for transition, alerts in run_snapshot_detector(conn, detector, ctx).items():
+                counts[transition] = counts.get(transition, 0) + alerts
+            summary.seconds[detector.candidates_query.removesuffix("_candidates")] = time.perf_counter() - started
         conn.execute(query("detect", "store_state"), {"name": STATE_NAME, "position": folded.position,
                                                        "fingerprint": fingerprint, "now": now})
         run_alert_hooks(conn, now)

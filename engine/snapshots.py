@@ -35,7 +35,7 @@ NIL_UUID = uuid.UUID(int=0)  # latest_snapshots / usage_counters: "no base" insi
 
 
 class Snapshot(NamedTuple):  # a tuple: bulk input builds hundreds of thousands of them
-    tenant_id: uuid.UUID
+    tenant_id: uuid.UUID | str  # a str only in its canonical form (what COPY writes anyway)
     base_id: Optional[uuid.UUID]
     metric: str
     value: int | Decimal
@@ -126,7 +126,8 @@ def validate_snapshot(row: Mapping[str, Any], captured_at: datetime, uuids: Opti
     if tenant_id is None:
         tenant_id = parse_uuid(tenant, "tenant_id")
         if uuids is not None and type(tenant) is str:
-            uuids[tenant] = tenant_id
+            # Cached as canonical text: parsed once per tenant, and COPY needs no conversion.
+            tenant_id = uuids[tenant] = str(tenant_id)
     base = row.get("base_id")
     base_id = None if base is None or base == "" else parse_uuid(base, "base_id")
     window = row.get("window") or "monthly"

@@ -3,7 +3,8 @@ configurable levels, stale snapshots, a lost latest_snapshots table, config vali
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -11,7 +12,7 @@ from engine.alerts import list_alerts
 from engine.app import App
 from engine.collect import run_collection
 from engine.collectors.push import record_snapshots
-from engine.config import PlanConfig, parse_config
+from engine.config import parse_config
 from engine.detect import run_detection
 from engine.errors import ConfigError
 
@@ -55,7 +56,7 @@ def test_tenant_plans_from_a_sql_source(database_urls, databases, clock):
         run_detection(app)
         alerts = list_alerts(app)
         # TENANT is on pro (5 % used); OTHER names an unknown plan and stays on default (500 %).
-        assert {a["tenant_id"] for a in alerts} == {__import__("uuid").UUID(OTHER)}
+        assert {a["tenant_id"] for a in alerts} == {uuid.UUID(OTHER)}
 
 
 def test_a_failing_tenant_plans_source_keeps_the_last_synced_mapping(database_urls, clock):
@@ -122,3 +123,35 @@ def test_bad_collect_settings_name_the_key():
         parse_config({"collect": {"http": [{"name": "x", "url": "ftp://example"}]}})
     with pytest.raises(ConfigError, match=r"collect.sql\[0\].query: required key is missing"):
         parse_config({"collect": {"sql": [{"name": "x", "database": "notify"}]}})
+
+
+def test_wallet_runway_forecast_opens_its_own_alert_and_clears_when_burning_stops(database_urls, clock):
+    detect = {"wallet_runway_days": 5, "wallet_burn_window": "3d"}
+    plans = {"default": {"wallet_floor_cents": 100}}
+    with app_with(database_urls, clock, plans=plans, detect=detect) as app:
+        def wallet(value):
+            record_snapshots(app, [{"tenant_id": TENANT, "metric": "wallet_balance_cents", "value": value}])
+            run_detection(app)
+
+        wallet(10_000)
+        clock.advance(timedelta(days=1))
+        wallet(9_000)  # 1,000 a day: 9 days left
+        assert list_alerts(app) == []
+        clock.advance(timedelta(days=1))
+        wallet(6_000)  # 2,000 a day over the window (10,000 -> 6,000 in 2 days): 3 days left
+        [alert] = list_alerts(app)
+        assert (alert["kind"], alert["dedupe_key"], alert["severity"]) == ("WALLET_LOW", "wallet:runway:base=-", "warn")
+        assert alert["context"]["burn_per_day"] == 2000 and alert["context"]["runway_days"] == 3
+        clock.advance(timedelta(days=1))
+        wallet(16_000)  # topped up: not falling any more
+        [alert] = list_alerts(app)
+        assert alert["status"] == "resolved"
+
+
+def test_wallet_runway_is_off_unless_configured(database_urls, clock):
+    with app_with(database_urls, clock, plans={"default": {"wallet_floor_cents": 100}}) as app:
+        for value in (10_000, 1_000):
+            record_snapshots(app, [{"tenant_id": TENANT, "metric": "wallet_balance_cents", "value": value}])
+            clock.advance(timedelta(hours=1))
+        run_detection(app)
+        assert list_alerts(app) == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Optional
 
-import sqlalchemy
 
 from engine.clock import add_months, billing_period, month_start
 from engine.collectors import CollectorResult

@@ -1,3 +1,6 @@
+-- Runtime SQL of the detect step (engine/detect.py, detectors/). Dedupe keys are built as
+-- `... || ':' || 'base=' ...`: SQLAlchemy's text() would read `:base` inside one literal as a bind.
+
 -- name: load_state
 -- The detection watermark (an ingest_seq of quota_snapshots) and the fingerprint of the plans and
 -- levels of the last pass.
@@ -125,6 +128,48 @@ WITH candidates AS (
     ON lim.plan = coalesce(tp.plan, 'default')
   WHERE l.metric = 'wallet_balance_cents'
     AND (:full_pass OR l.folded_seq = pg_current_xact_id()::text::bigint)
+),
+
+-- name: wallet_runway_candidates
+-- WALLET_LOW by forecast: the balance falls by burn_per_day (its drop since the oldest snapshot
+-- within :burn_window_seconds before the latest one) and runs out within :runway_days. Clears once
+-- the runway is the hysteresis past the line, or the balance stops falling.
+WITH burn AS (
+  SELECT l.tenant_id, l.base_id, l.value, l.captured_at, coalesce(tp.plan, 'default') AS plan,
+         (first.value - l.value) * 86400
+           / nullif(extract(epoch FROM l.captured_at - first.captured_at), 0) AS burn_per_day
+  FROM notify.latest_snapshots l
+  LEFT JOIN notify.tenant_plans tp ON tp.tenant_id = l.tenant_id
+  CROSS JOIN LATERAL (
+    SELECT coalesce(q.value_int::numeric, q.value_numeric) AS value, q.captured_at
+    FROM notify.quota_snapshots q
+    WHERE q.tenant_id = l.tenant_id AND q.metric = 'wallet_balance_cents'
+      AND q.base_id IS NOT DISTINCT FROM nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid)
+      AND q.captured_at >= l.captured_at - make_interval(secs => :burn_window_seconds)
+      AND q.captured_at < l.captured_at
+    ORDER BY q.captured_at
+    LIMIT 1
+  ) first
+  WHERE l.metric = 'wallet_balance_cents'
+    AND (:full_pass OR l.folded_seq = pg_current_xact_id()::text::bigint)
+),
+candidates AS (
+  SELECT b.tenant_id,
+         nullif(b.base_id, '00000000-0000-0000-0000-000000000000'::uuid) AS base_id,
+         'WALLET_LOW' AS kind,
+         'warn' AS severity,
+         'wallet:runway:' || 'base=' || coalesce(nullif(b.base_id, '00000000-0000-0000-0000-000000000000'::uuid)::text, '-')
+           AS dedupe_key,
+         b.burn_per_day > 0 AND b.value / b.burn_per_day < :runway_days AS fires,
+         coalesce(b.burn_per_day, 0) <= 0
+           OR b.value / b.burn_per_day >= :runway_days * (100 + CAST(:hysteresis AS numeric)) / 100 AS clears,
+         b.captured_at,
+         jsonb_build_object('metric', 'wallet_balance_cents', 'value', b.value,
+                            'burn_per_day', round(b.burn_per_day, 2),
+                            'runway_days', round(b.value / nullif(b.burn_per_day, 0), 1),
+                            'runway_limit_days', :runway_days, 'plan', b.plan,
+                            'captured_at', b.captured_at) AS context
+  FROM burn b
 ),
 
 -- name: rate_limit_candidates
