@@ -27,15 +27,31 @@ def maintenance_job(app: App) -> None:
     log.info("maintenance: %d partitions created, %d dropped", len(created), len(pruned))
 
 
+def _once_across_processes(app: App, job: str, step) -> None:
+    """Runs step(app) unless another notifyd holds this job's advisory lock (DESIGN.md: each tick
+    runs once across hosts). A session lock on a connection of its own, closed afterwards, so
+    the lock can never leak into a pooled connection."""
+    conn = app.databases.connect_raw("notify", autocommit=True)
+    try:
+        locked = conn.execute("SELECT pg_try_advisory_lock(hashtext('notify-engine.job'), hashtext(%s))",
+                              (job,)).fetchone()[0]
+        if not locked:
+            log.info("%s: another process is running this tick; skipped", job)
+            return
+        step(app)
+    finally:
+        conn.close()  # releases the lock
+
+
 def collect_job(app: App) -> None:
     """Every configured snapshot source (engine.collect); a failing source is logged, not fatal."""
     from engine.collect import run_collection
 
-    run_collection(app)
+    _once_across_processes(app, "collect", run_collection)
 
 
 def detect_job(app: App) -> None:
     """One detection pass (engine.detect): snapshots -> alerts."""
     from engine.detect import run_detection
 
-    run_detection(app)
+    _once_across_processes(app, "detect", run_detection)
