@@ -96,7 +96,7 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
             counts = summary.by_kind.setdefault(detector.kind, {})
             for transition, alerts in run_snapshot_detector(conn, detector, ctx).items():
                 counts[transition] = counts.get(transition, 0) + alerts
-            summary.seconds[detector.candidates_query.removesuffix("_candidates")] = time.perf_counter() - started
+            summary.seconds[detector.kind] = summary.seconds.get(detector.kind, 0) + time.perf_counter() - started
         conn.execute(query("detect", "store_state"), {"name": STATE_NAME, "position": folded.position,
                                                        "fingerprint": fingerprint, "now": now})
         run_alert_hooks(conn, now)

@@ -211,7 +211,7 @@ upserted AS (
   WHERE c.fires
      OR (c.clears AND EXISTS (SELECT 1 FROM notify.alerts x
                               WHERE x.tenant_id = c.tenant_id AND x.dedupe_key = c.dedupe_key
-                                AND x.status <> 'resolved'))
+                                AND x.kind = c.kind AND x.status <> 'resolved'))
   ON CONFLICT (tenant_id, dedupe_key) DO UPDATE
   SET status = CASE WHEN EXCLUDED.status = 'resolved' THEN 'resolved'
                     WHEN a.status = 'resolved' THEN 'open'
