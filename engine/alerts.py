@@ -48,6 +48,12 @@ def parse_alert_id(value: str) -> uuid.UUID:
         raise BadInput(f"ALERT_ID: not an alert id (a UUID): {value!r}") from None
 
 
+def _snapshot_kinds() -> list[str]:
+    from detectors import SNAPSHOT_DETECTORS
+
+    return sorted({d.kind for d in SNAPSHOT_DETECTORS})
+
+
 def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
                 kind: Optional[str] = None) -> list[dict]:
     from detectors import ALL_KINDS
@@ -63,8 +69,8 @@ def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] =
         except ValueError:
             raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
     with app.databases.begin("notify") as conn:
-        rows = conn.execute(query("alerts", "list_alerts"),
-                            {"status": status, "tenant_id": tenant, "kind": kind}).mappings().all()
+        rows = conn.execute(query("alerts", "list_alerts"), {"status": status, "tenant_id": tenant, "kind": kind,
+                                                             "snapshot_kinds": _snapshot_kinds()}).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -72,7 +78,8 @@ def get_alert(app, alert_id: str) -> dict:
     """The alert with its notifications; BadInput when no alert has that id."""
     ident = parse_alert_id(alert_id)
     with app.databases.begin("notify") as conn:
-        row = conn.execute(query("alerts", "get_alert"), {"id": ident}).mappings().first()
+        row = conn.execute(query("alerts", "get_alert"),
+                           {"id": ident, "snapshot_kinds": _snapshot_kinds()}).mappings().first()
         if row is None:
             raise BadInput(f"ALERT_ID: no alert with id {ident}")
         alert = dict(row)

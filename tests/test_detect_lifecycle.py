@@ -85,6 +85,30 @@ def test_steady_state_pass_rewrites_no_alert(app, databases, clock):
     assert xmin_after == xmin_before  # the row was not rewritten
 
 
+def test_each_pass_while_the_condition_holds_moves_last_seen_without_new_snapshots(app, clock):
+    record(app, 900)
+    captured = clock.now()
+    run_detection(app)
+    clock.advance(timedelta(minutes=3))
+    run_detection(app)
+    [alert] = list_alerts(app)
+    assert alert["last_seen_at"] == clock.now()  # seen holding at the latest pass
+    assert alert["last_evidence_at"] == captured  # the newest snapshot that showed it
+    assert alert["first_seen_at"] == captured
+
+
+def test_resolved_alert_keeps_its_last_seen(app, clock):
+    record(app, 900)
+    run_detection(app)
+    clock.advance(timedelta(minutes=1))
+    record(app, 10)
+    run_detection(app)
+    clock.advance(timedelta(minutes=5))
+    run_detection(app)
+    [alert] = list_alerts(app)
+    assert alert["status"] == "resolved" and alert["last_seen_at"] == clock.now() - timedelta(minutes=6)
+
+
 def test_clearing_waits_for_hysteresis_then_resolves(app, clock):
     record(app, 820)
     run_detection(app)

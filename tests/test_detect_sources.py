@@ -102,7 +102,10 @@ def test_lost_latest_snapshots_table_is_rebuilt_without_duplicate_alerts(databas
         clock.advance(timedelta(minutes=1))
         summary = run_detection(app)
         assert summary.full_pass and summary.folded == 1
-        assert list_alerts(app) == before
+        after = list_alerts(app)
+        for alert in before + after:
+            alert.pop("last_seen_at")  # moves with every pass
+        assert after == before
 
 
 @pytest.mark.parametrize("detect, message", [
