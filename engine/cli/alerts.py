@@ -49,7 +49,7 @@ def show_command(app, args) -> int:
         return 0
     notes = alert.pop("notifications")
     context = alert.pop("context")
-    width = max(len(k) for k in alert)
+    width = max(len(k) for k in [*alert, *("context." + k for k in context)])
     for key, value in alert.items():
         print(f"{key.ljust(width)}  {'-' if value is None else value}")
     for key, value in context.items():
