@@ -153,6 +153,69 @@ class PartitionsConfig:
     archive_dir: Optional[str] = None
 
 
+# --------------------------------------------------------------- collect and detect (issue 3)
+
+
+@dataclass
+class SqlSourceConfig:
+    """A query returning (tenant_id, base_id, metric, value) rows, run against `database`: a
+    section name (admin_log, portal_log, data_activity, notify) or a libpq URL."""
+
+    name: str
+    database: str
+    query: str
+
+
+@dataclass
+class HttpSourceConfig:
+    """An HTTP GET returning a JSON array of {tenant_id, base_id, metric, value} objects (or an
+    object whose `snapshots` key holds that array)."""
+
+    name: str
+    url: str
+    timeout: Duration = Duration(10)
+
+
+@dataclass
+class CollectConfig:
+    # The built-in collectors over data_activity: api_calls, records_count, http_429_count.
+    data_activity: bool = True
+    sql: list[SqlSourceConfig] = field(default_factory=list)
+    http: list[HttpSourceConfig] = field(default_factory=list)
+
+
+@dataclass
+class ThresholdLevelConfig:
+    percent: float
+    severity: str
+
+
+@dataclass
+class TenantPlansSourceConfig:
+    """A query returning (tenant_id, plan) rows, for more tenants than config.yaml should hold."""
+
+    database: str
+    query: str
+
+
+@dataclass
+class DetectConfig:
+    # Each level of a plan limit is its own alert (CONTRACT.md: 80 % warn, 100 % critical).
+    thresholds: list[ThresholdLevelConfig] = field(default_factory=lambda: [
+        ThresholdLevelConfig(80, "warn"), ThresholdLevelConfig(100, "critical")])
+    # An alert resolves only once the value is this many percent (of the limit, or of the wallet
+    # floor, or of the 429 threshold) back on the safe side, so a value at the line cannot flap.
+    hysteresis_percent: float = 5.0
+    # RATE_LIMIT: this many HTTP 429 answers per tenant and base within the window.
+    rate_limit_threshold: int = 100
+    rate_limit_window: Duration = Duration(300)
+    # WALLET_LOW also when the burn rate over the last wallet_burn_window says the balance runs out
+    # within this many days (its own alert, wallet:runway:...). Unset: off.
+    wallet_runway_days: Optional[float] = None
+    wallet_burn_window: Duration = Duration(7 * 86400)
+    tenant_plans_sql: Optional[TenantPlansSourceConfig] = None
+
+
 @dataclass
 class RetentionConfig:
     """What the cleanup job deletes; 0 keeps rows forever."""
@@ -246,6 +309,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -459,6 +524,7 @@ def _check_references(config: Config, source: str) -> None:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {config.http.listen!r}")
     _check_logs(config.logs, source)
+    _check_collect_detect(config, source)
 
 
 def _check_logs(logs: "LogsConfig", source: str) -> None:
@@ -492,3 +558,38 @@ def _check_logs(logs: "LogsConfig", source: str) -> None:
             raise ConfigError(f"{source}: logs.ingest.listen: expected HOST:PORT, got {ingest.listen!r}")
         if not ingest.token:
             raise ConfigError(f"{source}: logs.ingest.token: required when logs.ingest.listen is set")
+
+
+
+def _check_collect_detect(config: Config, source: str) -> None:
+    names = set()
+    for kind, sources in (("sql", config.collect.sql), ("http", config.collect.http)):
+        for i, src in enumerate(sources):
+            if src.name in names:
+                raise ConfigError(f"{source}: collect.{kind}[{i}].name: {src.name!r} is used twice")
+            names.add(src.name)
+    for i, src in enumerate(config.collect.http):
+        if not src.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: collect.http[{i}].url: expected an http:// or https:// URL")
+    levels = config.detect.thresholds
+    if not levels:
+        raise ConfigError(f"{source}: detect.thresholds: at least one level is required")
+    seen = set()
+    for i, level in enumerate(levels):
+        if not 0 < level.percent <= 1000:
+            raise ConfigError(f"{source}: detect.thresholds[{i}].percent: expected 0 < percent <= 1000")
+        if level.severity not in ("info", "warn", "critical"):
+            raise ConfigError(f"{source}: detect.thresholds[{i}].severity: expected info, warn or critical")
+        if level.percent in seen:
+            raise ConfigError(f"{source}: detect.thresholds[{i}].percent: {level.percent:g} is listed twice")
+        seen.add(level.percent)
+    if not 0 <= config.detect.hysteresis_percent < 100:
+        raise ConfigError(f"{source}: detect.hysteresis_percent: expected 0 <= value < 100")
+    if config.detect.rate_limit_threshold < 1:
+        raise ConfigError(f"{source}: detect.rate_limit_threshold: must be at least 1")
+    if config.detect.wallet_runway_days is not None and config.detect.wallet_runway_days <= 0:
+        raise ConfigError(f"{source}: detect.wallet_runway_days: must be more than 0 (leave it out to turn it off)")
+    if config.detect.wallet_burn_window <= 0:
+        raise ConfigError(f"{source}: detect.wallet_burn_window: must be longer than 0s")
+    if config.detect.rate_limit_window <= 0:
+        raise ConfigError(f"{source}: detect.rate_limit_window: must be longer than 0s")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 
 from engine.app import App
+from engine.collect import run_collection
+from engine.detect import run_detection
 from engine.partitions import ensure_partitions, prune_partitions
 from engine.retention import delete_old_job_runs, delete_resolved_alerts
 from engine.scheduler import PeriodicJob, Worker
@@ -51,9 +53,20 @@ def cleanup_job(app: App) -> None:
         log.info("cleanup: %d resolved alerts and %d job runs deleted", alerts, runs)
 
 
-# What notifyd runs. Issue 3 adds PeriodicJob("collect", ...) and PeriodicJob("detect", ...) here
-# (intervals jobs.collect and jobs.detect); issue 4 adds Worker("dispatcher", run_dispatcher).
+def collect_job(app: App) -> None:
+    """Every configured snapshot source (engine.collect); a failing source is logged, not fatal."""
+    run_collection(app)
+
+
+def detect_job(app: App) -> None:
+    """One detection pass (engine.detect): snapshots -> alerts."""
+    run_detection(app)
+
+
+# What notifyd runs; each periodic job ticks at its `jobs.<name>` interval, once across copies.
 PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("collect", collect_job),
+    PeriodicJob("detect", detect_job),
     PeriodicJob("maintenance", maintenance_job),
     PeriodicJob("cleanup", cleanup_job),
 ]

@@ -18,7 +18,7 @@ from engine.config import load_config
 from engine.errors import BadInput, NotifyError
 
 # Modules under engine.cli that register command groups, in help order.
-COMMAND_MODULES = ["db", "partitions", "status", "logs"]
+COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event", "status", "logs"]
 
 
 def build_parser() -> argparse.ArgumentParser:
