@@ -25,7 +25,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)${extras:+-$extras}"
+# The editable install maps top-level packages when it runs: a new package means a reinstall too.
+stamp=".venv/.installed-$( (cat pyproject.toml; ls -d */__init__.py) | sha256sum | cut -c1-16)${extras:+-$extras}"
 if [ ! -e "$stamp" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
     rm -f .venv/.installed-*
