@@ -158,17 +158,3 @@ def test_wallet_runway_is_off_unless_configured(database_urls, clock):
             clock.advance(timedelta(hours=1))
         run_detection(app)
         assert list_alerts(app) == []
-
-
-def test_detect_job_skips_a_tick_another_process_is_running(database_urls, databases, clock):
-    from engine.jobs import detect_job
-
-    with app_with(database_urls, clock) as app:
-        record_snapshots(app, [{"tenant_id": TENANT, "metric": "runs_used", "value": 900}])
-        other = databases.connect_raw("notify", autocommit=True)
-        other.execute("SELECT pg_advisory_lock(hashtext('notify-engine.job'), hashtext('detect'))")
-        detect_job(app)
-        assert list_alerts(app) == []  # the other process has this tick
-        other.close()
-        detect_job(app)
-        assert len(list_alerts(app)) == 1
