@@ -8,7 +8,8 @@ Signals: SIGTERM and SIGINT stop claiming new work and give in-flight work `daem
 to finish, then stop the embedded cluster if this process started it, and exit 0. SIGHUP re-reads
 the config file: a bad file is logged and the running config kept; a good one takes effect
 (job intervals, plans, tenants, channels, delivery, retention, partitions), except the keys that
-say where things are (databases, embedded, http), which need a restart and are logged as such.
+say where things are (databases, embedded, http, and logs, which holds the ingestion listener):
+those need a restart and are logged as such.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from engine.errors import NotifyError
 from engine.http_server import HttpEndpoint
 from engine.jobs import PERIODIC_JOBS, WORKERS
 from engine.logging import configure_logging, register_config_secrets
+from engine.logwriter.http_ingest import start_ingest_if_configured
 from engine.scheduler import Supervisor, one_line
 
 log = logging.getLogger("notifyd")
 
 # Keys that say where things are: changing them means reconnecting everything, so a reload keeps
 # the running values and says a restart is needed.
-RESTART_ONLY_KEYS = ("databases", "embedded", "http")
+RESTART_ONLY_KEYS = ("databases", "embedded", "http", "logs")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -89,7 +91,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     state_collector = metrics.DatabaseStateCollector(lambda: app._databases, app.clock.now)
     metrics.REGISTRY.register(state_collector)
     finished = True
+    ingest = None
     try:
+        ingest = start_ingest_if_configured(app)  # log ingestion, its own listener (logs.ingest)
         supervisor.start()
         if endpoint is not None:
             endpoint.set_health(supervisor.health_report)
@@ -105,6 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("stopping: no new work; in-flight work has %.0f s to finish", grace)
         finished = supervisor.stop(grace)
     finally:
+        if ingest is not None:
+            ingest.stop()  # writes what it buffered before the databases close
         if endpoint is not None:
             endpoint.stop()
         metrics.REGISTRY.unregister(state_collector)

@@ -153,3 +153,24 @@ def test_a_postgresql_restart_is_logged_once_survived_and_sigterm_stops_the_clus
         if cluster.is_running():
             cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_notifyd_serves_log_ingestion_when_configured_and_writes_before_it_stops(start_daemon, database_urls):
+    import httpx
+
+    from tests.daemon_harness import free_port
+
+    port = free_port()
+    daemon = start_daemon(FAST_JOBS + f"logs:\n  ingest: {{listen: '127.0.0.1:{port}', token: s3cret-token}}\n")
+    daemon.wait_healthy()
+    line = json.dumps({"tenant_id": "6f1c2d3e-0000-4000-8000-000000000001", "action": "PLAN_CHANGE",
+                       "occurred_at": "2026-11-25T10:00:00+00:00"})
+    url = f"http://127.0.0.1:{port}/v1/logs/portal_log.portal_events"
+    refused = httpx.post(url, content=line, headers={"Authorization": "Bearer wrong"}, trust_env=False)
+    assert refused.status_code == 401
+    accepted = httpx.post(url, content=line, headers={"Authorization": "Bearer s3cret-token"}, trust_env=False)
+    assert accepted.status_code == 200 and accepted.json()["accepted"] == 1
+    assert daemon.stop(signal.SIGTERM) == 0
+    with psycopg.connect(database_urls["portal_log"]) as conn:
+        assert conn.execute("SELECT count(*) FROM portal_log.portal_events").fetchone()[0] == 1
+    assert "s3cret-token" not in daemon.stderr_path.read_text()
