@@ -22,6 +22,19 @@ if ! have_pg_server; then
     fi
 fi
 
+# pgaudit makes admin_log reads auditable (docs/SCHEMA.md); its test needs it. Best effort: the
+# engine runs without it.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${extras}" = "test" ]; then
+    for bindir in /usr/lib/postgresql/*/bin; do
+        version=$(basename "$(dirname "$bindir")")
+        if [ ! -e "/usr/lib/postgresql/$version/lib/pgaudit.so" ]; then
+            (apt-get install -y -qq "postgresql-$version-pgaudit" >/dev/null 2>&1 ||
+             { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "postgresql-$version-pgaudit" >/dev/null 2>&1; }) ||
+                echo "bootstrap: postgresql-$version-pgaudit not installed; its test will be skipped" >&2
+        fi
+    done
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
