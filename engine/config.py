@@ -136,6 +136,10 @@ class JobsConfig:
     collect: Duration = Duration(60)
     detect: Duration = Duration(60)
     maintenance: Duration = Duration(86400)
+    # Deletes resolved alerts older than retention.resolved_alerts (and old job_runs rows).
+    cleanup: Duration = Duration(3600)
+    # Plans transitions not planned in their own transaction and due reminders (issue 4).
+    plan: Duration = Duration(30)
 
 
 @dataclass
@@ -179,6 +183,148 @@ class PartitionsConfig:
     archive_dir: Optional[str] = None
 
 
+# --------------------------------------------------------------- collect and detect (issue 3)
+
+
+@dataclass
+class SqlSourceConfig:
+    """A query returning (tenant_id, base_id, metric, value) rows, run against `database`: a
+    section name (admin_log, portal_log, data_activity, notify) or a libpq URL."""
+
+    name: str
+    database: str
+    query: str
+
+
+@dataclass
+class HttpSourceConfig:
+    """An HTTP GET returning a JSON array of {tenant_id, base_id, metric, value} objects (or an
+    object whose `snapshots` key holds that array)."""
+
+    name: str
+    url: str
+    timeout: Duration = Duration(10)
+
+
+@dataclass
+class CollectConfig:
+    # The built-in collectors over data_activity: api_calls, records_count, http_429_count.
+    data_activity: bool = True
+    sql: list[SqlSourceConfig] = field(default_factory=list)
+    http: list[HttpSourceConfig] = field(default_factory=list)
+
+
+@dataclass
+class ThresholdLevelConfig:
+    percent: float
+    severity: str
+
+
+@dataclass
+class TenantPlansSourceConfig:
+    """A query returning (tenant_id, plan) rows, for more tenants than config.yaml should hold."""
+
+    database: str
+    query: str
+
+
+@dataclass
+class DetectConfig:
+    # Each level of a plan limit is its own alert (CONTRACT.md: 80 % warn, 100 % critical).
+    thresholds: list[ThresholdLevelConfig] = field(default_factory=lambda: [
+        ThresholdLevelConfig(80, "warn"), ThresholdLevelConfig(100, "critical")])
+    # An alert resolves only once the value is this many percent (of the limit, or of the wallet
+    # floor, or of the 429 threshold) back on the safe side, so a value at the line cannot flap.
+    hysteresis_percent: float = 5.0
+    # RATE_LIMIT: this many HTTP 429 answers per tenant and base within the window.
+    rate_limit_threshold: int = 100
+    rate_limit_window: Duration = Duration(300)
+    # WALLET_LOW also when the burn rate over the last wallet_burn_window says the balance runs out
+    # within this many days (its own alert, wallet:runway:...). Unset: off.
+    wallet_runway_days: Optional[float] = None
+    wallet_burn_window: Duration = Duration(7 * 86400)
+    tenant_plans_sql: Optional[TenantPlansSourceConfig] = None
+
+
+@dataclass
+class RetentionConfig:
+    """What the cleanup job deletes; 0 keeps rows forever."""
+
+    resolved_alerts: Duration = Duration(90 * 86400)   # resolved alerts (and their notifications)
+    job_runs: Duration = Duration(30 * 86400)          # notify.job_runs history
+    batch_size: int = 1000                             # rows per DELETE transaction
+
+
+@dataclass
+class DaemonConfig:
+    """notifyd itself: shutdown, database fault handling, health."""
+
+    shutdown_grace: Duration = Duration(10)       # in-flight work may finish this long after SIGTERM
+    health_interval: Duration = Duration(5)       # how often the databases are probed
+    reconnect_backoff_max: Duration = Duration(30)  # longest wait between probes while a DB is down
+
+
+@dataclass
+class LogWriterConfig:
+    """The asynchronous batched writer of the log tables (engine.logwriter)."""
+
+    batch_rows: int = 5000          # a table's buffer is flushed (one COPY) when it holds this many
+    flush_interval: Duration = Duration(1)   # ... or when its oldest row is this old
+    buffer_rows: int = 50000        # per table; a full buffer makes write() wait (backpressure)
+    # What a full api_access_logs buffer does: "block" waits like every other table, "drop"
+    # discards the row and counts it (the seed calls access logs sampleable; the others are not).
+    api_access_logs_when_full: str = "block"
+
+
+@dataclass
+class SamplingConfig:
+    """Keep 1 in N successful (2xx) api_access_logs rows; every other status is always kept."""
+
+    default_rate: int = 1           # 1 keeps everything
+    # Route (exact, or a glob such as /v1/records/*) -> N. The first exact match wins, then the
+    # first matching glob in file order, then default_rate.
+    routes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RedactionConfig:
+    """Masks secrets and personal data before a log row is written (engine.logwriter.redaction)."""
+
+    # A jsonb key whose name (lowercased, without - and _) contains one of these has its value masked.
+    keys: list[str] = field(default_factory=lambda: [
+        "password", "passwd", "pwd", "secret", "token", "apikey", "authorization", "cookie",
+        "credential", "privatekey", "signature",
+    ])
+    # Keys that match a rule above but carry no secret (identifiers used for correlation).
+    keep_keys: list[str] = field(default_factory=lambda: [
+        "token_id", "token_type", "tokens_used",
+    ])
+    # Built-in value patterns: email, bearer, jwt, url_credentials, secret_params, provider_keys.
+    patterns: list[str] = field(default_factory=lambda: [
+        "email", "bearer", "jwt", "url_credentials", "secret_params", "provider_keys",
+    ])
+    # Extra regular expressions; each match is masked.
+    extra_patterns: list[str] = field(default_factory=list)
+    mask: str = "[REDACTED]"
+
+
+@dataclass
+class IngestConfig:
+    """The HTTP ingestion endpoint for services not written in Python (POST /v1/logs/<table>)."""
+
+    listen: Optional[str] = None    # e.g. 127.0.0.1:9465; leave out to turn it off
+    token: Optional[str] = None     # bearer token callers send; e.g. ${NOTIFY_INGEST_TOKEN}
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass
+class LogsConfig:
+    writer: LogWriterConfig = field(default_factory=LogWriterConfig)
+    sampling: dict[str, SamplingConfig] = field(default_factory=dict)   # table -> sampling
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+
 @dataclass
 class Config:
     databases: Optional[DatabasesConfig] = None
@@ -191,6 +337,11 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
     routes: list[RouteConfig] = field(default_factory=list)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -398,10 +549,84 @@ def _check_references(config: Config, source: str) -> None:
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
     _check_delivery(config, source)
+    if config.retention.batch_size < 1:
+        raise ConfigError(f"{source}: retention.batch_size: must be at least 1")
+    if config.daemon.health_interval <= 0:
+        raise ConfigError(f"{source}: daemon.health_interval: must be more than 0")
     if config.http.listen is not None:
         host, sep, port = config.http.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {config.http.listen!r}")
+    _check_logs(config.logs, source)
+    _check_collect_detect(config, source)
+
+
+def _check_logs(logs: "LogsConfig", source: str) -> None:
+    writer = logs.writer
+    if writer.batch_rows < 1 or writer.buffer_rows < writer.batch_rows:
+        raise ConfigError(f"{source}: logs.writer: batch_rows must be at least 1 and buffer_rows at least batch_rows")
+    if writer.api_access_logs_when_full not in ("block", "drop"):
+        raise ConfigError(f"{source}: logs.writer.api_access_logs_when_full: expected block or drop")
+    for table, sampling in logs.sampling.items():
+        if table != "data_activity.api_access_logs":
+            raise ConfigError(f"{source}: logs.sampling.{table}: only data_activity.api_access_logs can be sampled")
+        for where, rate in [("default_rate", sampling.default_rate), *((f"routes.{r}", n) for r, n in sampling.routes.items())]:
+            if rate < 1:
+                raise ConfigError(f"{source}: logs.sampling.{table}.{where}: a rate is 1 in N with N >= 1, got {rate}")
+    known_patterns = ("email", "bearer", "jwt", "url_credentials", "secret_params", "provider_keys")
+    for i, name in enumerate(logs.redaction.patterns):
+        if name not in known_patterns:
+            raise ConfigError(f"{source}: logs.redaction.patterns[{i}]: unknown pattern {name!r} "
+                              f"(known: {', '.join(known_patterns)}; use extra_patterns for your own)")
+    for i, pattern in enumerate(logs.redaction.extra_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{source}: logs.redaction.extra_patterns[{i}]: not a valid regular expression: {exc}") from None
+    ingest = logs.ingest
+    if ingest.max_body_bytes < 1:
+        raise ConfigError(f"{source}: logs.ingest.max_body_bytes: must be at least 1")
+    if ingest.listen is not None:
+        host, sep, port = ingest.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"{source}: logs.ingest.listen: expected HOST:PORT, got {ingest.listen!r}")
+        if not ingest.token:
+            raise ConfigError(f"{source}: logs.ingest.token: required when logs.ingest.listen is set")
+
+
+
+def _check_collect_detect(config: Config, source: str) -> None:
+    names = set()
+    for kind, sources in (("sql", config.collect.sql), ("http", config.collect.http)):
+        for i, src in enumerate(sources):
+            if src.name in names:
+                raise ConfigError(f"{source}: collect.{kind}[{i}].name: {src.name!r} is used twice")
+            names.add(src.name)
+    for i, src in enumerate(config.collect.http):
+        if not src.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: collect.http[{i}].url: expected an http:// or https:// URL")
+    levels = config.detect.thresholds
+    if not levels:
+        raise ConfigError(f"{source}: detect.thresholds: at least one level is required")
+    seen = set()
+    for i, level in enumerate(levels):
+        if not 0 < level.percent <= 1000:
+            raise ConfigError(f"{source}: detect.thresholds[{i}].percent: expected 0 < percent <= 1000")
+        if level.severity not in ("info", "warn", "critical"):
+            raise ConfigError(f"{source}: detect.thresholds[{i}].severity: expected info, warn or critical")
+        if level.percent in seen:
+            raise ConfigError(f"{source}: detect.thresholds[{i}].percent: {level.percent:g} is listed twice")
+        seen.add(level.percent)
+    if not 0 <= config.detect.hysteresis_percent < 100:
+        raise ConfigError(f"{source}: detect.hysteresis_percent: expected 0 <= value < 100")
+    if config.detect.rate_limit_threshold < 1:
+        raise ConfigError(f"{source}: detect.rate_limit_threshold: must be at least 1")
+    if config.detect.wallet_runway_days is not None and config.detect.wallet_runway_days <= 0:
+        raise ConfigError(f"{source}: detect.wallet_runway_days: must be more than 0 (leave it out to turn it off)")
+    if config.detect.wallet_burn_window <= 0:
+        raise ConfigError(f"{source}: detect.wallet_burn_window: must be longer than 0s")
+    if config.detect.rate_limit_window <= 0:
+        raise ConfigError(f"{source}: detect.rate_limit_window: must be longer than 0s")
 
 
 CHANNELS = ("email", "slack", "webhook")

@@ -44,7 +44,9 @@ class Databases:
                 pool_size=4,
                 max_overflow=4,
                 pool_pre_ping=True,  # a restarted server leaves dead pooled connections behind
-                connect_args={"options": SESSION_OPTIONS, "application_name": self._application_name},
+                connect_args={"options": SESSION_OPTIONS, "application_name": self._application_name,
+                              # libpq waits forever by default: a network cut would hang a tick.
+                              "connect_timeout": 10},
             )
         return self._engines[url]
 

@@ -171,12 +171,13 @@ class Dispatcher:
                 summary.skipped += 1
         return summary
 
-    async def deliver_until_idle(self) -> DeliverySummary:
-        """Runs delivery.workers loops until a claim comes back empty."""
+    async def deliver_until_idle(self, stop_event: Optional[threading.Event] = None) -> DeliverySummary:
+        """Runs delivery.workers loops until a claim comes back empty (or stop_event is set: the
+        batches in flight finish and are recorded, no new one is claimed)."""
         total = DeliverySummary()
 
         async def worker() -> None:
-            while True:
+            while stop_event is None or not stop_event.is_set():
                 summary = await self.deliver_batch()
                 total.add(summary)
                 if summary.claimed == 0:
@@ -299,7 +300,7 @@ async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[
                 if listener is None or listener.closed:
                     listener = _listen(app)
                 try:
-                    summary = await dispatcher.deliver_until_idle()
+                    summary = await dispatcher.deliver_until_idle(stop_event)
                     if summary.claimed:
                         log.info("delivered: %s", summary)
                 except Exception:  # noqa: BLE001 - the loop survives a database hiccup

@@ -62,7 +62,12 @@ def discover(section: str) -> list[Migration]:
         match = _FILE.match(entry.name)
         if match:
             found.append(Migration(section, match.group(1), match.group(2), entry.read_text()))
-    return sorted(found, key=lambda m: m.version)
+    found.sort(key=lambda m: m.version)
+    for previous, current in zip(found, found[1:]):
+        if previous.version == current.version:
+            # Two branches picked the same number: refuse rather than apply one and skip the other.
+            raise NotifyError(f"{previous.path} and {current.path} share version {current.version}: renumber one")
+    return found
 
 
 @dataclass

@@ -22,10 +22,24 @@ if ! have_pg_server; then
     fi
 fi
 
+# pgaudit makes admin_log reads auditable (docs/SCHEMA.md); its test needs it. Best effort: the
+# engine runs without it.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${extras}" = "test" ]; then
+    for bindir in /usr/lib/postgresql/*/bin; do
+        version=$(basename "$(dirname "$bindir")")
+        if [ ! -e "/usr/lib/postgresql/$version/lib/pgaudit.so" ]; then
+            (apt-get install -y -qq "postgresql-$version-pgaudit" >/dev/null 2>&1 ||
+             { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "postgresql-$version-pgaudit" >/dev/null 2>&1; }) ||
+                echo "bootstrap: postgresql-$version-pgaudit not installed; its test will be skipped" >&2
+        fi
+    done
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)${extras:+-$extras}"
+# The editable install maps top-level packages when it runs: a new package means a reinstall too.
+stamp=".venv/.installed-$( (cat pyproject.toml; ls -d */__init__.py) | sha256sum | cut -c1-16)${extras:+-$extras}"
 if [ ! -e "$stamp" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
     rm -f .venv/.installed-*

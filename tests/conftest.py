@@ -38,6 +38,11 @@ TEST_CLUSTER_SETTINGS = {
 }
 
 
+def url_of_missing_database(url: str) -> str:
+    """The same server, a database that does not exist: a stand-in for a database that went away."""
+    return _with_database(url, "missing_" + uuid.uuid4().hex[:8])
+
+
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))

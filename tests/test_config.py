@@ -3,7 +3,7 @@
 import pytest
 
 from engine.cli import main as notifyctl
-from engine.config import Config, Duration, load_config, parse_config
+from engine.config import Config, Duration, load_config
 from engine.errors import ConfigError
 
 

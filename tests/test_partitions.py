@@ -1,13 +1,11 @@
 """Partition lifecycle: ensure premakes months and rescues rows from DEFAULT, prune decides by bounds."""
 
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from freezegun import freeze_time
 from sqlalchemy import text
 
-from engine.app import App
 from engine.clock import SystemClock
 from engine.cli import main as notifyctl
 from engine.partitions import ensure_partitions, list_partitions, prune_cutoff, prune_partitions

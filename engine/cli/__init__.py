@@ -18,7 +18,8 @@ from engine.config import load_config
 from engine.errors import BadInput, NotifyError
 
 # Modules under engine.cli that register command groups, in help order.
-COMMAND_MODULES = ["db", "partitions", "destinations", "notifications"]
+COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event", "status", "logs",
+                   "destinations", "notifications"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.migrations import apply_migrations
+from engine.roles import apply_roles
 
 
 def register(subparsers, common) -> None:
@@ -19,4 +20,7 @@ def db_init(app, args) -> int:
         print(f"{database}: applied {path}")
     if not report.applied:
         print(f"schema up to date ({report.unchanged} migrations already applied)")
+    # Roles and grants after the migrations, so tables they created are granted too.
+    for line in apply_roles(app.databases).lines():
+        print(line)
     return 0

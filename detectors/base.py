@@ -1,0 +1,85 @@
+"""The detector interface and the one statement each snapshot detector runs per tick."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, text
+
+from engine.config import Config
+from engine.queries import load
+
+
+@dataclass(frozen=True)
+class DetectionContext:
+    config: Config
+    now: datetime
+    period: str              # billing month 'YYYY-MM' of now (UTC)
+    period_start: datetime
+    full_pass: bool          # evaluate every latest value, not only those folded in this pass
+
+    def plan_limits(self, limit_name: str) -> str:
+        """[{plan, limit_value}] as JSON for the plans that set `limit_name` (a plan that leaves a
+        metric out has no alerts for it)."""
+        rows = [{"plan": name, "limit_value": getattr(plan, limit_name)}
+                for name, plan in self.config.plans.items() if getattr(plan, limit_name) is not None]
+        return json.dumps(rows)
+
+    @property
+    def hysteresis(self) -> float:
+        return self.config.detect.hysteresis_percent
+
+
+class SnapshotDetector(Protocol):
+    kind: str
+    candidates_query: str
+
+    def params(self, ctx: DetectionContext) -> dict: ...
+
+    # Optional: def enabled(self, ctx) -> bool; a detector without it always runs.
+
+
+@dataclass(frozen=True)
+class ThresholdDetector:
+    """A plan limit on a quota metric, at every configured level (each level its own alert)."""
+
+    kind: str
+    metric: str
+    key_prefix: str  # the condition's name in dedupe keys: runs:80pct:2026-11:base=<id>
+    candidates_query: str = "threshold_candidates"
+
+    def params(self, ctx: DetectionContext) -> dict:
+        levels = [{"percent": level.percent, "severity": level.severity} for level in ctx.config.detect.thresholds]
+        return {"kind": self.kind, "metric": self.metric, "key_prefix": self.key_prefix,
+                "limits": ctx.plan_limits(self.metric), "levels": json.dumps(levels),
+                "hysteresis": ctx.hysteresis, "period": ctx.period, "period_start": ctx.period_start}
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """An alert kind raised and cleared by events (notifyctl event raise/clear, engine.alerts)."""
+
+    kind: str
+    key_prefix: str
+    severity: str = "critical"
+
+    def dedupe_key(self, base_id) -> str:
+        return f"{self.key_prefix}:base={base_id or '-'}"
+
+
+def run_snapshot_detector(conn: Connection, detector: SnapshotDetector, ctx: DetectionContext) -> dict[str, int]:
+    """Runs the detector's one statement; returns {transition: alerts} for alerts that changed
+    state ('opened', 'reopened', 'escalated', 'resolved') and 'refreshed' for last_seen moves."""
+    queries = load("detect")
+    # Both halves are named blocks of engine/sql/detect.sql: the detector's candidates CTE and
+    # the lifecycle upsert every detector shares. No value is ever put into the SQL text.
+    statement = text(queries[detector.candidates_query].text + "\n" + queries["alert_upsert"].text)
+    params = {**detector.params(ctx), "now": ctx.now, "full_pass": ctx.full_pass}
+    counts: dict[str, int] = {}
+    for row in conn.execute(statement, params):
+        key = row.transition if row.transitioned else "refreshed"
+        counts[key] = counts.get(key, 0) + row.alerts
+    return counts

@@ -1,0 +1,225 @@
+"""Alert lifecycle outside the detectors: operators' ack and resolve (audited in
+admin_log.admin_events), event-driven alerts (raise / clear), and reading alerts.
+
+Transactions that change notify.alerts live in exactly these places: engine.detect.run_detection
+(one per pass), and here in ack_alert, resolve_alert, raise_event and clear_event. Each calls
+run_alert_hooks(conn, now) just before its commit, inside its transaction, so a step such as the
+notification planner can turn the new transitions into rows atomically with them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from sqlalchemy import Connection
+
+from engine.errors import BadInput
+from engine.queries import query
+
+ALERT_STATUSES = ("open", "ack", "resolved")
+
+# fn(conn, now), called inside every transaction that changed alerts, before it commits.
+_alert_hooks: list[Callable[[Connection, datetime], None]] = []
+
+
+def register_alert_hook(hook: Callable[[Connection, datetime], None]) -> None:
+    if hook not in _alert_hooks:
+        _alert_hooks.append(hook)
+
+
+def run_alert_hooks(conn: Connection, now: datetime) -> None:
+    for hook in list(_alert_hooks):
+        hook(conn, now)
+
+
+# ------------------------------------------------------------------------------------- reading
+
+
+def parse_alert_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise BadInput(f"ALERT_ID: not an alert id (a UUID): {value!r}") from None
+
+
+def _snapshot_kinds() -> list[str]:
+    from detectors import SNAPSHOT_DETECTORS
+
+    return sorted({d.kind for d in SNAPSHOT_DETECTORS})
+
+
+def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
+                kind: Optional[str] = None) -> list[dict]:
+    from detectors import ALL_KINDS
+
+    if status is not None and status not in ALERT_STATUSES:
+        raise BadInput(f"--status: expected one of {', '.join(ALERT_STATUSES)}, got {status!r}")
+    if kind is not None and kind not in ALL_KINDS:
+        raise BadInput(f"--kind: unknown alert kind {kind!r} (known: {', '.join(ALL_KINDS)})")
+    tenant = None
+    if tenant_id is not None:
+        try:
+            tenant = uuid.UUID(tenant_id)
+        except ValueError:
+            raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
+    with app.databases.begin("notify") as conn:
+        rows = conn.execute(query("alerts", "list_alerts"), {"status": status, "tenant_id": tenant, "kind": kind,
+                                                             "snapshot_kinds": _snapshot_kinds()}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def get_alert(app, alert_id: str) -> dict:
+    """The alert with its notifications; BadInput when no alert has that id."""
+    ident = parse_alert_id(alert_id)
+    with app.databases.begin("notify") as conn:
+        row = conn.execute(query("alerts", "get_alert"),
+                           {"id": ident, "snapshot_kinds": _snapshot_kinds()}).mappings().first()
+        if row is None:
+            raise BadInput(f"ALERT_ID: no alert with id {ident}")
+        alert = dict(row)
+        notes = conn.execute(query("alerts", "alert_notifications"),
+                             {"tenant_id": alert["tenant_id"], "id": ident}).mappings().all()
+    alert["notifications"] = [dict(n) for n in notes]
+    return alert
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+@dataclass
+class ActionResult:
+    alert_id: uuid.UUID
+    changed: bool
+    message: str
+    before: Optional[str] = None
+    after: Optional[str] = None
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers) and no LOGNAME/USER
+        return "unknown"
+
+
+def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: str, actor: Optional[str],
+                     comment: Optional[str]) -> ActionResult:
+    ident = parse_alert_id(alert_id)
+    actor = actor or default_actor()
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        before = conn.execute(query("alerts", "lock_alert"), {"id": ident}).first()
+        if before is None:
+            raise BadInput(f"ALERT_ID: no alert with id {ident}")
+        after = conn.execute(query("alerts", statement), {
+            "tenant_id": before.tenant_id, "id": ident, "now": now, "actor": actor}).first()
+        if after is None:
+            return ActionResult(ident, False, f"alert {ident} is already {before.status}; nothing to {verb}",
+                                before.status, before.status)
+        audit = {
+            "now": now, "actor_admin_id": _uuid_or_none(actor), "tenant_id": before.tenant_id,
+            "base_id": before.base_id, "action": action, "target_id": str(ident), "comment": comment,
+            "diff": json.dumps({"before": {"status": before.status},
+                                "after": {"status": after.status}, "actor": actor}),
+        }
+        # The audit row commits first (in its own section's database when that is separate): an
+        # action that is audited but failed to commit is better than one that left no trace.
+        if app.databases.urls["admin_log"] == app.databases.urls["notify"]:
+            conn.execute(query("alerts", "insert_audit_event"), audit)
+        else:
+            with app.databases.begin("admin_log") as admin:
+                admin.execute(query("alerts", "insert_audit_event"), audit)
+        run_alert_hooks(conn, now)
+    return ActionResult(ident, True, f"alert {ident}: {before.status} -> {after.status}", before.status, after.status)
+
+
+def ack_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None) -> ActionResult:
+    result = _operator_action(app, alert_id, action="ALERT_ACK", statement="ack_alert", verb="ack",
+                              actor=actor, comment=comment)
+    if not result.changed and result.before == "resolved":
+        result.message = f"alert {result.alert_id} is resolved; nothing to ack"
+    return result
+
+
+def resolve_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None) -> ActionResult:
+    return _operator_action(app, alert_id, action="ALERT_RESOLVE", statement="resolve_alert", verb="resolve",
+                            actor=actor, comment=comment)
+
+
+def _uuid_or_none(value: str) -> Optional[uuid.UUID]:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------ event alerts
+
+# Keys whose values must never be stored (context is shown to operators and sent in messages).
+_SECRET_KEY = re.compile(r"secret|token|passw|api[_-]?key|authori[sz]ation|card|cvv|cvc|iban|signature",
+                         re.IGNORECASE)
+
+
+def redact_context(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if _SECRET_KEY.search(str(k)) else redact_context(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_context(v) for v in value]
+    return value
+
+
+def _event_target(kind: str, tenant_id: str, base_id: Optional[str]):
+    from detectors import EVENT_KINDS
+
+    event_kind = EVENT_KINDS.get(kind)
+    if event_kind is None:
+        raise BadInput(f"--kind: {kind!r} is not an event kind (known: {', '.join(EVENT_KINDS)})")
+    try:
+        tenant = uuid.UUID(str(tenant_id))
+    except ValueError:
+        raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
+    base = None
+    if base_id is not None:
+        try:
+            base = uuid.UUID(str(base_id))
+        except ValueError:
+            raise BadInput(f"--base: a base id must be a UUID, got {base_id!r}") from None
+    return event_kind, tenant, base
+
+
+def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
+                context: Optional[dict] = None) -> ActionResult:
+    """Records an event-driven condition as an open alert (or re-opens / refreshes it)."""
+    event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
+    if context is not None and not isinstance(context, dict):
+        raise BadInput("--context: expected a JSON object")
+    now = app.clock.now()
+    stored = {"event": redact_context(context or {}), "raised_at": now.isoformat()}
+    with app.databases.begin("notify") as conn:
+        row = conn.execute(query("alerts", "raise_event"), {
+            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": event_kind.severity,
+            "dedupe_key": event_kind.dedupe_key(base), "now": now, "context": json.dumps(stored)}).one()
+        run_alert_hooks(conn, now)
+    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} is {row.status} ({row.transition})",
+                        after=row.status)
+
+
+def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None) -> ActionResult:
+    """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
+    event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        row = conn.execute(query("alerts", "clear_event"), {
+            "tenant_id": tenant, "dedupe_key": event_kind.dedupe_key(base), "now": now}).first()
+        if row is not None:
+            run_alert_hooks(conn, now)
+    if row is None:
+        return ActionResult(uuid.UUID(int=0), False,
+                            f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear")
+    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved")

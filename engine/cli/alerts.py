@@ -1,0 +1,73 @@
+"""notifyctl alerts | show | ack | resolve."""
+
+from __future__ import annotations
+
+from engine.alerts import ack_alert, get_alert, list_alerts, resolve_alert
+from engine.cli.output import print_json, print_table
+
+LIST_COLUMNS = ["id", "tenant_id", "base_id", "kind", "severity", "status", "dedupe_key", "first_seen_at",
+                "last_seen_at"]
+
+
+def register(subparsers, common) -> None:
+    listing = subparsers.add_parser("alerts", parents=[common], help="list alerts")
+    listing.add_argument("--status", metavar="S", help="open, ack or resolved")
+    listing.add_argument("--tenant", metavar="T", help="tenant id (UUID)")
+    listing.add_argument("--kind", metavar="K", help="alert kind, e.g. RUNS_THRESHOLD")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    listing.set_defaults(handler=alerts_command)
+
+    show = subparsers.add_parser("show", parents=[common], help="one alert with its notifications")
+    show.add_argument("alert_id", metavar="ALERT_ID")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.set_defaults(handler=show_command)
+
+    for verb, handler, text in (("ack", ack_command, "acknowledge an alert (audited)"),
+                                ("resolve", resolve_command, "resolve an alert by hand (audited)")):
+        parser = subparsers.add_parser(verb, parents=[common], help=text)
+        parser.add_argument("alert_id", metavar="ALERT_ID")
+        parser.add_argument("--actor", metavar="NAME", help="who acts (default: the OS user)")
+        parser.add_argument("--comment", metavar="TEXT", help="why, kept in the audit row")
+        parser.set_defaults(handler=handler)
+
+
+def alerts_command(app, args) -> int:
+    rows = list_alerts(app, status=args.status, tenant_id=args.tenant, kind=args.kind)
+    if args.json:
+        print_json(rows)
+    elif rows:
+        print_table(rows, ["id", "tenant_id", "base_id", "kind", "severity", "status", "last_seen_at", "dedupe_key"])
+    else:
+        print("no alerts")
+    return 0
+
+
+def show_command(app, args) -> int:
+    alert = get_alert(app, args.alert_id)
+    if args.json:
+        print_json(alert)
+        return 0
+    notes = alert.pop("notifications")
+    context = alert.pop("context")
+    width = max(len(k) for k in [*alert, *("context." + k for k in context)])
+    for key, value in alert.items():
+        print(f"{key.ljust(width)}  {'-' if value is None else value}")
+    for key, value in context.items():
+        print(f"{('context.' + key).ljust(width)}  {value}")
+    if notes:
+        print()
+        print_table(notes, [c for c in ("id", "channel", "recipient", "status", "send_attempts", "last_attempt_at",
+                                        "error") if c in notes[0]])
+    else:
+        print("no notifications")
+    return 0
+
+
+def ack_command(app, args) -> int:
+    print(ack_alert(app, args.alert_id, actor=args.actor, comment=args.comment).message)
+    return 0
+
+
+def resolve_command(app, args) -> int:
+    print(resolve_alert(app, args.alert_id, actor=args.actor, comment=args.comment).message)
+    return 0

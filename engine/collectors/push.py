@@ -1,0 +1,19 @@
+"""Push: other services (and `notifyctl snapshot record`) hand snapshots in directly."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from engine.collectors import CollectorResult
+from engine.snapshots import copy_snapshots, iter_valid_snapshots
+
+
+def record_snapshots(app, rows: Iterable[Any], *, source: str = "push") -> CollectorResult:
+    """Validates rows ({tenant_id, base_id, metric, value[, window]} mappings), writes the valid
+    ones now with one COPY, and returns the rejections (each naming the source and row)."""
+    result = CollectorResult(source)
+    valid = iter_valid_snapshots(source, rows, app.clock.now(), result.rejected)
+    with app.databases.begin("notify") as notify:
+        # Validation streams into the COPY: PostgreSQL stores rows while later ones are checked.
+        result.written = copy_snapshots(notify.connection.driver_connection, valid)
+    return result

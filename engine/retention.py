@@ -1,0 +1,35 @@
+"""Retention of the notify DB's state tables (the log tables' retention is partition pruning).
+
+notify.alerts is not partitioned (it is state, see docs/SCHEMA.md), so old resolved alerts are
+deleted row by row, in batches: each batch is its own short transaction, so the cleanup never
+holds many locks or one long transaction however much has piled up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from engine.db import Databases
+from engine.queries import query
+
+
+def _delete_in_batches(databases: Databases, name: str, cutoff: datetime, batch_size: int) -> int:
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    deleted = 0
+    while True:
+        with databases.begin("notify") as conn:
+            count = conn.execute(query("retention", name), {"cutoff": cutoff, "batch_size": batch_size}).rowcount
+        deleted += count
+        if count < batch_size:
+            return deleted
+
+
+def delete_resolved_alerts(databases: Databases, now: datetime, older_than: float, batch_size: int) -> int:
+    """Deletes alerts resolved more than `older_than` seconds before `now` (with their notifications)."""
+    return _delete_in_batches(databases, "delete_resolved_alerts", now - timedelta(seconds=older_than), batch_size)
+
+
+def delete_old_job_runs(databases: Databases, now: datetime, older_than: float, batch_size: int) -> int:
+    """Deletes notify.job_runs rows that started more than `older_than` seconds before `now`."""
+    return _delete_in_batches(databases, "delete_old_job_runs", now - timedelta(seconds=older_than), batch_size)

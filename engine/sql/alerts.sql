@@ -1,0 +1,98 @@
+-- name: list_alerts
+-- Alerts, newest activity first, each filter optional.
+-- last_seen_at: for an unresolved snapshot-detected alert, the time of the last detection pass
+-- (every pass leaves an alert unresolved only while its latest value still crosses the line), so
+-- it moves with each pass without the pass rewriting the row; last_evidence_at is the capture
+-- time of the newest snapshot that showed the condition (the stored column).
+SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.status, a.dedupe_key,
+       a.first_seen_at,
+       CASE WHEN a.status <> 'resolved' AND a.kind = ANY (CAST(:snapshot_kinds AS text[]))
+            THEN greatest(a.last_seen_at, ds.updated_at) ELSE a.last_seen_at END AS last_seen_at,
+       a.last_seen_at AS last_evidence_at,
+       a.created_at, a.transition, a.transition_seq, a.transition_at, a.acked_at, a.acked_by,
+       a.resolved_at, a.context
+FROM notify.alerts a
+LEFT JOIN notify.detection_state ds ON ds.name = 'snapshots'
+WHERE (CAST(:status AS text) IS NULL OR a.status = :status)
+  AND (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
+  AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
+ORDER BY 9 DESC, a.id;
+
+-- name: get_alert
+-- One alert by id (ids are unique; the index not_alert_id serves it without a tenant).
+-- last_seen_at as in list_alerts.
+SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.status, a.dedupe_key,
+       a.first_seen_at,
+       CASE WHEN a.status <> 'resolved' AND a.kind = ANY (CAST(:snapshot_kinds AS text[]))
+            THEN greatest(a.last_seen_at, ds.updated_at) ELSE a.last_seen_at END AS last_seen_at,
+       a.last_seen_at AS last_evidence_at,
+       a.created_at, a.transition, a.transition_seq, a.transition_at, a.acked_at, a.acked_by,
+       a.resolved_at, a.context
+FROM notify.alerts a
+LEFT JOIN notify.detection_state ds ON ds.name = 'snapshots'
+WHERE a.id = :id;
+
+-- name: lock_alert
+-- The alert's state before an operator's change, locked until the change commits.
+SELECT id, tenant_id, base_id, kind, status, transition, transition_seq
+FROM notify.alerts WHERE id = :id FOR UPDATE;
+
+-- name: alert_notifications
+-- The alert's delivery records, oldest first.
+SELECT * FROM notify.notifications WHERE tenant_id = :tenant_id AND alert_id = :id ORDER BY created_at, id;
+
+-- name: ack_alert
+-- An operator acknowledges an open alert: it stays acked while the condition holds and still
+-- resolves by itself when the condition clears.
+UPDATE notify.alerts
+SET status = 'ack', acked_at = :now, acked_by = :actor,
+    transition = 'acked', transition_seq = transition_seq + 1, transition_at = :now
+WHERE tenant_id = :tenant_id AND id = :id AND status = 'open'
+RETURNING status, transition, transition_seq;
+
+-- name: resolve_alert
+-- An operator resolves an alert by hand; if the condition still holds, the next snapshot that
+-- shows it re-opens the alert (counted in context.reopen_count).
+UPDATE notify.alerts
+SET status = 'resolved', resolved_at = :now,
+    transition = 'resolved', transition_seq = transition_seq + 1, transition_at = :now,
+    context = context || jsonb_build_object('resolved_by', 'operator')
+WHERE tenant_id = :tenant_id AND id = :id AND status <> 'resolved'
+RETURNING status, transition, transition_seq;
+
+-- name: insert_audit_event
+-- One admin_log.admin_events row per operator action on an alert (the seed's audit trail).
+INSERT INTO admin_log.admin_events (occurred_at, actor_admin_id, tenant_id, base_id, action, target_type,
+                                    target_id, severity, diff, comment)
+VALUES (:now, :actor_admin_id, :tenant_id, :base_id, :action, 'ALERT', :target_id, 'info',
+        CAST(:diff AS jsonb), :comment);
+
+-- name: raise_event
+-- An event-driven condition (PAYMENT_FAILED, ...) is present: opens its alert, re-opens a
+-- resolved one (counted in context.reopen_count), or refreshes last_seen_at and the event's
+-- context on an open or acked one.
+INSERT INTO notify.alerts AS a (tenant_id, base_id, kind, severity, dedupe_key, status, first_seen_at,
+                                last_seen_at, context, transition, transition_seq, transition_at, created_at)
+VALUES (:tenant_id, :base_id, :kind, CAST(:severity AS public.sev_level), :dedupe_key, 'open', :now, :now,
+        CAST(:context AS jsonb), 'opened', 1, :now, :now)
+ON CONFLICT (tenant_id, dedupe_key) DO UPDATE
+SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
+    last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
+    context = EXCLUDED.context || jsonb_build_object('reopen_count',
+                coalesce((a.context ->> 'reopen_count')::int, 0) + CASE WHEN a.status = 'resolved' THEN 1 ELSE 0 END),
+    transition = CASE WHEN a.status = 'resolved' THEN 'reopened' ELSE a.transition END,
+    transition_seq = a.transition_seq + CASE WHEN a.status = 'resolved' THEN 1 ELSE 0 END,
+    transition_at = CASE WHEN a.status = 'resolved' THEN EXCLUDED.transition_at ELSE a.transition_at END,
+    resolved_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.resolved_at END,
+    acked_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_at END,
+    acked_by = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_by END
+RETURNING id, status, transition, transition_seq;
+
+-- name: clear_event
+-- The event-driven condition is over: its unresolved alert resolves.
+UPDATE notify.alerts
+SET status = 'resolved', resolved_at = :now,
+    transition = 'resolved', transition_seq = transition_seq + 1, transition_at = :now,
+    context = context || jsonb_build_object('resolved_by', 'event_cleared')
+WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key AND status <> 'resolved'
+RETURNING id, status, transition, transition_seq;

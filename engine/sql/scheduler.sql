@@ -1,0 +1,20 @@
+-- name: try_job_lock
+-- The job's advisory lock for this transaction only (released at commit or rollback, so it can
+-- never leak to the next user of a pooled connection). Keyed by a hash of the job's name.
+SELECT pg_try_advisory_xact_lock(hashtextextended('notifyd.job:' || :job_name, 0)) AS locked;
+
+-- name: slot_taken
+-- Has any notifyd copy already run this job for this tick (or a later one)?
+SELECT EXISTS (
+  SELECT 1 FROM notify.job_runs
+  WHERE job_name = :job_name AND slot_start >= :slot_start
+) AS taken;
+
+-- name: record_run
+-- One row per run; the unique (job_name, slot_start) backs up the lock.
+INSERT INTO notify.job_runs (job_name, slot_start, started_at, finished_at, status, duration_seconds, error, ran_by)
+VALUES (:job_name, :slot_start, :started_at, :finished_at, :status, :duration_seconds, :error, :ran_by);
+
+-- name: probe
+-- Health probe: the database answers.
+SELECT 1;

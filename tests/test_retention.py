@@ -1,0 +1,72 @@
+"""The cleanup job: resolved alerts past retention go (with their notifications), nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from engine.config import Duration
+from engine.jobs import cleanup_job
+from engine.retention import delete_resolved_alerts
+
+TENANT = str(uuid.UUID(int=7))
+
+
+def add_alert(conn, status, resolved_days_ago, now):
+    resolved_at = now - timedelta(days=resolved_days_ago) if resolved_days_ago is not None else None
+    alert_id = conn.execute(text(
+        "INSERT INTO notify.alerts (tenant_id, kind, dedupe_key, status, resolved_at) "
+        "VALUES (:t, 'RUNS_THRESHOLD', :d, :s, :r) RETURNING id"),
+        {"t": TENANT, "d": uuid.uuid4().hex, "s": status, "r": resolved_at}).scalar()
+    conn.execute(text("INSERT INTO notify.notifications (tenant_id, alert_id, channel, status) "
+                      "VALUES (:t, :a, 'email', 'sent')"), {"t": TENANT, "a": alert_id})
+    return alert_id
+
+
+def remaining(databases):
+    with databases.begin("notify") as conn:
+        alerts = {r[0] for r in conn.execute(text("SELECT id FROM notify.alerts"))}
+        notes = conn.execute(text("SELECT count(*) FROM notify.notifications")).scalar()
+    return alerts, notes
+
+
+def test_resolved_alerts_past_retention_are_deleted_in_batches_with_their_notifications(app, clock):
+    now = clock.now()
+    with app.databases.begin("notify") as conn:
+        old = [add_alert(conn, "resolved", 91 + i, now) for i in range(5)]
+        recent = add_alert(conn, "resolved", 89, now)
+        still_open = add_alert(conn, "open", None, now)
+        acked = add_alert(conn, "ack", None, now)
+    deleted = delete_resolved_alerts(app.databases, now, Duration.parse("90d"), batch_size=2)
+    assert deleted == len(old)
+    alerts, notes = remaining(app.databases)
+    assert alerts == {recent, still_open, acked}
+    assert notes == 3
+
+
+def test_the_cleanup_job_follows_the_retention_config_and_zero_keeps_everything(app, clock):
+    now = clock.now()
+    with app.databases.begin("notify") as conn:
+        add_alert(conn, "resolved", 10, now)
+    app.config.retention.resolved_alerts = Duration(0)
+    cleanup_job(app)
+    assert len(remaining(app.databases)[0]) == 1
+    app.config.retention.resolved_alerts = Duration.parse("7d")
+    cleanup_job(app)
+    assert remaining(app.databases)[0] == set()
+
+
+def test_the_cleanup_job_trims_old_job_runs(app, clock):
+    now = clock.now()
+    with app.databases.begin("notify") as conn:
+        for days in (40, 31, 29):
+            started = now - timedelta(days=days)
+            conn.execute(text(
+                "INSERT INTO notify.job_runs (job_name, slot_start, started_at, finished_at, status, "
+                "duration_seconds, ran_by) VALUES ('maintenance', :s, :s, :s, 'ok', 0.1, 'test')"), {"s": started})
+    cleanup_job(app)
+    with app.databases.begin("notify") as conn:
+        left = conn.execute(text("SELECT count(*) FROM notify.job_runs")).scalar()
+    assert left == 1
