@@ -139,3 +139,24 @@ def test_listings_shorten_url_parts_that_can_be_credentials(cfg, capsys):
     targets = [d["target"] for d in json.loads(out)]
     assert targets == ["https://hooks.slack.com/services/T0000000/B0000000/abcd****", "https://example.com/hook?****"]
     assert "abcdefghijklmnopqrstuvwx" not in out and "token=abc" not in out
+
+
+def test_run_once_plans_and_delivers_an_event_alert_end_to_end(config_file, capsys):
+    from tests.delivery_support import HttpServer, webhook_responder
+
+    receiver = HttpServer(webhook_responder).start()
+    try:
+        path = str(config_file(f"channels:\n  webhook:\n    allow_private_networks: true\n    secret_key: {KEY}\n"))
+        assert run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "webhook",
+                   "--target", receiver.url("/ok"), "--secret", "whsec_c2VjcmV0LXZhbHVl", "--config", path)[0] == 0
+        assert run(capsys, "event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED", "--config", path)[0] == 0
+        code, out, err = run(capsys, "run-once", "--config", path)
+        assert code == 0, err
+        assert "plan: 1 notifications planned" in out and "deliver: 1 sent" in out
+        (request,) = receiver.received
+        assert request.json()["type"] == "alert.opened" and request.json()["data"]["alert"]["kind"] == "PAYMENT_FAILED"
+        assert request.headers["webhook-signature"].startswith("v1,")
+        code, out, _ = run(capsys, "notifications", "--status", "sent", "--json", "--config", path)
+        assert len(json.loads(out)) == 1
+    finally:
+        receiver.stop()
