@@ -150,9 +150,11 @@ def test_run_once_plans_and_delivers_an_event_alert_end_to_end(config_file, caps
         assert run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "webhook",
                    "--target", receiver.url("/ok"), "--secret", "whsec_c2VjcmV0LXZhbHVl", "--config", path)[0] == 0
         assert run(capsys, "event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED", "--config", path)[0] == 0
+        code, out, _ = run(capsys, "notifications", "--status", "queued", "--json", "--config", path)
+        assert len(json.loads(out)) == 1  # planned with the transition, before any planning tick
         code, out, err = run(capsys, "run-once", "--config", path)
         assert code == 0, err
-        assert "plan: 1 notifications planned" in out and "deliver: 1 sent" in out
+        assert "plan: 0 notifications planned" in out and "deliver: 1 sent" in out
         (request,) = receiver.received
         assert request.json()["type"] == "alert.opened" and request.json()["data"]["alert"]["kind"] == "PAYMENT_FAILED"
         assert request.headers["webhook-signature"].startswith("v1,")
