@@ -3,9 +3,9 @@ admin_log.admin_events), event-driven alerts (raise / clear), and reading alerts
 
 Transactions that change notify.alerts live in exactly these places: engine.detect.run_detection
 (one per pass), and here in ack_alert, resolve_alert, raise_event and clear_event. Each calls
-engine.planner.plan_notifications just before its commit, inside its transaction, so the new
-transitions become notification rows atomically with them (DESIGN.md: a transition is planned
-once, in the same transaction).
+engine.planner.plan_transitions_of_this_transaction just before its commit, inside its
+transaction, so the new transitions become notification rows atomically with them (DESIGN.md: a
+transition is planned once, in the same transaction).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 
 from engine.errors import BadInput
-from engine.planner import plan_notifications
+from engine.planner import plan_transitions_of_this_transaction
 from engine.queries import query
 
 ALERT_STATUSES = ("open", "ack", "resolved")
@@ -121,7 +121,7 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
         else:
             with app.databases.begin("admin_log") as admin:
                 admin.execute(query("alerts", "insert_audit_event"), audit)
-        plan_notifications(conn, app.config, now)
+        plan_transitions_of_this_transaction(conn, app.config, now)
     return ActionResult(ident, True, f"alert {ident}: {before.status} -> {after.status}", before.status, after.status)
 
 
@@ -191,7 +191,7 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
         row = conn.execute(query("alerts", "raise_event"), {
             "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": event_kind.severity,
             "dedupe_key": event_kind.dedupe_key(base), "now": now, "context": json.dumps(stored)}).one()
-        plan_notifications(conn, app.config, now)
+        plan_transitions_of_this_transaction(conn, app.config, now)
     return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} is {row.status} ({row.transition})",
                         after=row.status)
 
@@ -204,7 +204,7 @@ def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
         row = conn.execute(query("alerts", "clear_event"), {
             "tenant_id": tenant, "dedupe_key": event_kind.dedupe_key(base), "now": now}).first()
         if row is not None:
-            plan_notifications(conn, app.config, now)
+            plan_transitions_of_this_transaction(conn, app.config, now)
     if row is None:
         return ActionResult(uuid.UUID(int=0), False,
                             f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear")

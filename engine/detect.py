@@ -20,7 +20,7 @@ from detectors import QUOTA_KINDS, SNAPSHOT_DETECTORS
 from detectors.base import DetectionContext, run_snapshot_detector
 from engine.clock import billing_period, month_start
 from engine.errors import NotifyError
-from engine.planner import plan_notifications
+from engine.planner import plan_transitions_of_this_transaction
 from engine.plans import tenant_plan_pairs
 from engine.queries import query
 
@@ -99,7 +99,7 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
             summary.seconds[detector.kind] = summary.seconds.get(detector.kind, 0) + time.perf_counter() - started
         conn.execute(query("detect", "store_state"), {"name": STATE_NAME, "position": folded.position,
                                                        "fingerprint": fingerprint, "now": now})
-        plan_notifications(conn, app.config, now)  # the new transitions' notifications, same transaction
+        plan_transitions_of_this_transaction(conn, app.config, now)  # the new transitions' notifications, same transaction
     log.info("detection: %d values folded, %d opened, %d resolved", summary.folded,
              summary.count("opened"), summary.count("resolved") + summary.period_resolved)
     return summary

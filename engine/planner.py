@@ -22,10 +22,23 @@ from engine.routing import route_parameters
 
 
 def plan_notifications(conn: Connection, config: Config, now: datetime) -> int:
-    """Inserts the notifications of every unplanned transition; returns how many rows were planned."""
+    """Inserts the notifications of every unplanned transition and due reminder (the periodic
+    tick); returns how many rows were planned."""
+    return _plan(conn, config, now, changed_since=None, reminder_interval=float(config.delivery.reminder_interval))
+
+
+def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: datetime) -> int:
+    """For a transaction that just changed alerts at `now`: plans only the transitions stamped
+    `now` (every transition statement sets transition_at = :now), so a detection pass that
+    changed nothing does not scan the whole planner cursor. Reminders are the periodic tick's."""
+    return _plan(conn, config, now, changed_since=now, reminder_interval=0.0)
+
+
+def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: datetime | None,
+          reminder_interval: float) -> int:
     conn.execute(query("planner", "lock_planner"))
-    params = dict(route_parameters(config), now=now,
-                  reminder_interval=float(config.delivery.reminder_interval))
+    params = dict(route_parameters(config), now=now, reminder_interval=reminder_interval,
+                  changed_since=changed_since)
     planned = conn.execute(query("planner", "plan_notifications"), params).one().planned
     if planned:
         conn.execute(query("planner", "wake_dispatchers"))

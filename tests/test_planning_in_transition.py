@@ -47,3 +47,20 @@ def test_clearing_an_event_plans_its_resolved_notice(app):
     raise_event(app, TENANT, "PAYMENT_FAILED")
     clear_event(app, TENANT, "PAYMENT_FAILED")
     assert [t for _, t in planned(app)] == ["opened", "resolved"]
+
+
+def test_the_in_transaction_planner_takes_only_this_transactions_transitions_and_the_tick_takes_the_rest(app):
+    from datetime import timedelta
+
+    from engine.planner import plan_notifications, plan_transitions_of_this_transaction
+
+    with_destination(app)
+    earlier = app.clock.now() - timedelta(minutes=5)
+    with app.databases.begin("notify") as conn:  # a transition left unplanned by some older writer
+        conn.execute(text("INSERT INTO notify.alerts (tenant_id, kind, dedupe_key, transition_at, created_at) "
+                          "VALUES (:tenant, 'WALLET_LOW', 'wallet:low:base=-', :at, :at)"),
+                     {"tenant": TENANT, "at": earlier})
+        assert plan_transitions_of_this_transaction(conn, app.config, app.clock.now()) == 0
+    with app.databases.begin("notify") as conn:
+        assert plan_notifications(conn, app.config, app.clock.now()) == 1
+    assert planned(app) == [("WALLET_LOW", "opened")]

@@ -4,7 +4,8 @@
 SELECT pg_advisory_xact_lock(7165421001);
 
 -- name: plan_notifications
--- One statement: alerts whose transition is not yet planned (or whose next reminder is due),
+-- One statement: alerts whose transition is not yet planned (only those stamped at or after
+-- :changed_since when it is set) or whose next reminder is due,
 -- crossed with matching tenant destinations and ops routes, inserted once per
 -- (alert, transition_seq, reminder_no, route); then the per-alert cursor moves on.
 WITH pending AS (
@@ -15,7 +16,8 @@ WITH pending AS (
          END AS reminder_no
   FROM notify.alerts a
   LEFT JOIN notify.alert_delivery_plans p ON p.tenant_id = a.tenant_id AND p.alert_id = a.id
-  WHERE p.planned_seq IS DISTINCT FROM a.transition_seq
+  WHERE (p.planned_seq IS DISTINCT FROM a.transition_seq
+         AND (CAST(:changed_since AS timestamptz) IS NULL OR a.transition_at >= CAST(:changed_since AS timestamptz)))
      OR (CAST(:reminder_interval AS float8) > 0
          AND a.status = 'open' AND a.acked_at IS NULL
          AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder')
