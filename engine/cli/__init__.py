@@ -8,7 +8,6 @@ CONTRACT.md: 0 success, 2 bad usage or input (one line on stderr), 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -16,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from engine.app import App
 from engine.config import load_config
 from engine.errors import BadInput, NotifyError
+from engine.logging import configure_logging, register_config_secrets
 
 # Modules under engine.cli that register command groups, in help order.
 COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event", "status", "logs",
@@ -37,12 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    logging.basicConfig(level=os.environ.get("NOTIFY_LOG_LEVEL", "WARNING"), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # Text, not JSON: a person reads notifyctl's stderr. Through the same redaction filter as
+    # notifyd, so a secret in a warning never reaches the terminal.
+    configure_logging(os.environ.get("NOTIFY_LOG_LEVEL", "WARNING"), json_lines=False)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = load_config(getattr(args, "config", None))
+        register_config_secrets(config)
         handler: Callable[[App, argparse.Namespace], int] = args.handler
         with App(config, application_name="notifyctl") as app:
             return handler(app, args) or 0
