@@ -232,9 +232,10 @@ def test_a_snapshot_over_the_limit_reaches_webhook_email_and_slack_and_clearing_
 
 def test_a_pushed_snapshot_wakes_detection_without_waiting_for_the_detect_tick_once_across_copies(
         start_daemon, database_urls, receiver, key):
-    # jobs.detect 1h: after the tick every daemon runs at start, only the wake-up that
-    # record_snapshots sends (NOTIFY at commit) can detect the pushed value within the deadline.
-    yaml = daemon_yaml(key, detect="1h", routes=webhook_route(receiver.url("/ok")))
+    # jobs.detect 30d (epoch-aligned: no slot boundary falls inside a test run in practice): after
+    # the tick every daemon runs at start, only the wake-up that record_snapshots sends (NOTIFY at
+    # commit) can detect the pushed value within the deadline.
+    yaml = daemon_yaml(key, detect="30d", routes=webhook_route(receiver.url("/ok")))
     first = start_daemon(yaml, name="first")
     second = start_daemon(yaml, name="second")
     first.wait_healthy()
