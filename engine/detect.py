@@ -100,6 +100,9 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
         conn.execute(query("detect", "store_state"), {"name": STATE_NAME, "position": folded.position,
                                                        "fingerprint": fingerprint, "now": now})
         plan_transitions_of_this_transaction(conn, app.config, now)  # the new transitions' notifications, same transaction
-    log.info("detection: %d values folded, %d opened, %d resolved", summary.folded,
-             summary.count("opened"), summary.count("resolved") + summary.period_resolved)
+    # INFO when the pass did something; an idle pass (every tick, every push-woken pass of the
+    # copies that found nothing left) at DEBUG.
+    busy = summary.folded or summary.full_pass or summary.period_resolved
+    log.log(logging.INFO if busy else logging.DEBUG, "detection: %d values folded, %d opened, %d resolved",
+            summary.folded, summary.count("opened"), summary.count("resolved") + summary.period_resolved)
     return summary

@@ -212,6 +212,10 @@ class Dispatcher:
         return self._outcome(row, result, now)
 
     def _skip_reason(self, row: dict) -> Optional[str]:
+        if row["transition"] == "reminder" and row["alert_status"] != "open":
+            # A reminder queued just before an ack (or a resolve) is not sent after it: reminders
+            # are for alerts still open and unacknowledged (the status is read at claim time).
+            return f"alert is {row['alert_status']}; reminder dropped"
         if row["route_key"] and row["route_key"].startswith(DESTINATION_PREFIX):
             if not row["destination_exists"]:
                 return "destination removed"
@@ -293,31 +297,42 @@ def run_dispatcher(app: App, stop_event: threading.Event, *, resolve: Optional[R
 
 
 async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[Resolve]) -> None:
+    from engine.scheduler import is_connection_error, one_line
+
     listener: Optional[psycopg.Connection] = None
+    listen_failed = False
     async with Dispatcher(app, resolve=resolve) as dispatcher:
         try:
             while not stop_event.is_set():
                 if listener is None or listener.closed:
-                    listener = _listen(app)
+                    # Said once per outage, not once per poll.
+                    listener = _listen(app, quiet=listen_failed)
+                    listen_failed = listener is None
                 try:
                     summary = await dispatcher.deliver_until_idle(stop_event)
                     if summary.claimed:
                         log.info("delivered: %s", summary)
-                except Exception:  # noqa: BLE001 - the loop survives a database hiccup
-                    log.exception("delivery pass failed")
+                except Exception as exc:  # noqa: BLE001 - the loop survives a database hiccup
+                    if is_connection_error(exc):
+                        # The health probe logs the outage once; claims left unrecorded run out
+                        # (delivery.lease) and are sent again once the database is back.
+                        log.debug("delivery pass: database unavailable: %s", one_line(exc))
+                    else:
+                        log.exception("delivery pass failed")
                 await asyncio.to_thread(_wait_for_work, app, listener, stop_event)
         finally:
             if listener is not None:
                 listener.close()
 
 
-def _listen(app: App) -> Optional[psycopg.Connection]:
+def _listen(app: App, *, quiet: bool = False) -> Optional[psycopg.Connection]:
     try:
         conn = app.databases.connect_raw("notify", autocommit=True)
         conn.execute(f"LISTEN {WAKE_CHANNEL}")
         return conn
     except psycopg.Error:
-        log.warning("LISTEN failed; polling every %ss", app.config.delivery.poll_interval)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "LISTEN failed; polling every %ss",
+                app.config.delivery.poll_interval)
         return None
 
 

@@ -18,7 +18,7 @@ from engine.collect import run_collection
 from engine.detect import run_detection
 from engine.partitions import ensure_partitions, prune_partitions
 from engine.retention import delete_old_job_runs, delete_resolved_alerts
-from engine.scheduler import PeriodicJob, Worker
+from engine.scheduler import PeriodicJob, Worker, is_connection_error, one_line
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,48 @@ def plan_job(app: App) -> int:
         return plan_notifications(conn, app.config, app.clock.now())
 
 
+SNAPSHOTS_CHANNEL = "notify_engine_snapshots"   # NOTIFYed by record_snapshots at commit
+PUSH_DEBOUNCE = 0.05    # seconds: a burst of pushes within it becomes one detection pass
+
+
+def detect_on_push_worker(app: App, stop_event) -> None:
+    """A detection pass soon after snapshots are pushed (record_snapshots, `notifyctl snapshot
+    record`), so a pushed value that crosses a threshold does not wait for the next jobs.detect
+    tick. LISTENs on SNAPSHOTS_CHANNEL; a wake-up waits PUSH_DEBOUNCE for more pushes, then runs
+    one pass under the detect job's advisory lock, so passes never overlap across copies (a copy
+    that finds the lock taken waits for it: the pass in progress may predate its snapshot; its own
+    pass then finds little or nothing to fold). Off when jobs.detect is 0. A missed NOTIFY (the
+    listener reconnecting) costs nothing but latency: the periodic tick still folds everything.
+    """
+    from sqlalchemy import text
+
+    from engine.queries import query
+
+    listener = app.databases.connect_raw("notify", autocommit=True)
+    try:
+        listener.execute(f"LISTEN {SNAPSHOTS_CHANNEL}")
+        while not stop_event.is_set():
+            if not any(True for _ in listener.notifies(timeout=0.5, stop_after=1)):
+                continue
+            stop_event.wait(PUSH_DEBOUNCE)
+            for _ in listener.notifies(timeout=0.001):
+                pass   # the burst's other wake-ups: this pass covers them
+            if stop_event.is_set() or float(app.config.jobs.detect) <= 0:
+                continue
+            with app.databases.begin("notify") as lock:
+                # Bounded, so a stop is never stuck behind a very long pass.
+                lock.execute(text("SET LOCAL lock_timeout = '10s'"))
+                lock.execute(query("scheduler", "wait_job_lock"), {"job_name": "detect"})
+                try:
+                    run_detection(app)
+                except Exception as exc:  # noqa: BLE001 - logged; the next push or tick tries again
+                    if is_connection_error(exc):
+                        raise   # the supervisor probes the database and restarts this worker
+                    log.error("detection after a push failed: %s", one_line(exc))
+    finally:
+        listener.close()
+
+
 def dispatcher_worker(app: App, stop_event) -> None:
     """The delivery dispatcher (engine.dispatcher.run_dispatcher) until stop_event is set."""
     from engine.dispatcher import run_dispatcher
@@ -87,4 +129,4 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("plan", plan_job),
 ]
 
-WORKERS: list[Worker] = [Worker("dispatcher", dispatcher_worker)]
+WORKERS: list[Worker] = [Worker("dispatcher", dispatcher_worker), Worker("detect-on-push", detect_on_push_worker)]

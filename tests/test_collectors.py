@@ -228,3 +228,20 @@ def test_push_accepts_negative_wallet_and_fractional_storage(app, databases):
                                     {"tenant_id": str(TENANT), "metric": "storage_gb", "value": "3.75"}])
     assert result.written == 2 and result.rejected == []
     assert [r.value for r in snapshots(databases, "storage_gb")] == [pytest.approx(3.75)]
+
+
+def test_a_push_that_writes_rows_notifies_notifyd_at_commit_and_a_rejected_one_does_not(app, database_urls):
+    import psycopg
+
+    from engine.jobs import SNAPSHOTS_CHANNEL
+
+    with psycopg.connect(database_urls["notify"], autocommit=True) as listener:
+        listener.execute(f"LISTEN {SNAPSHOTS_CHANNEL}")
+        result = record_snapshots(app, [{"tenant_id": str(TENANT), "metric": "runs_used", "value": 5}])
+        assert result.written == 1
+        assert len(list(listener.notifies(timeout=5, stop_after=1))) == 1   # detection is woken
+        result = record_snapshots(app, [{"tenant_id": "not-a-uuid", "metric": "runs_used", "value": 5}])
+        assert result.written == 0 and result.rejected
+        # Nothing written, nothing to detect: no wake-up (a short listen; the notify, had there been
+        # one, was sent at the commit that already happened).
+        assert list(listener.notifies(timeout=0.2)) == []

@@ -201,3 +201,27 @@ def test_queue_stats_count_what_is_waiting_and_what_failed_recently(hook_app, re
         later = queue_stats(conn, hook_app.clock.now() + timedelta(hours=2))
     assert (after["queued"], after["failed_last_hour"], after["oldest_due"]) == (0, 1, None)
     assert later["failed_last_hour"] == 0
+
+
+def test_a_reminder_queued_before_an_ack_is_skipped_not_sent_after_it(hook_app, receiver):
+    from tests.delivery_support import transition_alert
+
+    app = hook_app
+    app.config.delivery.reminder_interval = 3600
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, now, "webhook", receiver.url("/ok"))
+        acked, still_open = insert_alert(conn, now), insert_alert(conn, now)
+        plan_notifications(conn, app.config, now)
+    assert deliver_due(app).sent == 2                        # the two "opened" notices
+    app.clock.advance(timedelta(hours=1))
+    with app.databases.begin("notify") as conn:
+        assert plan_notifications(conn, app.config, app.clock.now()) == 2   # both reminders queued
+        transition_alert(conn, acked, "acked", app.clock.now(), status="ack")  # then the ack
+    summary = deliver_due(app)
+    assert (summary.sent, summary.skipped) == (1, 1)
+    with app.databases.begin("notify") as conn:
+        reminders = {str(r["alert_id"]): r for r in notifications(conn, transition="reminder")}
+    assert reminders[acked]["status"] == "skipped" and reminders[acked]["error"] == "alert is ack; reminder dropped"
+    assert reminders[still_open]["status"] == "sent"
+    assert [r.json()["data"]["alert"]["id"] for r in receiver.received[2:]] == [still_open]

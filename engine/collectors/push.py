@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from engine.collectors import CollectorResult
+from engine.queries import query
 from engine.snapshots import copy_snapshots, iter_valid_snapshots
 
 
@@ -16,4 +17,8 @@ def record_snapshots(app, rows: Iterable[Any], *, source: str = "push") -> Colle
     with app.databases.begin("notify") as notify:
         # Validation streams into the COPY: PostgreSQL stores rows while later ones are checked.
         result.written = copy_snapshots(notify.connection.driver_connection, valid)
+        if result.written:
+            # Delivered at commit: notifyd runs a detection pass soon after instead of waiting for
+            # the next jobs.detect tick (engine.jobs.detect_on_push_worker).
+            notify.execute(query("detect", "wake_detection"))
     return result

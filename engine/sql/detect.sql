@@ -248,3 +248,7 @@ upserted AS (
   RETURNING a.transition, a.transition_at = CAST(:now AS timestamptz) AND a.transition_seq >= 1 AS transitioned
 )
 SELECT transition, transitioned, count(*) AS alerts FROM upserted GROUP BY transition, transitioned;
+
+-- name: wake_detection
+-- Sent by a push of snapshots; delivered only if and when its transaction commits.
+SELECT pg_notify('notify_engine_snapshots', '');

@@ -3,6 +3,12 @@
 -- never leak to the next user of a pooled connection). Keyed by a hash of the job's name.
 SELECT pg_try_advisory_xact_lock(hashtextextended('notifyd.job:' || :job_name, 0)) AS locked;
 
+-- name: wait_job_lock
+-- The same lock, waited for (bounded by the caller's lock_timeout): the detection pass a pushed
+-- snapshot wakes must run after a pass already in progress, which may have started before that
+-- snapshot committed, rather than be skipped.
+SELECT pg_advisory_xact_lock(hashtextextended('notifyd.job:' || :job_name, 0));
+
 -- name: slot_taken
 -- Has any notifyd copy already run this job for this tick (or a later one)?
 SELECT EXISTS (
