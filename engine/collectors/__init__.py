@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-from engine.snapshots import Rejection
+from engine.snapshots import Rejection, copy_snapshots, validate_snapshots
 
 
 @dataclass
@@ -16,6 +16,17 @@ class CollectorResult:
     written: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     error: Optional[str] = None  # set when the source failed as a whole (unreachable, bad SQL)
+
+
+def write_fetched_rows(app, result: CollectorResult, rows, now) -> CollectorResult:
+    """The tail every fetching source shares: validate the rows (rejections named by source and
+    row, the rest kept) and write the valid ones with one COPY."""
+    batch = validate_snapshots(result.name, rows, now)
+    result.rejected = batch.rejected
+    if batch.accepted:
+        with app.databases.begin("notify") as notify:
+            result.written = copy_snapshots(notify.connection.driver_connection, batch.accepted)
+    return result
 
 
 class Collector(Protocol):

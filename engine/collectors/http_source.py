@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import httpx
 
-from engine.collectors import CollectorResult
+from engine.collectors import CollectorResult, write_fetched_rows
 from engine.config import HttpSourceConfig
-from engine.snapshots import copy_snapshots, validate_snapshots
 
 
 class HttpCollector:
@@ -43,9 +42,4 @@ class HttpCollector:
         if not isinstance(rows, list):
             result.error = f"{self.name}: expected a JSON array of snapshots (or {{\"snapshots\": [...]}})"
             return result
-        batch = validate_snapshots(self.name, rows, now)
-        result.rejected = batch.rejected
-        if batch.accepted:
-            with app.databases.begin("notify") as notify:
-                result.written = copy_snapshots(notify.connection.driver_connection, batch.accepted)
-        return result
+        return write_fetched_rows(app, result, rows, now)

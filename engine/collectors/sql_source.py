@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy
 
-from engine.collectors import CollectorResult
+from engine.collectors import CollectorResult, write_fetched_rows
 from engine.config import SECTIONS, SqlSourceConfig
 from engine.db import SESSION_OPTIONS, sqlalchemy_url
-from engine.snapshots import copy_snapshots, validate_snapshots
 
 
 class SqlCollector:
@@ -41,9 +40,4 @@ class SqlCollector:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             result.error = f"{self.name}: query failed: {reason}"
             return result
-        batch = validate_snapshots(self.name, rows, now)
-        result.rejected = batch.rejected
-        if batch.accepted:
-            with app.databases.begin("notify") as notify:
-                result.written = copy_snapshots(notify.connection.driver_connection, batch.accepted)
-        return result
+        return write_fetched_rows(app, result, rows, now)
