@@ -55,7 +55,7 @@ def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] =
         except ValueError:
             raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
     with app.databases.begin("notify") as conn:
-        rows = conn.execute(query("alerts", "list_alerts"), {"status": status, "tenant_id": tenant, "kind": kind,
+        rows = conn.execute(query("alerts", "list_alerts"), {"id": None, "status": status, "tenant_id": tenant, "kind": kind,
                                                              "snapshot_kinds": _snapshot_kinds()}).mappings().all()
     return [dict(r) for r in rows]
 
@@ -64,8 +64,9 @@ def get_alert(app, alert_id: str) -> dict:
     """The alert with its notifications; BadInput when no alert has that id."""
     ident = parse_alert_id(alert_id)
     with app.databases.begin("notify") as conn:
-        row = conn.execute(query("alerts", "get_alert"),
-                           {"id": ident, "snapshot_kinds": _snapshot_kinds()}).mappings().first()
+        row = conn.execute(query("alerts", "list_alerts"),
+                           {"id": ident, "status": None, "tenant_id": None, "kind": None,
+                            "snapshot_kinds": _snapshot_kinds()}).mappings().first()
         if row is None:
             raise BadInput(f"ALERT_ID: no alert with id {ident}")
         alert = dict(row)

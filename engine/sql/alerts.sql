@@ -1,5 +1,6 @@
 -- name: list_alerts
--- Alerts, newest activity first, each filter optional.
+-- Alerts, newest activity first, each filter optional (`notifyctl show` filters by :id alone;
+-- the index not_alert_id serves it without a tenant).
 -- last_seen_at: for an unresolved snapshot-detected alert, the time of the last detection pass
 -- (every pass leaves an alert unresolved only while its latest value still crosses the line), so
 -- it moves with each pass without the pass rewriting the row; last_evidence_at is the capture
@@ -13,24 +14,11 @@ SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.sta
        a.resolved_at, a.context
 FROM notify.alerts a
 LEFT JOIN notify.detection_state ds ON ds.name = 'snapshots'
-WHERE (CAST(:status AS text) IS NULL OR a.status = :status)
+WHERE (CAST(:id AS uuid) IS NULL OR a.id = :id)
+  AND (CAST(:status AS text) IS NULL OR a.status = :status)
   AND (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
   AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
 ORDER BY 9 DESC, a.id;
-
--- name: get_alert
--- One alert by id (ids are unique; the index not_alert_id serves it without a tenant).
--- last_seen_at as in list_alerts.
-SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.status, a.dedupe_key,
-       a.first_seen_at,
-       CASE WHEN a.status <> 'resolved' AND a.kind = ANY (CAST(:snapshot_kinds AS text[]))
-            THEN greatest(a.last_seen_at, ds.updated_at) ELSE a.last_seen_at END AS last_seen_at,
-       a.last_seen_at AS last_evidence_at,
-       a.created_at, a.transition, a.transition_seq, a.transition_at, a.acked_at, a.acked_by,
-       a.resolved_at, a.context
-FROM notify.alerts a
-LEFT JOIN notify.detection_state ds ON ds.name = 'snapshots'
-WHERE a.id = :id;
 
 -- name: lock_alert
 -- The alert's state before an operator's change, locked until the change commits.
