@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 
 from engine.errors import BadInput
+from engine.logwriter.redaction import Redactor
 from engine.planner import plan_transitions_of_this_transaction
 from engine.queries import query
 
@@ -111,7 +112,10 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
                                 before.status, before.status)
         audit = {
             "now": now, "actor_admin_id": _uuid_or_none(actor), "tenant_id": before.tenant_id,
-            "base_id": before.base_id, "action": action, "target_id": str(ident), "comment": comment,
+            "base_id": before.base_id, "action": action, "target_id": str(ident),
+            # Free text goes through the log tables' redaction like every other admin_log write
+            # (an operator pasting a token or a customer's address into --comment).
+            "comment": Redactor(app.config.logs.redaction).text(comment) if comment else comment,
             "diff": json.dumps({"before": {"status": before.status},
                                 "after": {"status": after.status}, "actor": actor}),
         }

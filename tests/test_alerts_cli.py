@@ -178,3 +178,12 @@ collect:
     code = main(["run-once", "--config", str(path)])
     out = capsys.readouterr().out
     assert code == 1 and "http:down: request failed" in out and "detect: 2 opened" in out
+
+
+def test_an_audit_comment_is_redacted_like_every_admin_log_write(cli, databases):
+    [alert] = open_runs_alert(cli)
+    code, _, _ = cli("ack", alert["id"], "--comment", "customer jane@example.com sent Bearer abc.def.ghi")
+    assert code == 0
+    (row,) = audit_rows(databases)
+    assert "jane@example.com" not in row["comment"] and "abc.def.ghi" not in row["comment"]
+    assert row["comment"].startswith("customer ")
