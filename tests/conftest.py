@@ -222,3 +222,13 @@ def config_file(tmp_path, database_urls):
         return path
 
     return write
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback answering 2xx and recording what it got (delivery tests)."""
+    from tests.delivery_support import HttpServer, webhook_responder
+
+    server = HttpServer(webhook_responder).start()
+    yield server
+    server.stop()

@@ -8,16 +8,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
-from tests.delivery_support import HttpServer, add_dest, insert_alert, notifications, webhook_responder
+from tests.delivery_support import add_dest, insert_alert, notifications
 from engine.dispatcher import Dispatcher, deliver_due, run_dispatcher
 from engine.planner import plan_notifications
-
-
-@pytest.fixture
-def receiver():
-    server = HttpServer(webhook_responder).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

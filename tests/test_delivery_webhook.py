@@ -13,19 +13,12 @@ from cryptography.fernet import Fernet
 
 from channels.ssrf import blocked_reason
 from channels.webhook import sign
-from tests.delivery_support import TENANT, HttpServer, add_dest, insert_alert, notifications, webhook_responder
+from tests.delivery_support import TENANT, add_dest, insert_alert, notifications
 from engine.dispatcher import deliver_due, retry_delay
 from engine.planner import plan_notifications
 from engine.secretbox import SecretBox
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@pytest.fixture
-def receiver():
-    server = HttpServer(webhook_responder).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["http1", "aiohttp"])

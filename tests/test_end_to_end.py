@@ -138,13 +138,6 @@ class Gate:
 
 
 @pytest.fixture
-def receiver():
-    server = HttpServer(webhook_responder).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def gate():
     gate = Gate()
     server = HttpServer(gate.responder).start()
