@@ -368,8 +368,19 @@ def load_config(path: str | os.PathLike | None = None, *, environ: dict[str, str
         if explicit:
             raise ConfigError(f"{config_path}: config file not found")
         return Config()
+    # `${NAME}` may stand anywhere, also where YAML would read it as syntax (`{token: ${X}}`):
+    # each reference is parked as a plain placeholder for parsing and put back in the parsed
+    # strings, where parse_config substitutes it. A value never becomes YAML, so it cannot
+    # change the file's structure.
+    references: dict[str, str] = {}
+
+    def park(match: re.Match) -> str:
+        placeholder = f"__notify_env_ref_{len(references)}__"
+        references[placeholder] = match.group(0)
+        return placeholder
+
     try:
-        raw = yaml.safe_load(config_path.read_text()) or {}
+        raw = _restore_references(yaml.safe_load(_ENV_REF.sub(park, config_path.read_text())) or {}, references)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -393,6 +404,19 @@ def parse_config(raw: Any, *, source: str = "<config>", environ: dict[str, str] 
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLACEHOLDER = re.compile(r"__notify_env_ref_\d+__")
+
+
+def _restore_references(node: Any, references: dict[str, str]) -> Any:
+    if not references:
+        return node
+    if isinstance(node, dict):
+        return {_restore_references(k, references): _restore_references(v, references) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_restore_references(v, references) for v in node]
+    if isinstance(node, str):
+        return _PLACEHOLDER.sub(lambda m: references.get(m.group(0), m.group(0)), node)
+    return node
 
 
 def _interpolate(node: Any, env: dict[str, str], source: str, path: str) -> Any:

@@ -105,3 +105,18 @@ def test_notify_config_environment_variable_is_used(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("NOTIFY_CONFIG", str(path))
     assert notifyctl(["db", "init"]) == 2
     assert "elsewhere.yaml: jobs.detect" in capsys.readouterr().err
+
+
+def test_an_unquoted_reference_inside_a_flow_mapping_works_as_the_contract_writes_it(tmp_path):
+    # CONTRACT.md: `slack: {token: ${SLACK_TOKEN}, base_url: ...}`, which plain YAML cannot parse.
+    config = parse("channels:\n  slack: {token: ${SLACK_TOKEN}, base_url: https://slack.com/api/}\n"
+                   "  email: {host: 127.0.0.1, port: ${SMTP_PORT:-2525}}\n",
+                   tmp_path, environ={"SLACK_TOKEN": "xoxb-a: {b}, #c"})
+    assert config.channels.slack.token == "xoxb-a: {b}, #c"  # a value is never parsed as YAML
+    assert config.channels.slack.base_url == "https://slack.com/api/"
+    assert config.channels.email.port == 2525
+
+
+def test_an_unset_unquoted_reference_is_named_with_its_key(tmp_path):
+    with pytest.raises(ConfigError, match="channels.slack.token: environment variable SLACK_TOKEN is not set"):
+        parse("channels:\n  slack: {token: ${SLACK_TOKEN}}\n", tmp_path)
