@@ -20,6 +20,8 @@ class DetectionContext:
     period: str              # billing month 'YYYY-MM' of now (UTC)
     period_start: datetime
     full_pass: bool          # evaluate every latest value, not only those folded in this pass
+    shard: int = 0           # this pass covers the tenants with notify.tenant_shard(tenant, shards) = shard
+    shards: int = 1
 
     def plan_limits(self, limit_name: str) -> str:
         """[{plan, limit_value}] as JSON for the plans that set `limit_name` (a plan that leaves a
@@ -77,7 +79,9 @@ def run_snapshot_detector(conn: Connection, detector: SnapshotDetector, ctx: Det
     # Both halves are named blocks of engine/sql/detect.sql: the detector's candidates CTE and
     # the lifecycle upsert every detector shares. No value is ever put into the SQL text.
     statement = text(queries[detector.candidates_query].text + "\n" + queries["alert_upsert"].text)
-    params = {**detector.params(ctx), "now": ctx.now, "full_pass": ctx.full_pass}
+    may_clear = conn.execute(text(queries["alerts_have_pages"].text)).scalar_one()
+    params = {**detector.params(ctx), "now": ctx.now, "full_pass": ctx.full_pass,
+              "shard": ctx.shard, "shards": ctx.shards, "may_clear": may_clear}
     counts: dict[str, int] = {}
     for row in conn.execute(statement, params):
         key = row.transition if row.transitioned else "refreshed"

@@ -244,6 +244,9 @@ class DetectConfig:
     wallet_runway_days: Optional[float] = None
     wallet_burn_window: Duration = Duration(7 * 86400)
     tenant_plans_sql: Optional[TenantPlansSourceConfig] = None
+    # A pass runs as this many transactions at once, each over its share of the tenants (a tenant's
+    # alerts always change in one transaction); one per core is the useful maximum.
+    parallelism: int = 2
 
 
 @dataclass
@@ -645,6 +648,8 @@ def _check_collect_detect(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: detect.hysteresis_percent: expected 0 <= value < 100")
     if config.detect.rate_limit_threshold < 1:
         raise ConfigError(f"{source}: detect.rate_limit_threshold: must be at least 1")
+    if not 1 <= config.detect.parallelism <= 64:
+        raise ConfigError(f"{source}: detect.parallelism: expected 1 <= value <= 64")
     if config.detect.wallet_runway_days is not None and config.detect.wallet_runway_days <= 0:
         raise ConfigError(f"{source}: detect.wallet_runway_days: must be more than 0 (leave it out to turn it off)")
     if config.detect.wallet_burn_window <= 0:

@@ -1,10 +1,17 @@
-"""The detect step: one transaction that folds new snapshots into notify.latest_snapshots, ends
-the previous billing month's quota alerts, and runs every snapshot detector as one statement.
+"""The detect step: fold new snapshots into notify.latest_snapshots, end the previous billing
+month's quota alerts, and run every snapshot detector as one statement.
 
 Incremental: a pass evaluates only the (tenant, base, metric) values that changed since the last
 pass, so a steady state reads and writes almost nothing. When the plans, the tenant -> plan
 mapping, the levels or the hysteresis change (a fingerprint of them is kept in
 notify.detection_state), the pass evaluates every latest value once.
+
+Parallel: the tenants are split into `detect.parallelism` shards (notify.tenant_shard) and each
+shard's pass is one transaction on its own connection, all at once: fold, detectors and the
+notifications of its transitions commit together, so each tenant's alerts still change in one
+transaction. Each shard keeps its own watermark (a detection_state row); when the number of
+shards changes, every new shard starts from the oldest old watermark, and folding a snapshot
+again changes nothing (the fold keeps the newest value), so nothing is skipped or doubled.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -34,16 +42,46 @@ class DetectionSummary:
     folded: int = 0
     period_resolved: int = 0
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)  # per step, for logs and benchmarks
+    # Seconds per step, for logs and benchmarks: for a parallel pass, the slowest shard's.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def count(self, transition: str) -> int:
         return sum(c.get(transition, 0) for c in self.by_kind.values())
+
+    def transitioned(self) -> bool:
+        return self.period_resolved > 0 or any(
+            n for c in self.by_kind.values() for t, n in c.items() if t != "refreshed")
+
+    def merge(self, other: "DetectionSummary") -> None:
+        self.full_pass = self.full_pass or other.full_pass
+        self.folded += other.folded
+        self.period_resolved += other.period_resolved
+        for kind, counts in other.by_kind.items():
+            mine = self.by_kind.setdefault(kind, {})
+            for transition, alerts in counts.items():
+                mine[transition] = mine.get(transition, 0) + alerts
+        for step, seconds in other.seconds.items():
+            self.seconds[step] = max(self.seconds.get(step, 0.0), seconds)
+
+
+@dataclass(frozen=True)
+class ShardState:
+    name: str
+    position: int
+    fingerprint: str
+    updated_at: datetime | None  # None: this shard never ran
+
+
+def state_names(shards: int) -> list[str]:
+    """detection_state rows of a pass split in `shards` (one shard keeps the historical name)."""
+    return [STATE_NAME] if shards == 1 else [f"{STATE_NAME}:{i}/{shards}" for i in range(shards)]
 
 
 def _fingerprint(app, pairs: dict) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps({"plans": {n: asdict(p) for n, p in sorted(app.config.plans.items())},
-                              "detect": asdict(app.config.detect)}, sort_keys=True, default=str).encode())
+                              "detect": asdict(app.config.detect) | {"parallelism": None}},
+                             sort_keys=True, default=str).encode())
     for tenant_id, plan in sorted(pairs.items()):
         digest.update(f"{tenant_id}={plan};".encode())
     return digest.hexdigest()
@@ -57,36 +95,88 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
         # Detection goes on with the mapping synced last time rather than not at all.
         log.error("%s; keeping the tenant plans synced before", exc)
         pairs = None
-    start = month_start(now)
+    shards = app.config.detect.parallelism
+    fingerprint = _fingerprint(app, pairs) if pairs is not None else None
+    with app.databases.begin("notify") as conn:
+        states, obsolete = _prepare_states(conn, shards, fingerprint, pairs, now)
     summary = DetectionSummary()
+    if shards == 1:
+        summary.merge(_detect_shard(app, now, states[0], 0, 1, fingerprint, full_pass))
+    else:
+        with ThreadPoolExecutor(shards, thread_name_prefix="detect") as pool:
+            futures = [pool.submit(_detect_shard, app, now, state, i, shards, fingerprint, full_pass)
+                       for i, state in enumerate(states)]
+        for future in futures:  # every shard has finished (committed or rolled back) here
+            summary.merge(future.result())
+    if obsolete:  # rows of an earlier number of shards: every current shard has stored its own
+        with app.databases.begin("notify") as conn:
+            conn.execute(query("detect", "delete_other_states"), {"names": state_names(shards)})
+    # INFO when the pass did something; an idle pass (every tick, every push-woken pass of the
+    # copies that found nothing left) at DEBUG.
+    busy = summary.folded or summary.full_pass or summary.period_resolved
+    log.log(logging.INFO if busy else logging.DEBUG, "detection: %d values folded, %d opened, %d resolved",
+            summary.folded, summary.count("opened"), summary.count("resolved") + summary.period_resolved)
+    return summary
+
+
+def _prepare_states(conn, shards: int, fingerprint: str | None, pairs: dict | None,
+                    now: datetime) -> tuple[list[ShardState], bool]:
+    """Before the shards start, in one short transaction: each shard's watermark, the tenant ->
+    plan mapping synced when it changed, and every watermark reset when latest_snapshots was lost
+    in a crash. A shard without a row yet (first pass, or the number of shards changed) starts at
+    the oldest watermark of the previous number of shards."""
+    rows = {r.name: r for r in conn.execute(query("detect", "load_states"))}
+    if any(r.position for r in rows.values()) and conn.execute(query("detect", "latest_is_empty")).scalar_one():
+        # latest_snapshots is UNLOGGED: a crash empties it. Every shard rebuilds it from the
+        # snapshots and evaluates everything once.
+        conn.execute(query("detect", "reset_states"))
+        rows = {r.name: r for r in conn.execute(query("detect", "load_states"))}
+    if pairs is not None and (not rows or any(r.fingerprint != fingerprint for r in rows.values())):
+        conn.execute(query("detect", "sync_tenant_plans"), {
+            "tenant_ids": list(pairs), "plans": list(pairs.values()), "now": now})
+    # A shard without a row takes over from the rows of the previous number of shards (kept until
+    # every current shard has stored its own), from the oldest of them; with none, from the start.
+    names = state_names(shards)
+    previous = [r for name, r in rows.items() if name not in names]
+    fingerprints = {r.fingerprint for r in previous}
+    inherited = ShardState("", min((r.position for r in previous), default=0),
+                           fingerprints.pop() if len(fingerprints) == 1 else "",
+                           min((r.updated_at for r in previous), default=None))
+    states = [ShardState(n, rows[n].position, rows[n].fingerprint, rows[n].updated_at) if n in rows
+              else ShardState(n, inherited.position, inherited.fingerprint, inherited.updated_at)
+              for n in names]
+    return states, bool(previous)
+
+
+def _detect_shard(app, now: datetime, state: ShardState, shard: int, shards: int,
+                  fingerprint: str | None, full_pass: bool) -> DetectionSummary:
+    """One shard's pass: one transaction over the tenants of `shard`."""
+    summary = DetectionSummary()
+    fingerprint = fingerprint if fingerprint is not None else state.fingerprint
+    # A shard that never ran, or whose plans and levels changed, evaluates every latest value.
+    full_pass = full_pass or state.updated_at is None or state.fingerprint != fingerprint
+    summary.full_pass = full_pass
+    start = month_start(now)
     with app.databases.begin("notify") as conn:
         # JIT compiling these statements costs about 0.5 s each (the planner over-estimates the
         # jsonb_to_recordset joins) and saves nothing at this size: off for this transaction only.
         conn.exec_driver_sql("SET LOCAL jit = off")
         # The fold sorts every new snapshot (DISTINCT ON): in memory, not in temporary files.
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        state = conn.execute(query("detect", "load_state"), {"name": STATE_NAME}).first()
-        position = state.position if state else 0
-        if position and conn.execute(query("detect", "latest_is_empty")).scalar_one():
-            position, full_pass = 0, True  # lost in a crash (UNLOGGED): rebuild it from the snapshots
-        fingerprint = _fingerprint(app, pairs) if pairs is not None else (state.fingerprint if state else "")
-        if state is None or state.fingerprint != fingerprint:
-            if pairs is not None:
-                conn.execute(query("detect", "sync_tenant_plans"), {
-                    "tenant_ids": list(pairs), "plans": list(pairs.values()), "now": now})
-            full_pass = True
-        summary.full_pass = full_pass
         started = time.perf_counter()
-        folded = conn.execute(query("detect", "fold_snapshots"), {"from_position": position}).one()
+        folded = conn.execute(query("detect", "fold_snapshots"), {
+            "from_position": state.position, "shard": shard, "shards": shards}).one()
         summary.seconds["fold"] = time.perf_counter() - started
         summary.folded = folded.folded
         # Quota alerts of an earlier month end once, on the first pass of a new month (or of a
-        # process that never ran before); other passes need not look.
-        if state is None or billing_period(state.updated_at) != billing_period(now):
+        # shard that never ran before); other passes need not look.
+        if state.updated_at is None or billing_period(state.updated_at) != billing_period(now):
             summary.period_resolved = conn.execute(query("detect", "resolve_past_periods"), {
-                "kinds": QUOTA_KINDS, "period": billing_period(now), "now": now}).scalar_one()
+                "kinds": QUOTA_KINDS, "period": billing_period(now), "now": now,
+                "shard": shard, "shards": shards}).scalar_one()
         ctx = DetectionContext(app.config, now, billing_period(now),
-                               datetime(start.year, start.month, 1, tzinfo=timezone.utc), full_pass)
+                               datetime(start.year, start.month, 1, tzinfo=timezone.utc), full_pass,
+                               shard, shards)
         # Nothing new and nothing reconfigured: every alert is already what the snapshots say.
         detectors = SNAPSHOT_DETECTORS if (full_pass or summary.folded) else []
         for detector in detectors:
@@ -97,12 +187,10 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
             for transition, alerts in run_snapshot_detector(conn, detector, ctx).items():
                 counts[transition] = counts.get(transition, 0) + alerts
             summary.seconds[detector.kind] = summary.seconds.get(detector.kind, 0) + time.perf_counter() - started
-        conn.execute(query("detect", "store_state"), {"name": STATE_NAME, "position": folded.position,
+        conn.execute(query("detect", "store_state"), {"name": state.name, "position": folded.position,
                                                        "fingerprint": fingerprint, "now": now})
-        plan_transitions_of_this_transaction(conn, app.config, now)  # the new transitions' notifications, same transaction
-    # INFO when the pass did something; an idle pass (every tick, every push-woken pass of the
-    # copies that found nothing left) at DEBUG.
-    busy = summary.folded or summary.full_pass or summary.period_resolved
-    log.log(logging.INFO if busy else logging.DEBUG, "detection: %d values folded, %d opened, %d resolved",
-            summary.folded, summary.count("opened"), summary.count("resolved") + summary.period_resolved)
+        if summary.transitioned():  # the new transitions' notifications, same transaction
+            started = time.perf_counter()
+            plan_transitions_of_this_transaction(conn, app.config, now, shard=(shard, shards))
+            summary.seconds["plan"] = time.perf_counter() - started
     return summary

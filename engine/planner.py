@@ -1,9 +1,13 @@
 """Plan: turn alert transitions (and due reminders) into notify.notifications rows.
 
-`plan_notifications(conn, config, now)` is safe to call at the end of any transaction that
-changed alerts (the rows then commit with the transition, or not at all) and on its own each
-tick. Two callers racing plan each (alert, transition, destination) once: they serialise on a
-transaction-level advisory lock, and the unique key not_note_plan_once backs that up.
+A transition is planned in the transaction that makes it: every statement that changes an alert's
+transition_seq sets planned_seq to the new value and stamps transition_at with its transaction's
+`now`, and its caller runs `plan_transitions_of_this_transaction(conn, config, now)` before
+committing, so the rows commit with the transition or not at all. The periodic tick
+(`plan_notifications`) plans the due reminders, and the transitions of any row whose planned_seq
+was left behind by a writer that did not plan (hand-written SQL, an older version). Two callers
+racing plan each (alert, transition, destination) once: they serialise on a transaction-level
+advisory lock, and the unique key not_note_plan_once backs that up.
 
 Reminders: while an alert is open and not acked, the n-th reminder is due at
 transition_at + n * delivery.reminder_interval. Only the latest due reminder is planned: a daemon
@@ -27,18 +31,20 @@ def plan_notifications(conn: Connection, config: Config, now: datetime) -> int:
     return _plan(conn, config, now, changed_since=None, reminder_interval=float(config.delivery.reminder_interval))
 
 
-def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: datetime) -> int:
-    """For a transaction that just changed alerts at `now`: plans only the transitions stamped
-    `now` (every transition statement sets transition_at = :now), so a detection pass that
-    changed nothing does not scan the whole planner cursor. Reminders are the periodic tick's."""
-    return _plan(conn, config, now, changed_since=now, reminder_interval=0.0)
+def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: datetime, *,
+                                         shard: tuple[int, int] | None = None) -> int:
+    """For a transaction that just changed alerts at `now`: plans the transitions stamped `now`
+    (every transition statement sets transition_at = :now). `shard` (index, count) limits it to a
+    detection shard's tenants. Reminders are the periodic tick's."""
+    return _plan(conn, config, now, changed_since=now, reminder_interval=0.0, shard=shard)
 
 
 def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: datetime | None,
-          reminder_interval: float) -> int:
+          reminder_interval: float, shard: tuple[int, int] | None = None) -> int:
     conn.execute(query("planner", "lock_planner"))
     params = dict(route_parameters(config), now=now, reminder_interval=reminder_interval,
-                  changed_since=changed_since)
+                  changed_since=changed_since, shard=shard[0] if shard else None,
+                  shards=shard[1] if shard else None)
     planned = conn.execute(query("planner", "plan_notifications"), params).one().planned
     if planned:
         conn.execute(query("planner", "wake_dispatchers"))

@@ -13,7 +13,8 @@ SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.sta
        a.created_at, a.transition, a.transition_seq, a.transition_at, a.acked_at, a.acked_by,
        a.resolved_at, a.context
 FROM notify.alerts a
-LEFT JOIN notify.detection_state ds ON ds.name = 'snapshots'
+-- With detect.parallelism > 1 each shard keeps its own row: the oldest pass is the honest one.
+LEFT JOIN (SELECT min(updated_at) AS updated_at FROM notify.detection_state WHERE name LIKE 'snapshots%') ds ON true
 WHERE (CAST(:id AS uuid) IS NULL OR a.id = :id)
   AND (CAST(:status AS text) IS NULL OR a.status = :status)
   AND (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
@@ -34,7 +35,8 @@ SELECT * FROM notify.notifications WHERE tenant_id = :tenant_id AND alert_id = :
 -- resolves by itself when the condition clears.
 UPDATE notify.alerts
 SET status = 'ack', acked_at = :now, acked_by = :actor,
-    transition = 'acked', transition_seq = transition_seq + 1, transition_at = :now
+    transition = 'acked', transition_seq = transition_seq + 1, planned_seq = transition_seq + 1,
+    transition_at = :now
 WHERE tenant_id = :tenant_id AND id = :id AND status = 'open'
 RETURNING status, transition, transition_seq;
 
@@ -43,7 +45,8 @@ RETURNING status, transition, transition_seq;
 -- shows it re-opens the alert (counted in context.reopen_count).
 UPDATE notify.alerts
 SET status = 'resolved', resolved_at = :now,
-    transition = 'resolved', transition_seq = transition_seq + 1, transition_at = :now,
+    transition = 'resolved', transition_seq = transition_seq + 1, planned_seq = transition_seq + 1,
+    transition_at = :now,
     context = context || jsonb_build_object('resolved_by', 'operator')
 WHERE tenant_id = :tenant_id AND id = :id AND status <> 'resolved'
 RETURNING status, transition, transition_seq;
@@ -60,9 +63,10 @@ VALUES (:now, :actor_admin_id, :tenant_id, :base_id, :action, 'ALERT', :target_i
 -- resolved one (counted in context.reopen_count), or refreshes last_seen_at and the event's
 -- context on an open or acked one.
 INSERT INTO notify.alerts AS a (tenant_id, base_id, kind, severity, dedupe_key, status, first_seen_at,
-                                last_seen_at, context, transition, transition_seq, transition_at, created_at)
+                                last_seen_at, context, transition, transition_seq, planned_seq, transition_at,
+                                created_at)
 VALUES (:tenant_id, :base_id, :kind, CAST(:severity AS public.sev_level), :dedupe_key, 'open', :now, :now,
-        CAST(:context AS jsonb), 'opened', 1, :now, :now)
+        CAST(:context AS jsonb), 'opened', 1, 1, :now, :now)
 ON CONFLICT (tenant_id, dedupe_key) DO UPDATE
 SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
     last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
@@ -70,6 +74,7 @@ SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
                 coalesce((a.context ->> 'reopen_count')::int, 0) + CASE WHEN a.status = 'resolved' THEN 1 ELSE 0 END),
     transition = CASE WHEN a.status = 'resolved' THEN 'reopened' ELSE a.transition END,
     transition_seq = a.transition_seq + CASE WHEN a.status = 'resolved' THEN 1 ELSE 0 END,
+    planned_seq = CASE WHEN a.status = 'resolved' THEN a.transition_seq + 1 ELSE a.planned_seq END,
     transition_at = CASE WHEN a.status = 'resolved' THEN EXCLUDED.transition_at ELSE a.transition_at END,
     resolved_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.resolved_at END,
     acked_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_at END,
@@ -80,7 +85,8 @@ RETURNING id, status, transition, transition_seq;
 -- The event-driven condition is over: its unresolved alert resolves.
 UPDATE notify.alerts
 SET status = 'resolved', resolved_at = :now,
-    transition = 'resolved', transition_seq = transition_seq + 1, transition_at = :now,
+    transition = 'resolved', transition_seq = transition_seq + 1, planned_seq = transition_seq + 1,
+    transition_at = :now,
     context = context || jsonb_build_object('resolved_by', 'event_cleared')
 WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key AND status <> 'resolved'
 RETURNING id, status, transition, transition_seq;

@@ -4,24 +4,40 @@
 SELECT pg_advisory_xact_lock(7165421001);
 
 -- name: plan_notifications
--- One statement: alerts whose transition is not yet planned (only those stamped at or after
--- :changed_since when it is set) or whose next reminder is due,
--- crossed with matching tenant destinations and ops routes, inserted once per
--- (alert, transition_seq, reminder_no, route); then the per-alert cursor moves on.
-WITH pending AS (
-  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
-         CASE WHEN p.planned_seq IS DISTINCT FROM a.transition_seq THEN a.transition ELSE 'reminder' END AS transition,
-         CASE WHEN p.planned_seq IS DISTINCT FROM a.transition_seq THEN 0
-              ELSE floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at)) / NULLIF(CAST(:reminder_interval AS float8), 0))::int
-         END AS reminder_no
+-- One statement: the transitions to plan, and the reminders that are due, crossed with matching
+-- tenant destinations and ops routes, inserted once per (alert, transition_seq, reminder_no, route).
+--   transitions, in the transaction that made them (:changed_since set): those stamped at or after
+--     it (every transition statement sets transition_at = :now, and planned_seq with it);
+--   transitions, on the periodic tick (:changed_since NULL): those whose planned_seq is behind,
+--     i.e. written by something that did not plan them; planned_seq then catches up;
+--   reminders (:reminder_interval > 0): while an alert is open and not acked, the latest due one,
+--     if no later one was planned for this transition (cursor: notify.alert_delivery_plans).
+-- :shards/:shard (optional) limit the transitions to one detection shard's tenants.
+WITH transitions AS (
+  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, a.transition,
+         0 AS reminder_no, a.planned_seq
   FROM notify.alerts a
-  LEFT JOIN notify.alert_delivery_plans p ON p.tenant_id = a.tenant_id AND p.alert_id = a.id
-  WHERE (p.planned_seq IS DISTINCT FROM a.transition_seq
-         AND (CAST(:changed_since AS timestamptz) IS NULL OR a.transition_at >= CAST(:changed_since AS timestamptz)))
-     OR (CAST(:reminder_interval AS float8) > 0
-         AND a.status = 'open' AND a.acked_at IS NULL
-         AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder')
-         AND floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at)) / NULLIF(CAST(:reminder_interval AS float8), 0)) > p.planned_reminder)
+  WHERE CASE WHEN CAST(:changed_since AS timestamptz) IS NULL THEN a.planned_seq <> a.transition_seq
+             ELSE a.transition_at >= CAST(:changed_since AS timestamptz) END
+    AND (CAST(:shards AS integer) IS NULL OR notify.tenant_shard(a.tenant_id, :shards) = :shard)
+),
+reminders AS (
+  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, 'reminder' AS transition,
+         floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))
+               / NULLIF(CAST(:reminder_interval AS float8), 0))::int AS reminder_no
+  FROM notify.alerts a
+  LEFT JOIN notify.alert_delivery_plans p
+    ON p.tenant_id = a.tenant_id AND p.alert_id = a.id AND p.planned_seq = a.transition_seq
+  WHERE CAST(:reminder_interval AS float8) > 0
+    AND a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
+    AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder')
+    AND floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))
+              / NULLIF(CAST(:reminder_interval AS float8), 0)) > coalesce(p.planned_reminder, 0)
+),
+pending AS (
+  SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM transitions
+  UNION ALL
+  SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM reminders
 ),
 routes AS (
   SELECT * FROM unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]),
@@ -56,14 +72,21 @@ inserted AS (
   ON CONFLICT (tenant_id, alert_id, transition_seq, reminder_no, route_key) DO NOTHING
   RETURNING 1
 ),
-advanced AS (
+caught_up AS (
+  UPDATE notify.alerts a SET planned_seq = t.transition_seq
+  FROM transitions t
+  WHERE t.planned_seq <> t.transition_seq AND a.tenant_id = t.tenant_id AND a.id = t.alert_id
+  RETURNING 1
+),
+reminded AS (
   INSERT INTO notify.alert_delivery_plans AS p (tenant_id, alert_id, planned_seq, planned_reminder)
-  SELECT tenant_id, alert_id, transition_seq, reminder_no FROM pending
+  SELECT tenant_id, alert_id, transition_seq, reminder_no FROM reminders
   ON CONFLICT (tenant_id, alert_id) DO UPDATE
     SET planned_seq = excluded.planned_seq, planned_reminder = excluded.planned_reminder
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM inserted) AS planned, (SELECT count(*) FROM advanced) AS alerts;
+SELECT (SELECT count(*) FROM inserted) AS planned,
+       (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts;
 
 -- name: wake_dispatchers
 -- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
