@@ -79,7 +79,7 @@ def run_snapshot_detector(conn: Connection, detector: SnapshotDetector, ctx: Det
     # Both halves are named blocks of engine/sql/detect.sql: the detector's candidates CTE and
     # the lifecycle upsert every detector shares. No value is ever put into the SQL text.
     statement = text(queries[detector.candidates_query].text + "\n" + queries["alert_upsert"].text)
-    may_clear = conn.execute(text(queries["alerts_have_pages"].text)).scalar_one()
+    may_clear = conn.execute(text(queries["may_clear"].text), {"kind": detector.kind}).scalar_one()
     params = {**detector.params(ctx), "now": ctx.now, "full_pass": ctx.full_pass,
               "shard": ctx.shard, "shards": ctx.shards, "may_clear": may_clear}
     counts: dict[str, int] = {}

@@ -24,13 +24,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+from sqlalchemy import text
+
 from detectors import QUOTA_KINDS, SNAPSHOT_DETECTORS
 from detectors.base import DetectionContext, run_snapshot_detector
 from engine.clock import billing_period, month_start
 from engine.errors import NotifyError
 from engine.planner import plan_transitions_of_this_transaction
 from engine.plans import tenant_plan_pairs
-from engine.queries import query
+from engine.queries import load, query
 
 log = logging.getLogger(__name__)
 STATE_NAME = "snapshots"
@@ -97,20 +99,22 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
         pairs = None
     shards = app.config.detect.parallelism
     fingerprint = _fingerprint(app, pairs) if pairs is not None else None
-    with app.databases.begin("notify") as conn:
-        states, obsolete = _prepare_states(conn, shards, fingerprint, pairs, now)
     summary = DetectionSummary()
-    if shards == 1:
-        summary.merge(_detect_shard(app, now, states[0], 0, 1, fingerprint, full_pass))
-    else:
-        with ThreadPoolExecutor(shards, thread_name_prefix="detect") as pool:
-            futures = [pool.submit(_detect_shard, app, now, state, i, shards, fingerprint, full_pass)
-                       for i, state in enumerate(states)]
-        for future in futures:  # every shard has finished (committed or rolled back) here
-            summary.merge(future.result())
-    if obsolete:  # rows of an earlier number of shards: every current shard has stored its own
+    with app.databases.begin("notify") as lock:  # held, idle, until every shard has finished
+        lock.execute(query("detect", "lock_detection"))
         with app.databases.begin("notify") as conn:
-            conn.execute(query("detect", "delete_other_states"), {"names": state_names(shards)})
+            states, obsolete, rebuild = _prepare_states(conn, shards, fingerprint, pairs, now)
+        args = (app, now, fingerprint, full_pass, rebuild, shards)
+        if shards == 1:
+            summary.merge(_detect_shard(*args, 0, states[0]))
+        else:
+            with ThreadPoolExecutor(shards, thread_name_prefix="detect") as pool:
+                futures = [pool.submit(_detect_shard, *args, i, state) for i, state in enumerate(states)]
+            for future in futures:  # every shard has finished (committed or rolled back) here
+                summary.merge(future.result())
+        if obsolete:  # rows of an earlier number of shards: every current shard has stored its own
+            with app.databases.begin("notify") as conn:
+                conn.execute(query("detect", "delete_other_states"), {"names": state_names(shards)})
     # INFO when the pass did something; an idle pass (every tick, every push-woken pass of the
     # copies that found nothing left) at DEBUG.
     busy = summary.folded or summary.full_pass or summary.period_resolved
@@ -120,13 +124,15 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
 
 
 def _prepare_states(conn, shards: int, fingerprint: str | None, pairs: dict | None,
-                    now: datetime) -> tuple[list[ShardState], bool]:
+                    now: datetime) -> tuple[list[ShardState], bool, bool]:
     """Before the shards start, in one short transaction: each shard's watermark, the tenant ->
     plan mapping synced when it changed, and every watermark reset when latest_snapshots was lost
     in a crash. A shard without a row yet (first pass, or the number of shards changed) starts at
-    the oldest watermark of the previous number of shards."""
+    the oldest watermark of the previous number of shards. Also says whether latest_snapshots is
+    empty (the shards then fold with a plain INSERT)."""
     rows = {r.name: r for r in conn.execute(query("detect", "load_states"))}
-    if any(r.position for r in rows.values()) and conn.execute(query("detect", "latest_is_empty")).scalar_one():
+    empty = conn.execute(query("detect", "latest_is_empty")).scalar_one()
+    if any(r.position for r in rows.values()) and empty:
         # latest_snapshots is UNLOGGED: a crash empties it. Every shard rebuilds it from the
         # snapshots and evaluates everything once.
         conn.execute(query("detect", "reset_states"))
@@ -145,12 +151,13 @@ def _prepare_states(conn, shards: int, fingerprint: str | None, pairs: dict | No
     states = [ShardState(n, rows[n].position, rows[n].fingerprint, rows[n].updated_at) if n in rows
               else ShardState(n, inherited.position, inherited.fingerprint, inherited.updated_at)
               for n in names]
-    return states, bool(previous)
+    return states, bool(previous), empty
 
 
-def _detect_shard(app, now: datetime, state: ShardState, shard: int, shards: int,
-                  fingerprint: str | None, full_pass: bool) -> DetectionSummary:
-    """One shard's pass: one transaction over the tenants of `shard`."""
+def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, rebuild: bool, shards: int,
+                  shard: int, state: ShardState) -> DetectionSummary:
+    """One shard's pass: one transaction over the tenants of `shard`. `rebuild`: latest_snapshots
+    was empty when the pass began."""
     summary = DetectionSummary()
     fingerprint = fingerprint if fingerprint is not None else state.fingerprint
     # A shard that never ran, or whose plans and levels changed, evaluates every latest value.
@@ -164,8 +171,9 @@ def _detect_shard(app, now: datetime, state: ShardState, shard: int, shards: int
         # The fold sorts every new snapshot (DISTINCT ON): in memory, not in temporary files.
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         started = time.perf_counter()
-        folded = conn.execute(query("detect", "fold_snapshots"), {
-            "from_position": state.position, "shard": shard, "shards": shards}).one()
+        queries = load("detect")
+        fold = text(queries["fold_newest"].text + "\n" + queries["fold_insert" if rebuild else "fold_upsert"].text)
+        folded = conn.execute(fold, {"from_position": state.position, "shard": shard, "shards": shards}).one()
         summary.seconds["fold"] = time.perf_counter() - started
         summary.folded = folded.folded
         # Quota alerts of an earlier month end once, on the first pass of a new month (or of a
