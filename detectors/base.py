@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -54,10 +55,26 @@ class ThresholdDetector:
     candidates_query: str = "threshold_candidates"
 
     def params(self, ctx: DetectionContext) -> dict:
-        levels = [{"percent": level.percent, "severity": level.severity} for level in ctx.config.detect.thresholds]
-        return {"kind": self.kind, "metric": self.metric, "key_prefix": self.key_prefix,
-                "limits": ctx.plan_limits(self.metric), "levels": json.dumps(levels),
-                "hysteresis": ctx.hysteresis, "period": ctx.period, "period_start": ctx.period_start}
+        return {"kind": self.kind, "metric": self.metric, "thresholds": json.dumps(self.thresholds(ctx)),
+                "period": ctx.period, "period_start": ctx.period_start}
+
+    def thresholds(self, ctx: DetectionContext) -> list[dict]:
+        """One row per (plan, level): the line that fires, the line below which it clears, and the
+        dedupe key up to the base (runs:80pct:2026-11:base=), in exact decimals, so the statement
+        compares each value and computes nothing. A plan that leaves the metric out has none."""
+        hysteresis = Decimal(str(ctx.hysteresis))
+        rows = []
+        for plan_name, plan in ctx.config.plans.items():
+            if getattr(plan, self.metric) is None:
+                continue
+            limit = Decimal(str(getattr(plan, self.metric)))
+            for level in ctx.config.detect.thresholds:
+                percent = Decimal(str(level.percent))
+                rows.append({"plan": plan_name, "severity": level.severity, "limit_value": str(limit),
+                             "level_percent": str(percent), "fire_at": str(limit * percent / 100),
+                             "clear_below": str(limit * (percent - hysteresis) / 100),
+                             "key_prefix": f"{self.key_prefix}:{format(percent.normalize(), 'f')}pct:{ctx.period}:base="})
+        return rows
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,8 @@ def test_an_alerts_table_without_pages_is_not_probed_for_alerts_to_clear(app, da
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE notify.alerts")
     queries = load("detect")
     statement = queries["threshold_candidates"].text + "\n" + queries["alert_upsert"].text
-    params = {"kind": "RUNS_THRESHOLD", "metric": "runs_used", "key_prefix": "runs", "limits": "[]",
-              "levels": "[]", "hysteresis": 5, "period": "2026-11", "period_start": clock.now(),
+    params = {"kind": "RUNS_THRESHOLD", "metric": "runs_used", "thresholds": "[]",
+              "period": "2026-11", "period_start": clock.now(),
               "now": clock.now(), "full_pass": True, "shard": 0, "shards": 1}
     with databases.begin("notify") as conn:
         assert conn.execute(text(queries["may_clear"].text), {"kind": "RUNS_THRESHOLD"}).scalar_one() is False

@@ -117,25 +117,28 @@ SELECT count(*) AS resolved FROM resolved;
 -- Quota levels (RUNS/STORAGE/RECORDS/API_CALLS_THRESHOLD): each latest value of :metric in the
 -- current billing month against each level of its tenant's plan limit. fires: at or above the
 -- level; clears: below the level minus the hysteresis. Rows in between change nothing.
+-- :thresholds has one row per (plan, level) with the lines and the dedupe key's prefix worked out
+-- (detectors.base.ThresholdDetector): no arithmetic per value but the comparisons.
 WITH candidates AS (
   SELECT l.tenant_id,
          nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid) AS base_id,
          CAST(:kind AS text) AS kind,
-         lv.severity,
-         :key_prefix || ':' || trim_scale(lv.percent)::text || 'pct:' || :period || ':' || 'base='
-           || coalesce(nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid)::text, '-') AS dedupe_key,
-         l.value >= lim.limit_value * lv.percent / 100 AS fires,
-         l.value < lim.limit_value * (lv.percent - CAST(:hysteresis AS numeric)) / 100 AS clears,
+         th.severity,
+         th.key_prefix || coalesce(nullif(l.base_id, '00000000-0000-0000-0000-000000000000'::uuid)::text, '-')
+           AS dedupe_key,
+         l.value >= th.fire_at AS fires,
+         l.value < th.clear_below AS clears,
          l.captured_at,
-         jsonb_build_object('metric', l.metric, 'value', l.value, 'limit', lim.limit_value,
-                            'percent', round(l.value * 100 / nullif(lim.limit_value, 0), 1),
-                            'level_percent', lv.percent, 'plan', coalesce(tp.plan, 'default'),
-                            'period', :period, 'captured_at', l.captured_at) AS context
+         jsonb_build_object('metric', l.metric, 'value', l.value, 'limit', th.limit_value,
+                            'percent', round(l.value * 100 / nullif(th.limit_value, 0), 1),
+                            'level_percent', th.level_percent, 'plan', th.plan,
+                            'period', CAST(:period AS text), 'captured_at', l.captured_at) AS context
   FROM notify.latest_snapshots l
   LEFT JOIN notify.tenant_plans tp ON tp.tenant_id = l.tenant_id
-  JOIN jsonb_to_recordset(CAST(:limits AS jsonb)) AS lim (plan text, limit_value numeric)
-    ON lim.plan = coalesce(tp.plan, 'default')
-  CROSS JOIN jsonb_to_recordset(CAST(:levels AS jsonb)) AS lv (percent numeric, severity text)
+  JOIN jsonb_to_recordset(CAST(:thresholds AS jsonb))
+         AS th (plan text, severity text, limit_value numeric, level_percent numeric, fire_at numeric,
+                clear_below numeric, key_prefix text)
+    ON th.plan = coalesce(tp.plan, 'default')
   WHERE l.metric = :metric AND l.captured_at >= :period_start
     AND (l.folded_seq = pg_current_xact_id()::text::bigint
          OR (:full_pass AND notify.tenant_shard(l.tenant_id, :shards) = :shard))
