@@ -648,8 +648,8 @@ def _check_collect_detect(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: detect.hysteresis_percent: expected 0 <= value < 100")
     if config.detect.rate_limit_threshold < 1:
         raise ConfigError(f"{source}: detect.rate_limit_threshold: must be at least 1")
-    if not 1 <= config.detect.parallelism <= 64:
-        raise ConfigError(f"{source}: detect.parallelism: expected 1 <= value <= 64")
+    if not 1 <= config.detect.parallelism <= 16:
+        raise ConfigError(f"{source}: detect.parallelism: expected 1 <= value <= 16")
     if config.detect.wallet_runway_days is not None and config.detect.wallet_runway_days <= 0:
         raise ConfigError(f"{source}: detect.wallet_runway_days: must be more than 0 (leave it out to turn it off)")
     if config.detect.wallet_burn_window <= 0:

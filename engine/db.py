@@ -42,7 +42,9 @@ class Databases:
             self._engines[url] = sqlalchemy.create_engine(
                 sqlalchemy_url(url),
                 pool_size=4,
-                max_overflow=4,
+                # Opened only when needed: a detection pass alone holds up to
+                # detect.parallelism (at most 16) + 1 while the other jobs run.
+                max_overflow=20,
                 pool_pre_ping=True,  # a restarted server leaves dead pooled connections behind
                 connect_args={"options": SESSION_OPTIONS, "application_name": self._application_name,
                               # libpq waits forever by default: a network cut would hang a tick.

@@ -114,6 +114,8 @@ def test_lost_latest_snapshots_table_is_rebuilt_without_duplicate_alerts(databas
     ({"thresholds": []}, "detect.thresholds"),
     ({"hysteresis_percent": 150}, "detect.hysteresis_percent"),
     ({"rate_limit_window": "soon"}, "detect.rate_limit_window"),
+    ({"parallelism": 0}, "detect.parallelism: expected 1 <= value <= 16"),
+    ({"parallelism": "two"}, "detect.parallelism"),
     ({"colour": "red"}, "detect.colour: unknown key"),
 ])
 def test_bad_detect_settings_name_the_key(detect, message):
