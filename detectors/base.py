@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Optional, Protocol
 
 from sqlalchemy import Connection, text
 
@@ -23,6 +23,7 @@ class DetectionContext:
     full_pass: bool          # evaluate every latest value, not only those folded in this pass
     shard: int = 0           # this pass covers the tenants with notify.tenant_shard(tenant, shards) = shard
     shards: int = 1
+    changed_tenants: Optional[list] = None  # a small fold's tenants (looked up by key); None: scan
 
     def plan_limits(self, limit_name: str) -> str:
         """[{plan, limit_value}] as JSON for the plans that set `limit_name` (a plan that leaves a
@@ -96,9 +97,11 @@ def run_snapshot_detector(conn: Connection, detector: SnapshotDetector, ctx: Det
     # Both halves are named blocks of engine/sql/detect.sql: the detector's candidates CTE and
     # the lifecycle upsert every detector shares. No value is ever put into the SQL text.
     statement = text(queries[detector.candidates_query].text + "\n" + queries["alert_upsert"].text)
-    may_clear = conn.execute(text(queries["may_clear"].text), {"kind": detector.kind}).scalar_one()
+    may_clear = conn.execute(text(queries["may_clear"].text),
+                             {"kind": detector.kind, "changed_tenants": ctx.changed_tenants}).scalar_one()
     params = {**detector.params(ctx), "now": ctx.now, "full_pass": ctx.full_pass,
-              "shard": ctx.shard, "shards": ctx.shards, "may_clear": may_clear}
+              "shard": ctx.shard, "shards": ctx.shards, "may_clear": may_clear,
+              "changed_tenants": ctx.changed_tenants}
     counts: dict[str, int] = {}
     for row in conn.execute(statement, params):
         key = row.transition if row.transitioned else "refreshed"

@@ -36,6 +36,10 @@ from engine.queries import load, query
 
 log = logging.getLogger(__name__)
 STATE_NAME = "snapshots"
+# A shard that folded at most this many values hands their tenants to the detectors and the
+# planner, which then look them up by key: a pass after one pushed snapshot reads a few rows
+# instead of scanning every latest value (about 60 ms per detector at 500,000 values).
+CHANGED_TENANTS_LIMIT = 5000
 
 
 @dataclass
@@ -173,7 +177,10 @@ def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, 
         started = time.perf_counter()
         queries = load("detect")
         fold = text(queries["fold_newest"].text + "\n" + queries["fold_insert" if rebuild else "fold_upsert"].text)
-        folded = conn.execute(fold, {"from_position": state.position, "shard": shard, "shards": shards}).one()
+        folded = conn.execute(fold, {"from_position": state.position, "shard": shard, "shards": shards,
+                                     "tenants_limit": CHANGED_TENANTS_LIMIT}).one()
+        # None: evaluate by scan (a full pass, or a fold too large to name its tenants).
+        changed_tenants = (folded.tenants or []) if not full_pass and folded.folded <= CHANGED_TENANTS_LIMIT else None
         summary.seconds["fold"] = time.perf_counter() - started
         summary.folded = folded.folded
         # Quota alerts of an earlier month end once, on the first pass of a new month (or of a
@@ -184,7 +191,7 @@ def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, 
                 "shard": shard, "shards": shards}).scalar_one()
         ctx = DetectionContext(app.config, now, billing_period(now),
                                datetime(start.year, start.month, 1, tzinfo=timezone.utc), full_pass,
-                               shard, shards)
+                               shard, shards, changed_tenants)
         # Nothing new and nothing reconfigured: every alert is already what the snapshots say.
         detectors = SNAPSHOT_DETECTORS if (full_pass or summary.folded) else []
         for detector in detectors:
@@ -197,8 +204,15 @@ def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, 
             summary.seconds[detector.kind] = summary.seconds.get(detector.kind, 0) + time.perf_counter() - started
         conn.execute(query("detect", "store_state"), {"name": state.name, "position": folded.position,
                                                        "fingerprint": fingerprint, "now": now})
-        if summary.transitioned():  # the new transitions' notifications, same transaction
+        if not summary.transitioned():
+            # Nothing here can notify anyone: what this commit makes durable (the watermark,
+            # refreshed evidence) is rebuilt by the next pass if a crash loses it, because the
+            # crash also empties latest_snapshots. No WAL flush to wait for, then (most passes).
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        else:  # the new transitions' notifications, same transaction
             started = time.perf_counter()
-            plan_transitions_of_this_transaction(conn, app.config, now, shard=(shard, shards))
+            # The month rollover changes tenants the fold did not name.
+            tenants = changed_tenants if not summary.period_resolved else None
+            plan_transitions_of_this_transaction(conn, app.config, now, shard=(shard, shards), tenants=tenants)
             summary.seconds["plan"] = time.perf_counter() - started
     return summary

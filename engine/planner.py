@@ -32,19 +32,21 @@ def plan_notifications(conn: Connection, config: Config, now: datetime) -> int:
 
 
 def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: datetime, *,
-                                         shard: tuple[int, int] | None = None) -> int:
+                                         shard: tuple[int, int] | None = None,
+                                         tenants: list | None = None) -> int:
     """For a transaction that just changed alerts at `now`: plans the transitions stamped `now`
     (every transition statement sets transition_at = :now). `shard` (index, count) limits it to a
-    detection shard's tenants. Reminders are the periodic tick's."""
-    return _plan(conn, config, now, changed_since=now, reminder_interval=0.0, shard=shard)
+    detection shard's tenants, `tenants` to those tenants (every tenant whose alerts changed).
+    Reminders are the periodic tick's."""
+    return _plan(conn, config, now, changed_since=now, reminder_interval=0.0, shard=shard, tenants=tenants)
 
 
 def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: datetime | None,
-          reminder_interval: float, shard: tuple[int, int] | None = None) -> int:
+          reminder_interval: float, shard: tuple[int, int] | None = None, tenants: list | None = None) -> int:
     conn.execute(query("planner", "lock_planner"))
     params = dict(route_parameters(config), now=now, reminder_interval=reminder_interval,
                   changed_since=changed_since, shard=shard[0] if shard else None,
-                  shards=shard[1] if shard else None)
+                  shards=shard[1] if shard else None, tenants=tenants)
     planned = conn.execute(query("planner", "plan_notifications"), params).one().planned
     if planned:
         conn.execute(query("planner", "wake_dispatchers"))

@@ -143,9 +143,9 @@ def test_an_alerts_table_without_pages_is_not_probed_for_alerts_to_clear(app, da
     statement = queries["threshold_candidates"].text + "\n" + queries["alert_upsert"].text
     params = {"kind": "RUNS_THRESHOLD", "metric": "runs_used", "thresholds": "[]",
               "period": "2026-11", "period_start": clock.now(),
-              "now": clock.now(), "full_pass": True, "shard": 0, "shards": 1}
+              "now": clock.now(), "full_pass": True, "shard": 0, "shards": 1, "changed_tenants": None}
     with databases.begin("notify") as conn:
-        assert conn.execute(text(queries["may_clear"].text), {"kind": "RUNS_THRESHOLD"}).scalar_one() is False
+        assert conn.execute(text(queries["may_clear"].text), {"kind": "RUNS_THRESHOLD", "changed_tenants": None}).scalar_one() is False
         plan = "\n".join(conn.execute(text("EXPLAIN " + statement), {**params, "may_clear": False}).scalars())
         assert "alerts x" not in plan and "SubPlan" not in plan
         plan = "\n".join(conn.execute(text("EXPLAIN " + statement), {**params, "may_clear": True}).scalars())

@@ -61,7 +61,9 @@ SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM written) AS change
 -- next (fold_upsert, or fold_insert into an empty table) writes them into latest_snapshots and
 -- stamps the rows it changed with this transaction's id, which tells the detectors of this pass
 -- what to evaluate. Returns the new watermark (the xmin of this statement's snapshot: every
--- snapshot below it is finished) and the number of rows folded.
+-- snapshot below it is finished), the number of rows folded, and the tenants of the first
+-- :tenants_limit of them (engine.detect: when that is all of them, the detectors and the planner
+-- look those tenants up by key instead of scanning every latest value and every alert).
 WITH horizon AS (
   SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS position
 ),
@@ -84,9 +86,10 @@ folded AS (
   SET value = EXCLUDED.value, captured_at = EXCLUDED.captured_at, folded_seq = EXCLUDED.folded_seq
   -- an older snapshot that committed late never overwrites a newer one
   WHERE EXCLUDED.captured_at > l.captured_at OR (EXCLUDED.captured_at = l.captured_at AND EXCLUDED.value <> l.value)
-  RETURNING 1
+  RETURNING l.tenant_id
 )
-SELECT (SELECT position FROM horizon) AS position, (SELECT count(*) FROM folded) AS folded;
+SELECT (SELECT position FROM horizon) AS position, (SELECT count(*) FROM folded) AS folded,
+       (SELECT array_agg(DISTINCT tenant_id) FROM (SELECT tenant_id FROM folded LIMIT :tenants_limit) t) AS tenants;
 
 -- name: fold_insert
 -- When latest_snapshots was empty as the pass began (the first pass, or a rebuild after a crash):
@@ -95,9 +98,10 @@ SELECT (SELECT position FROM horizon) AS position, (SELECT count(*) FROM folded)
 folded AS (
   INSERT INTO notify.latest_snapshots (tenant_id, base_id, metric, value, captured_at, folded_seq)
   SELECT tenant_id, base_id, metric, value, captured_at, pg_current_xact_id()::text::bigint FROM newest
-  RETURNING 1
+  RETURNING tenant_id
 )
-SELECT (SELECT position FROM horizon) AS position, (SELECT count(*) FROM folded) AS folded;
+SELECT (SELECT position FROM horizon) AS position, (SELECT count(*) FROM folded) AS folded,
+       (SELECT array_agg(DISTINCT tenant_id) FROM (SELECT tenant_id FROM folded LIMIT :tenants_limit) t) AS tenants;
 
 -- name: resolve_past_periods
 -- Billing-month rollover: quota alerts of an earlier month resolve (the new month's alerts open
@@ -142,6 +146,7 @@ WITH candidates AS (
   WHERE l.metric = :metric AND l.captured_at >= :period_start
     AND (l.folded_seq = pg_current_xact_id()::text::bigint
          OR (:full_pass AND notify.tenant_shard(l.tenant_id, :shards) = :shard))
+    AND (CAST(:changed_tenants AS uuid[]) IS NULL OR l.tenant_id = ANY (CAST(:changed_tenants AS uuid[])))
 ),
 
 -- name: wallet_low_candidates
@@ -166,6 +171,7 @@ WITH candidates AS (
   WHERE l.metric = 'wallet_balance_cents'
     AND (l.folded_seq = pg_current_xact_id()::text::bigint
          OR (:full_pass AND notify.tenant_shard(l.tenant_id, :shards) = :shard))
+    AND (CAST(:changed_tenants AS uuid[]) IS NULL OR l.tenant_id = ANY (CAST(:changed_tenants AS uuid[])))
 ),
 
 -- name: wallet_runway_candidates
@@ -191,6 +197,7 @@ WITH burn AS (
   WHERE l.metric = 'wallet_balance_cents'
     AND (l.folded_seq = pg_current_xact_id()::text::bigint
          OR (:full_pass AND notify.tenant_shard(l.tenant_id, :shards) = :shard))
+    AND (CAST(:changed_tenants AS uuid[]) IS NULL OR l.tenant_id = ANY (CAST(:changed_tenants AS uuid[])))
 ),
 candidates AS (
   SELECT b.tenant_id,
@@ -230,6 +237,7 @@ WITH candidates AS (
   WHERE l.metric = 'http_429_count'
     AND (l.folded_seq = pg_current_xact_id()::text::bigint
          OR (:full_pass AND notify.tenant_shard(l.tenant_id, :shards) = :shard))
+    AND (CAST(:changed_tenants AS uuid[]) IS NULL OR l.tenant_id = ANY (CAST(:changed_tenants AS uuid[])))
 ),
 
 -- name: alert_upsert
@@ -306,8 +314,13 @@ SELECT transition, transitioned, count(*) AS alerts FROM upserted GROUP BY trans
 -- See alert_upsert (may_clear): is there any unresolved alert of this kind to clear? Checked
 -- after this transaction's fold: an alert another pass opened for one of the values it folds had
 -- committed by then (the fold waits for that pass's row lock on the value).
+-- A small pass asks only about the tenants it folded (the index on (tenant_id, status)): asking
+-- about every tenant would read every unresolved alert when none is of this kind.
 SELECT pg_relation_size('notify.alerts') > 0
-       AND EXISTS (SELECT 1 FROM notify.alerts WHERE status IN ('open', 'ack') AND kind = :kind) AS may_clear;
+       AND EXISTS (SELECT 1 FROM notify.alerts
+                   WHERE status IN ('open', 'ack') AND kind = :kind
+                     AND (CAST(:changed_tenants AS uuid[]) IS NULL
+                          OR tenant_id = ANY (CAST(:changed_tenants AS uuid[])))) AS may_clear;
 
 -- name: wake_detection
 -- Sent by a push of snapshots; delivered only if and when its transaction commits.

@@ -12,7 +12,8 @@ SELECT pg_advisory_xact_lock(7165421001);
 --     i.e. written by something that did not plan them; planned_seq then catches up;
 --   reminders (:reminder_interval > 0): while an alert is open and not acked, the latest due one,
 --     if no later one was planned for this transition (cursor: notify.alert_delivery_plans).
--- :shards/:shard (optional) limit the transitions to one detection shard's tenants.
+-- :shards/:shard (optional) limit the transitions to one detection shard's tenants, :tenants
+-- (optional) to the given tenants: a small detection pass knows which ones it changed.
 WITH transitions AS (
   SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, a.transition,
          0 AS reminder_no, a.planned_seq
@@ -20,6 +21,7 @@ WITH transitions AS (
   WHERE CASE WHEN CAST(:changed_since AS timestamptz) IS NULL THEN a.planned_seq <> a.transition_seq
              ELSE a.transition_at >= CAST(:changed_since AS timestamptz) END
     AND (CAST(:shards AS integer) IS NULL OR notify.tenant_shard(a.tenant_id, :shards) = :shard)
+    AND (CAST(:tenants AS uuid[]) IS NULL OR a.tenant_id = ANY (CAST(:tenants AS uuid[])))
 ),
 reminders AS (
   SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, 'reminder' AS transition,
