@@ -152,3 +152,36 @@ def test_an_alerts_table_without_pages_is_not_probed_for_alerts_to_clear(app, da
         assert "alerts x" in plan  # the probe is there when the table may hold alerts to clear
     record(app, {t: 900 for t in tenants(10)})
     assert run_detection(app).count("opened") == 10
+
+
+def test_a_fold_too_large_to_name_its_tenants_is_evaluated_by_scan_alike(app, clock, monkeypatch):
+    import engine.detect
+
+    first, second = tenants(6), tenants(6)
+    record(app, {t: 900 for t in first})
+    run_detection(app)
+    monkeypatch.setattr(engine.detect, "CHANGED_TENANTS_LIMIT", 3)  # the next fold (12 values) is "large"
+    clock.advance(timedelta(minutes=1))
+    record(app, {**{t: 100 for t in first[:2]}, **{t: 900 for t in second}})
+    summary = run_detection(app)
+    assert (summary.count("opened"), summary.count("resolved")) == (6, 2)
+    assert open_tenants(app) == set(first[2:]) | set(second)
+
+
+def test_the_month_rollover_in_a_small_pass_plans_the_notices_of_tenants_it_did_not_fold(app, databases, clock):
+    from datetime import datetime, timezone
+
+    quiet, active = tenants(1)[0], tenants(1)[0]
+    clock.current = datetime(2026, 10, 30, 12, 0, tzinfo=timezone.utc)
+    with databases.begin("notify") as conn:
+        add_dest(conn, clock.now(), "webhook", "https://hooks.example.com/a", tenant_id=quiet)
+    record(app, {quiet: 900})
+    run_detection(app)
+    clock.current = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+    record(app, {active: 100})  # the only value folded in November's first pass
+    summary = run_detection(app)
+    assert summary.period_resolved == 1
+    with databases.begin("notify") as conn:
+        planned = conn.execute(text("SELECT transition FROM notify.notifications WHERE tenant_id = :t "
+                                    "ORDER BY created_at"), {"t": quiet}).scalars().all()
+    assert planned == ["opened", "resolved"]
