@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional, Protocol
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from engine.config import Config
-from engine.queries import load
+from engine.queries import load, query
 
 
 @dataclass(frozen=True)
@@ -90,20 +90,25 @@ class EventKind:
         return f"{self.key_prefix}:base={base_id or '-'}"
 
 
+def detector_statement(detector: SnapshotDetector, *, upsert: bool = True) -> TextClause:
+    """The detector's one statement, from named blocks of engine/sql/detect.sql: its candidates
+    CTE and the lifecycle every detector shares (with its ON CONFLICT half unless `upsert` is
+    false). No value is ever put into the SQL text."""
+    queries = load("detect")
+    parts = [detector.candidates_query, "alert_upsert"] + (["alert_on_conflict"] if upsert else []) + ["alert_returning"]
+    return text("\n".join(queries[name].text for name in parts))
+
+
 def run_snapshot_detector(conn: Connection, detector: SnapshotDetector, ctx: DetectionContext) -> dict[str, int]:
     """Runs the detector's one statement; returns {transition: alerts} for alerts that changed
     state ('opened', 'reopened', 'escalated', 'resolved') and 'refreshed' for last_seen moves."""
-    queries = load("detect")
-    # Both halves are named blocks of engine/sql/detect.sql: the detector's candidates CTE and
-    # the lifecycle upsert every detector shares. No value is ever put into the SQL text.
-    statement = text(queries[detector.candidates_query].text + "\n" + queries["alert_upsert"].text)
-    may_clear = conn.execute(text(queries["may_clear"].text),
-                             {"kind": detector.kind, "changed_tenants": ctx.changed_tenants}).scalar_one()
+    check = conn.execute(query("detect", "may_clear"),
+                         {"kind": detector.kind, "changed_tenants": ctx.changed_tenants}).one()
     params = {**detector.params(ctx), "now": ctx.now, "full_pass": ctx.full_pass,
-              "shard": ctx.shard, "shards": ctx.shards, "may_clear": may_clear,
+              "shard": ctx.shard, "shards": ctx.shards, "may_clear": check.may_clear,
               "changed_tenants": ctx.changed_tenants}
     counts: dict[str, int] = {}
-    for row in conn.execute(statement, params):
+    for row in conn.execute(detector_statement(detector, upsert=check.kind_seen), params):
         key = row.transition if row.transitioned else "refreshed"
         counts[key] = counts.get(key, 0) + row.alerts
     return counts

@@ -139,13 +139,18 @@ def test_an_alerts_table_without_pages_is_not_probed_for_alerts_to_clear(app, da
     # candidate row while the pass fills it (quadratic). The pass passes may_clear = false instead.
     with databases.engine("notify").connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE notify.alerts")
+    from detectors import SNAPSHOT_DETECTORS
+    from detectors.base import detector_statement
+
     queries = load("detect")
-    statement = queries["threshold_candidates"].text + "\n" + queries["alert_upsert"].text
+    runs = next(d for d in SNAPSHOT_DETECTORS if d.kind == "RUNS_THRESHOLD")
+    statement = detector_statement(runs).text
     params = {"kind": "RUNS_THRESHOLD", "metric": "runs_used", "thresholds": "[]",
               "period": "2026-11", "period_start": clock.now(),
               "now": clock.now(), "full_pass": True, "shard": 0, "shards": 1, "changed_tenants": None}
     with databases.begin("notify") as conn:
-        assert conn.execute(text(queries["may_clear"].text), {"kind": "RUNS_THRESHOLD", "changed_tenants": None}).scalar_one() is False
+        check = conn.execute(text(queries["may_clear"].text), {"kind": "RUNS_THRESHOLD", "changed_tenants": None}).one()
+        assert (check.may_clear, check.kind_seen) == (False, False)
         plan = "\n".join(conn.execute(text("EXPLAIN " + statement), {**params, "may_clear": False}).scalars())
         assert "alerts x" not in plan and "SubPlan" not in plan
         plan = "\n".join(conn.execute(text("EXPLAIN " + statement), {**params, "may_clear": True}).scalars())
