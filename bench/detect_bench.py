@@ -143,7 +143,9 @@ def main() -> int:
         config = Config(databases=DatabasesConfig(**urls),
                         plans={"default": PlanConfig(**LIMITS, wallet_floor_cents=FLOOR)})
         rows = make_rows(args.tenants)
-        print(f"{len(rows):,} snapshot rows ({args.tenants:,} tenants x 5 metrics)")
+        print(f"{len(rows):,} snapshot rows ({args.tenants:,} tenants x 5 metrics); load average "
+              f"{os.getloadavg()[0]:.2f} (the pass needs both cores: other work on the machine slows it "
+              f"more than the one-statement reference)")
 
         with App(config, ManualClock(NOW)) as app:
             plain, engine_path = [], []
@@ -204,6 +206,7 @@ def main() -> int:
                   f"{sum(sum(c.values()) for c in full.by_kind.values())} alerts written "
                   f"(the reference's unconditional upsert, run again: {reference_again:.2f} s)")
             print("  steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in full.seconds.items()))
+            print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         cluster.release()
         shutil.rmtree(root, ignore_errors=True)
