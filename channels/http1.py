@@ -54,6 +54,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -108,7 +109,7 @@ class _Connection(asyncio.Protocol):
         RequestTimeout after `timeout` seconds (one timer handle, not a wait_for task per request)."""
         self._retry_after = None
         self._headers_complete = False
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self.waiter = loop.create_future()
         self._timer = loop.call_later(timeout, self._timed_out)
         assert self.transport is not None
@@ -135,7 +136,12 @@ class Http1Client:
         self._idle: dict[tuple, list[_Connection]] = {}
         self._addresses: dict[tuple, tuple[float, list[str]]] = {}
         self._targets: dict[str, tuple[tuple, str]] = {}
-        self._ssl = ssl.create_default_context()
+        self._ssl: Optional[ssl.SSLContext] = None   # made on the first https connection (loading CA certificates takes tens of ms)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     async def close(self) -> None:
         for connections in self._idle.values():
@@ -167,7 +173,7 @@ class Http1Client:
             try:
                 _, connection = await asyncio.wait_for(loop.create_connection(
                     _Connection, address, port,
-                    ssl=self._ssl if scheme == "https" else None,
+                    ssl=self._tls() if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None), self.connect_timeout)
                 return connection
             except (OSError, asyncio.TimeoutError) as exc:
