@@ -211,13 +211,15 @@ class Dispatcher:
                 for params in self._disable_params(rows, outcomes):
                     conn.execute(raw_query("destinations", "disable_destination"), params)
 
-    async def _connection(self) -> psycopg.AsyncConnection:
-        while self._connections:
+    async def _connection(self, *, kept: bool = True) -> tuple[psycopg.AsyncConnection, bool]:
+        """A connection for one worker loop and whether it was kept from an earlier pass."""
+        while kept and self._connections:
             conn = self._connections.pop()
             if not conn.closed and not conn.broken:
-                return conn
-        return await self.app.databases.connect_raw_async("notify", settings=DISPATCHER_SESSION, autocommit=True,
+                return conn, True
+        conn = await self.app.databases.connect_raw_async("notify", settings=DISPATCHER_SESSION, autocommit=True,
                                                           row_factory=dict_row)
+        return conn, False
 
     def _give_back(self, conn: psycopg.AsyncConnection) -> None:
         if not conn.closed and not conn.broken and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
@@ -268,10 +270,21 @@ class Dispatcher:
         total = DeliverySummary()
 
         async def worker() -> None:
-            conn = await self._connection()
+            conn, kept = await self._connection()
             try:
                 while stop_event is None or not stop_event.is_set():
-                    summary = await self.deliver_batch(conn)
+                    try:
+                        summary = await self.deliver_batch(conn)
+                    except psycopg.OperationalError:
+                        if not (kept and conn.broken):
+                            raise
+                        # A connection kept from an earlier pass died meanwhile (e.g. the server
+                        # restarted): one fresh try now rather than a lost poll interval. Safe:
+                        # rows claimed through the dead connection stay leased until they expire.
+                        await conn.close()
+                        conn, kept = await self._connection(kept=False)
+                        continue
+                    kept = False
                     total.add(summary)
                     if summary.claimed == 0:
                         return

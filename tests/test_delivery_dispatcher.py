@@ -306,3 +306,26 @@ def test_claims_and_results_find_their_rows_by_index_never_by_scanning_the_table
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + raw_query("dispatcher", name), params))
         conn.rollback()
     assert "Seq Scan on notifications" not in plan and "Hash Join" not in plan, plan
+
+
+def test_a_kept_connection_that_died_between_passes_is_replaced_in_the_same_pass(hook_app, receiver):
+    import asyncio
+
+    queue(hook_app, receiver.url("/ok"))
+
+    async def two_passes():
+        async with Dispatcher(hook_app) as dispatcher:
+            first = await dispatcher.deliver_until_idle()
+            pids = [conn.info.backend_pid for conn in dispatcher._connections]
+            with hook_app.databases.begin("notify") as conn:   # as a server restart would
+                for pid in pids:
+                    assert conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), dict(pid=pid)).scalar()
+                insert_alert(conn, hook_app.clock.now())
+                plan_notifications(conn, hook_app.config, hook_app.clock.now())
+            second = await dispatcher.deliver_until_idle()
+            return first, second, pids
+
+    first, second, pids = asyncio.run(two_passes())
+    assert len(pids) == hook_app.config.delivery.workers
+    assert (first.sent, second.sent) == (1, 1)
+    assert len(receiver.received) == 2
