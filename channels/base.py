@@ -39,6 +39,8 @@ class DeliveryResult:
 
     @classmethod
     def sent(cls, note: Optional[str] = None) -> "DeliveryResult":
+        if note is None:
+            return _SENT  # frozen, so one instance serves every plain success
         return cls("sent", error=note)
 
     @classmethod
@@ -48,6 +50,9 @@ class DeliveryResult:
     @classmethod
     def permanent(cls, error: str, *, disable_destination: bool = False) -> "DeliveryResult":
         return cls("permanent", error=error, disable_destination=disable_destination)
+
+
+_SENT = DeliveryResult("sent")
 
 
 class Channel:

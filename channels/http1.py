@@ -24,6 +24,7 @@ import httptools
 from channels.ssrf import Resolve, SsrfRefused, literal_address, resolve_checked, system_resolve
 
 MAX_IDLE_PER_ORIGIN = 256
+MAX_CACHED_TARGETS = 4096
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 DNS_TTL = 10.0
@@ -42,15 +43,18 @@ class RequestTimeout(Exception):
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: Optional[asyncio.Transport] = None
+        # One parser for the connection's life: llhttp reads keep-alive responses one after another.
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: Optional[asyncio.Future] = None
         self.closed = False
         self._retry_after: Optional[str] = None
         self._headers_complete = False
+        self._timer: Optional[asyncio.TimerHandle] = None
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -76,28 +80,45 @@ class _Connection(asyncio.Protocol):
         self._headers_complete = self.parser.get_status_code() >= 200
 
     def on_message_complete(self) -> None:
-        if self.parser.get_status_code() < 200:
+        status = self.parser.get_status_code()
+        if status < 200:
             return  # an interim 1xx reply: the real one follows
-        if self.waiter is not None and not self.waiter.done():
-            keep_alive = self.parser.should_keep_alive()
-            self.waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), keep_alive))
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            self._stop_timer()
+            waiter.set_result((Response(status, self._retry_after), self.parser.should_keep_alive()))
 
     # use
     def _fail(self, exc: BaseException) -> None:
+        self._stop_timer()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
 
-    def send(self, request: bytes) -> asyncio.Future:
-        self.parser = httptools.HttpResponseParser(self)
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(RequestTimeout())
+        self.close()
+
+    def send(self, request: bytes, timeout: float) -> asyncio.Future:
+        """Writes one request; the future resolves to (Response, keep_alive) or raises
+        RequestTimeout after `timeout` seconds (one timer handle, not a wait_for task per request)."""
         self._retry_after = None
         self._headers_complete = False
-        self.waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        self.waiter = loop.create_future()
+        self._timer = loop.call_later(timeout, self._timed_out)
         assert self.transport is not None
         self.transport.write(request)
         return self.waiter
 
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -114,7 +135,13 @@ class Http1Client:
         self._resolve = resolve or system_resolve
         self._idle: dict[tuple, list[_Connection]] = {}
         self._addresses: dict[tuple, tuple[float, list[str]]] = {}
-        self._ssl = ssl.create_default_context()
+        self._targets: dict[str, tuple[tuple, str]] = {}
+        self._ssl: Optional[ssl.SSLContext] = None   # made on the first https connection (loading CA certificates takes tens of ms)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     async def close(self) -> None:
         for connections in self._idle.values():
@@ -146,14 +173,19 @@ class Http1Client:
             try:
                 _, connection = await asyncio.wait_for(loop.create_connection(
                     _Connection, address, port,
-                    ssl=self._ssl if scheme == "https" else None,
+                    ssl=self._tls() if scheme == "https" else None,
                     server_hostname=host if scheme == "https" else None), self.connect_timeout)
                 return connection
             except (OSError, asyncio.TimeoutError) as exc:
                 last_error = exc
         raise last_error
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+    def _target(self, url: str) -> tuple[tuple, str]:
+        """(origin, request line and Host header) of a URL, parsed once per URL: a dispatcher
+        posts to the same few URLs over and over."""
+        known = self._targets.get(url)
+        if known is not None:
+            return known
         parts = urlsplit(url)
         scheme = parts.scheme
         host = parts.hostname or ""
@@ -167,10 +199,19 @@ class Http1Client:
             host = host.encode("idna").decode("ascii")
         default_port = port == (443 if scheme == "https" else 80)
         host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
-        head = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        origin = (scheme, host, port)
+        known = ((scheme, host, port), f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\n")
+        if len(self._targets) >= MAX_CACHED_TARGETS:
+            self._targets.clear()
+        self._targets[url] = known
+        return known
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        origin, request_head = self._target(url)
+        scheme, host, port = origin
+        head = [request_head, f"Content-Length: {len(body)}\r\n"]
+        head += [f"{name}: {value}\r\n" for name, value in headers.items()]
+        head.append("\r\n")
+        request = "".join(head).encode("latin-1") + body
         for attempt in (1, 2):
             idle = self._idle.get(origin)
             connection = None
@@ -183,10 +224,10 @@ class Http1Client:
             if connection is None:
                 connection = await self._connect(scheme, host, port)
             try:
-                response, keep_alive = await asyncio.wait_for(connection.send(request), self.read_timeout)
-            except asyncio.TimeoutError:
+                response, keep_alive = await connection.send(request, self.read_timeout)
+            except RequestTimeout:
                 connection.close()
-                raise RequestTimeout() from None
+                raise
             except (ConnectionError, OSError):
                 connection.close()
                 if reused and attempt == 1:

@@ -27,6 +27,10 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def _options(settings: dict[str, str] | None) -> str:
+    return " ".join([SESSION_OPTIONS, *(f"-c {name}={value}" for name, value in (settings or {}).items())])
+
+
 class Databases:
     def __init__(self, urls: dict[str, str], *, application_name: str = "notify-engine"):
         missing = [s for s in SECTIONS if s not in urls]
@@ -58,10 +62,18 @@ class Databases:
         with self.engine(section).begin() as conn:
             yield conn
 
-    def connect_raw(self, section: str, **kwargs) -> psycopg.Connection:
-        """A plain psycopg connection (for COPY, LISTEN and multi-statement scripts)."""
-        return psycopg.connect(self.urls[section], options=SESSION_OPTIONS,
+    def connect_raw(self, section: str, *, settings: dict[str, str] | None = None, **kwargs) -> psycopg.Connection:
+        """A plain psycopg connection (for COPY, LISTEN and multi-statement scripts); `settings`
+        are extra session settings (`{"synchronous_commit": "off"}`)."""
+        return psycopg.connect(self.urls[section], options=_options(settings),
                                application_name=self._application_name, **kwargs)
+
+    async def connect_raw_async(self, section: str, *, settings: dict[str, str] | None = None,
+                                **kwargs) -> psycopg.AsyncConnection:
+        """A plain asyncio psycopg connection, with the same session options as connect_raw."""
+        return await psycopg.AsyncConnection.connect(self.urls[section], options=_options(settings),
+                                                     application_name=self._application_name,
+                                                     connect_timeout=10, **kwargs)
 
     def by_database(self) -> dict[str, list[str]]:
         """Sections grouped by the database (URL) that holds them, in SECTIONS order."""

@@ -29,6 +29,16 @@ def load(module: str) -> dict[str, TextClause]:
     return queries
 
 
+@functools.cache
+def raw_query(module: str, name: str) -> str:
+    """The same named query for a plain psycopg cursor (`%(name)s` placeholders), for hot paths
+    that skip SQLAlchemy's per-statement and per-row work (the dispatcher's claim and results).
+    The bind syntax is converted by SQLAlchemy's own compiler, so the .sql file stays one text."""
+    from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+
+    return str(query(module, name).compile(dialect=psycopg_dialect.dialect()))
+
+
 def query(module: str, name: str) -> TextClause:
     try:
         return load(module)[name]

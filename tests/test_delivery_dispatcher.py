@@ -218,3 +218,114 @@ def test_a_reminder_queued_before_an_ack_is_skipped_not_sent_after_it(hook_app, 
     assert reminders[acked]["status"] == "skipped" and reminders[acked]["error"] == "alert is ack; reminder dropped"
     assert reminders[still_open]["status"] == "sent"
     assert [r.json()["data"]["alert"]["id"] for r in receiver.received[2:]] == [still_open]
+
+
+# ------------------------------------------------------------------ claims that rewrite no index
+# (ddl/notify/0006): the lease lives in lease_until, next_attempt_at keeps the due time.
+
+CLAIM_WRITES = ("send_attempts", "last_attempt_at", "lease_until", "claim_token")
+
+
+def test_a_claim_holds_the_row_by_its_lease_and_keeps_its_due_time(hook_app, receiver):
+    from engine.dispatcher import queue_stats
+    from engine.queries import query
+
+    queue(hook_app, receiver.url("/ok"))
+    due = hook_app.clock.now()
+    Dispatcher(hook_app).claim(due, uuid.uuid4())
+    (row,) = rows(hook_app)
+    lease_end = due + timedelta(seconds=hook_app.config.delivery.lease)
+    assert (row["next_attempt_at"], row["lease_until"], row["send_attempts"]) == (due, lease_end, 1)
+    assert row["claim_token"] is not None
+    hook_app.clock.advance(timedelta(seconds=hook_app.config.delivery.lease - 1))
+    assert deliver_due(hook_app).claimed == 0            # due, but held until the lease's end
+    with hook_app.databases.begin("notify") as conn:
+        # The long-running dispatcher sleeps until the lease's end, not "due already".
+        assert conn.execute(query("dispatcher", "next_due")).scalar() == lease_end
+        assert queue_stats(conn, hook_app.clock.now())["in_flight"] == 1
+    hook_app.clock.advance(timedelta(seconds=1))
+    assert deliver_due(hook_app).sent == 1
+    (row,) = rows(hook_app)
+    assert (row["status"], row["send_attempts"], row["lease_until"], row["claim_token"]) == ("sent", 2, None, None)
+
+
+def test_a_retry_clears_the_lease_and_moves_the_due_time(hook_app, receiver):
+    queue(hook_app, receiver.url("/status/503"))
+    assert deliver_due(hook_app).retrying == 1
+    (row,) = rows(hook_app)
+    assert row["status"] == "queued" and row["lease_until"] is None and row["claim_token"] is None
+    assert row["next_attempt_at"] > hook_app.clock.now()
+
+
+def test_no_index_of_notifications_reads_a_column_the_claim_writes(hook_app):
+    # A claim can be a HOT update (no index entry written) only while no index key or predicate
+    # uses a column it changes; an index added on one of them would silently undo that.
+    with hook_app.databases.begin("notify") as conn:
+        definitions = conn.execute(text(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+            " WHERE indrelid = 'notify.notifications'::regclass")).scalars().all()
+        options = conn.execute(text(
+            "SELECT reloptions FROM pg_class WHERE oid = 'notify.notifications'::regclass")).scalar()
+    assert len(definitions) >= 5
+    for definition in definitions:
+        assert not [column for column in CLAIM_WRITES if column in definition], definition
+    assert "fillfactor=45" in options
+
+
+def test_a_claim_is_a_hot_update(hook_app, receiver):
+    from engine.dispatcher import DISPATCHER_SESSION
+    from engine.queries import raw_query
+
+    queue(hook_app, receiver.url("/ok"), alerts=20)
+    now = hook_app.clock.now()
+    with hook_app.databases.connect_raw("notify", settings=DISPATCHER_SESSION) as conn:
+        claimed = conn.execute(raw_query("dispatcher", "claim_due"), Dispatcher(hook_app)._claim_params(now, uuid.uuid4())).fetchall()
+        # This transaction's own counters: every claimed row was updated without a new index entry.
+        updated, hot = conn.execute("SELECT pg_stat_get_xact_tuples_updated(c.oid), pg_stat_get_xact_tuples_hot_updated(c.oid)"
+                                    " FROM pg_class c WHERE c.oid = 'notify.notifications'::regclass").fetchone()
+        conn.rollback()
+    assert len(claimed) == 20 and (updated, hot) == (20, 20)
+
+
+@pytest.mark.parametrize("name", ["claim_due", "record_results"])
+def test_claims_and_results_find_their_rows_by_index_never_by_scanning_the_table(hook_app, receiver, name):
+    from engine.dispatcher import DISPATCHER_SESSION, Outcome
+    from engine.queries import raw_query
+
+    queue(hook_app, receiver.url("/ok"), alerts=50)
+    with hook_app.databases.connect_raw("notify", settings=DISPATCHER_SESSION) as conn:
+        conn.execute("ANALYZE notify.notifications")   # statistics that say no row holds a claim
+        dispatcher = Dispatcher(hook_app)
+        params = dispatcher._claim_params(hook_app.clock.now(), uuid.uuid4())
+        if name == "record_results":
+            from psycopg.rows import dict_row
+
+            claimed = conn.cursor(row_factory=dict_row).execute(raw_query("dispatcher", "claim_due"), params).fetchall()
+            params = dispatcher._record_params(claimed, [Outcome("sent", sent_at=hook_app.clock.now())] * len(claimed),
+                                               params["token"])
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + raw_query("dispatcher", name), params))
+        conn.rollback()
+    assert "Seq Scan on notifications" not in plan and "Hash Join" not in plan, plan
+
+
+def test_a_kept_connection_that_died_between_passes_is_replaced_in_the_same_pass(hook_app, receiver):
+    import asyncio
+
+    queue(hook_app, receiver.url("/ok"))
+
+    async def two_passes():
+        async with Dispatcher(hook_app) as dispatcher:
+            first = await dispatcher.deliver_until_idle()
+            pids = [conn.info.backend_pid for conn in dispatcher._connections]
+            with hook_app.databases.begin("notify") as conn:   # as a server restart would
+                for pid in pids:
+                    assert conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), dict(pid=pid)).scalar()
+                insert_alert(conn, hook_app.clock.now())
+                plan_notifications(conn, hook_app.config, hook_app.clock.now())
+            second = await dispatcher.deliver_until_idle()
+            return first, second, pids
+
+    first, second, pids = asyncio.run(two_passes())
+    assert len(pids) == hook_app.config.delivery.workers
+    assert (first.sent, second.sent) == (1, 1)
+    assert len(receiver.received) == 2

@@ -94,3 +94,50 @@ def test_a_target_cannot_smuggle_anything_into_the_request_line():
     request_line, *headers = answered[0].split(b"\r\n\r\n")[0].split(b"\r\n")
     assert request_line == b"POST /a%20b/%C3%A9?q=x%20yX-Evil:%201 HTTP/1.1"
     assert not any(h.lower().startswith(b"x-evil") for h in headers)
+
+
+def test_tls_verifies_the_certificate_and_a_kept_alive_connection_is_reused(tmp_path):
+    """https through the client's TLS context: a self-signed certificate is refused; a keep-alive
+    response leaves the connection for the next request (one parser reads both replies)."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+
+    async def run():
+        handle, answered = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"] * 2, close_after_reply=False)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+        port = server.sockets[0].getsockname()[1]
+        untrusting = Http1Client(allow_private=True, connect_timeout=2, read_timeout=2)
+        trusting = Http1Client(allow_private=True, connect_timeout=2, read_timeout=2)
+        trusting._tls().load_verify_locations(tmp_path / "cert.pem")
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await untrusting.post(f"https://127.0.0.1:{port}/hook", b"{}", {})
+            replies = [await trusting.post(f"https://127.0.0.1:{port}/hook", b"{}", {}) for _ in range(2)]
+        finally:
+            await untrusting.close()
+            await trusting.close()
+            server.close()
+            await server.wait_closed()
+        return replies, answered
+
+    replies, answered = asyncio.run(run())
+    assert [r.status for r in replies] == [200, 200] and len(answered) == 2

@@ -19,7 +19,7 @@ DELETE FROM notify.destinations WHERE id = :id RETURNING tenant_id, id;
 -- name: skip_queued_for_destination
 -- Queued notifications of a removed destination end `skipped` (sent and failed rows stay as history).
 UPDATE notify.notifications
-SET status = 'skipped', error = :reason, claim_token = NULL
+SET status = 'skipped', error = :reason, claim_token = NULL, lease_until = NULL
 WHERE tenant_id = :tenant_id AND destination_id = :destination_id AND status = 'queued';
 
 -- name: disable_destination
@@ -31,7 +31,7 @@ WITH disabled AS (
   RETURNING tenant_id, id
 )
 UPDATE notify.notifications n
-SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL
+SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL, lease_until = NULL
 FROM disabled
 WHERE n.tenant_id = disabled.tenant_id AND n.destination_id = disabled.id
   AND n.status = 'queued' AND n.claim_token IS NULL;

@@ -1,20 +1,15 @@
--- name: relaxed_commit
--- Claims and results commit without waiting for the WAL flush. Safe here: a claim or a result
--- lost to a server crash only means the notification is sent again after its lease, which
--- at-least-once delivery (with the same idempotency key) already allows; nothing is corrupted
--- and nothing is lost. Waiting for two fsyncs per batch was the dispatcher's largest cost.
-SET LOCAL synchronous_commit = off;
-
 -- name: claim_due
 -- Claims up to :batch_size due notifications: SKIP LOCKED lets dispatchers share the queue; the
--- attempt is counted now, and next_attempt_at becomes the lease's end, so a claim that is never
+-- attempt is counted now and the claim takes a lease (lease_until), so a claim that is never
 -- finished (crash) is due again once the lease runs out (`lease_expired`: the dispatcher then
--- fails it without sending when that was its last allowed attempt). Returns each row with its
--- alert and destination, one statement per batch.
+-- fails it without sending when that was its last allowed attempt). Only unindexed columns
+-- change, so the update can be HOT (ddl/notify/0006). Returns each row with its alert and
+-- destination, one statement per batch; ids as text and the context as JSON text, which is what
+-- the channels use (no UUID objects, no JSON parse for webhooks).
 WITH due AS (
-  SELECT tenant_id, id, alert_id, destination_id, claim_token
+  SELECT tenant_id, id, claim_token
   FROM notify.notifications
-  WHERE status = 'queued' AND next_attempt_at <= :now
+  WHERE status = 'queued' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)
   ORDER BY next_attempt_at
   LIMIT :batch_size
   FOR UPDATE SKIP LOCKED
@@ -22,34 +17,47 @@ WITH due AS (
 claimed AS (
   UPDATE notify.notifications n
   SET send_attempts = n.send_attempts + 1, last_attempt_at = :now,
-      next_attempt_at = :lease_until, claim_token = :token
+      lease_until = :lease_until, claim_token = :token
   FROM due
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
-            n.transition, n.reminder_no, n.severity::text AS severity, n.send_attempts, n.idempotency_key
+            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key
 )
-SELECT c.*, a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id,
-       a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context,
+SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS alert_id,
+       c.destination_id::text AS destination_id, c.route_key, c.channel, c.recipient, c.lease_expired,
+       c.transition, c.reminder_no, c.severity::text AS severity, c.send_attempts, c.idempotency_key,
+       a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id::text AS base_id,
+       a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context::text AS context,
        (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext
 FROM claimed c
 JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
 LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destination_id;
 
 -- name: record_results
--- Writes a whole batch's outcomes in one statement. Only rows still held by this claim are
--- written: a claim whose lease ran out and was taken over must not be overwritten.
+-- Writes a whole batch's outcomes in one statement. The common outcome, sent at the batch's
+-- time with no note, comes as two comma-joined id lists (cheap to build and to send); every
+-- other outcome as parallel arrays. Only rows still held by this claim are written: a claim
+-- whose lease ran out and was taken over must not be overwritten.
 UPDATE notify.notifications n
 SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
-    sent_at = r.sent_at, claim_token = NULL
-FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:statuses AS text[]),
-            CAST(:errors AS text[]), CAST(:next_attempt_ats AS timestamptz[]), CAST(:sent_ats AS timestamptz[]))
-     AS r(tenant_id, id, status, error, next_attempt_at, sent_at)
+    sent_at = r.sent_at, claim_token = NULL, lease_until = NULL
+FROM (
+  SELECT s.tenant_id, s.id, 'sent' AS status, NULL::text AS error, NULL::timestamptz AS next_attempt_at,
+         CAST(:sent_at AS timestamptz) AS sent_at
+  FROM unnest(CAST(string_to_array(:sent_tenant_ids, ',') AS uuid[]),
+              CAST(string_to_array(:sent_ids, ',') AS uuid[])) AS s(tenant_id, id)
+  UNION ALL
+  SELECT * FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:statuses AS text[]),
+                       CAST(:errors AS text[]), CAST(:next_attempt_ats AS timestamptz[]),
+                       CAST(:sent_ats AS timestamptz[]))
+) AS r(tenant_id, id, status, error, next_attempt_at, sent_at)
 WHERE n.tenant_id = r.tenant_id AND n.id = r.id AND n.claim_token = :token;
 
 -- name: next_due
--- When the earliest queued notification falls due (the dispatcher sleeps until then at most).
-SELECT min(next_attempt_at) FROM notify.notifications WHERE status = 'queued';
+-- When the earliest queued notification falls due (the dispatcher sleeps until then at most); a
+-- claimed one falls due again when its lease runs out.
+SELECT min(greatest(next_attempt_at, lease_until)) FROM notify.notifications WHERE status = 'queued';
 
 -- name: list_notifications
 -- Delivery records for `notifyctl notifications`, newest first.
@@ -64,7 +72,8 @@ LIMIT :limit;
 -- name: retry_notification
 -- Puts a failed (or skipped) notification back in the queue, due now, with a fresh attempt budget.
 UPDATE notify.notifications
-SET status = 'queued', next_attempt_at = :now, send_attempts = 0, claim_token = NULL, error = NULL
+SET status = 'queued', next_attempt_at = :now, send_attempts = 0, claim_token = NULL, lease_until = NULL,
+    error = NULL
 WHERE id = :id AND status IN ('failed', 'skipped')
 RETURNING tenant_id, id;
 
