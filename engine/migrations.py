@@ -95,9 +95,17 @@ def _apply_to_database(conn: psycopg.Connection, sections: list[str], report: Ap
                 "SELECT section, version, checksum FROM public.notify_engine_migrations"
             )
         }
+        known = {section: discover(section) for section in sections}
+        # A database migrated by a newer notify-engine refuses an older one: old code on a newer
+        # schema can break its rules (an old dispatcher would take notifications still leased).
+        unknown = sorted(f"ddl/{section}/{version}" for section, version in applied
+                         if section in known and version not in {m.version for m in known[section]})
+        if unknown:
+            raise NotifyError(f"database {dbname!r} holds {', '.join(unknown)}, which this notify-engine does "
+                              "not have: the schema is newer than this code; run the newer notify-engine")
         pending = []
         for section in sections:
-            for migration in discover(section):
+            for migration in known[section]:
                 recorded = applied.get((section, migration.version))
                 if recorded is None:
                     pending.append(migration)

@@ -6,6 +6,7 @@ import pytest
 from engine.cli import main as notifyctl
 from engine.config import SECTIONS
 from engine.db import Databases
+from engine.errors import NotifyError
 from engine.migrations import COMMON, MigrationChanged, apply_migrations, discover
 
 CATALOG_SNAPSHOT = """
@@ -73,3 +74,15 @@ def test_migrations_are_discovered_in_version_order():
     for section in [COMMON, *SECTIONS]:
         versions = [m.version for m in discover(section)]
         assert versions == sorted(versions) and versions[0] == "0001"
+
+
+@pytest.mark.fresh_database
+def test_a_schema_newer_than_the_code_is_refused(database_urls, config_file, capsys):
+    url = database_urls["notify"]
+    with psycopg.connect(url, autocommit=True) as conn:  # as if a newer notify-engine had migrated it
+        conn.execute("INSERT INTO public.notify_engine_migrations (section, version, name, checksum) "
+                     "VALUES ('notify', '9999', 'from_the_future', 'x')")
+    with pytest.raises(NotifyError, match=r"holds ddl/notify/9999, which this notify-engine does not have"):
+        apply_migrations(Databases(database_urls))
+    assert notifyctl(["db", "init", "--config", str(config_file())]) == 1
+    assert "the schema is newer than this code" in capsys.readouterr().err
