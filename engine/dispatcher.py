@@ -168,7 +168,7 @@ class Dispatcher:
     def _claim_params(self, now: datetime, token: uuid.UUID) -> dict:
         delivery = self.config.delivery
         return dict(now=now, lease_until=now + timedelta(seconds=delivery.lease), token=token,
-                    batch_size=delivery.batch_size)
+                    batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
 
     @staticmethod
     def _record_params(rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> dict:
@@ -332,7 +332,7 @@ class Dispatcher:
             await asyncio.gather(*(lane() for _ in range(lanes)))
 
     def _settle_without_sending(self, row: dict) -> Optional[Outcome]:
-        if row["lease_expired"] and row["send_attempts"] > self.config.delivery.max_attempts:
+        if row["lease_expired"] and row["send_attempts"] >= self.config.delivery.max_attempts:
             # The claim before this one ran out on the last allowed attempt (the process died
             # mid-send); it may have been delivered, and no attempt is left to find out.
             return Outcome("failed", error="lease expired during the last attempt")

@@ -56,6 +56,7 @@ def test_a_lease_that_runs_out_on_the_last_attempt_ends_failed(hook_app, receive
     deliver_due(hook_app)
     (row,) = rows(hook_app)
     assert (row["status"], row["error"]) == ("failed", "lease expired during the last attempt")
+    assert row["send_attempts"] == 1  # the attempt that ran out, not one more
     assert receiver.received == []
 
 

@@ -16,7 +16,10 @@ WITH due AS (
 ),
 claimed AS (
   UPDATE notify.notifications n
-  SET send_attempts = n.send_attempts + 1, last_attempt_at = :now,
+  -- A lease that ran out on the last allowed attempt is no new attempt: the row is failed unsent.
+  SET send_attempts = n.send_attempts
+                      + CASE WHEN due.claim_token IS NOT NULL AND n.send_attempts >= :max_attempts THEN 0 ELSE 1 END,
+      last_attempt_at = :now,
       lease_until = :lease_until, claim_token = :token
   FROM due
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
