@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 
+from engine import metrics
 from engine.errors import BadInput
 from engine.logwriter.redaction import Redactor
 from engine.planner import plan_transitions_of_this_transaction
@@ -127,6 +128,7 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
             with app.databases.begin("admin_log") as admin:
                 admin.execute(query("alerts", "insert_audit_event"), audit)
         plan_transitions_of_this_transaction(conn, app.config, now)
+    metrics.ALERT_TRANSITIONS.labels(kind=before.kind, transition=after.transition).inc()
     return ActionResult(ident, True, f"alert {ident}: {before.status} -> {after.status}", before.status, after.status)
 
 
@@ -197,6 +199,8 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
             "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": event_kind.severity,
             "dedupe_key": event_kind.dedupe_key(base), "now": now, "context": json.dumps(stored)}).one()
         plan_transitions_of_this_transaction(conn, app.config, now)
+    if row.transitioned:  # opened or re-opened, not a refresh of an open alert
+        metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition=row.transition).inc()
     return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} is {row.status} ({row.transition})",
                         after=row.status)
 
@@ -213,4 +217,5 @@ def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
     if row is None:
         return ActionResult(uuid.UUID(int=0), False,
                             f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear")
+    metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition="resolved").inc()
     return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from engine import metrics
 from engine.collectors import CollectorResult, configured_collectors
 
 log = logging.getLogger(__name__)
@@ -36,5 +37,7 @@ def run_collection(app) -> CollectionSummary:
             log.warning("%s", result.error)
         for rejection in result.rejected:
             log.warning("snapshot rejected: %s", rejection)
+        if result.written:  # each collector commits its own snapshots
+            metrics.SNAPSHOTS_RECORDED.labels(source=collector.name).inc(result.written)
         summary.results.append(result)
     return summary

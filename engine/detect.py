@@ -28,6 +28,7 @@ from sqlalchemy import text
 
 from detectors import QUOTA_KINDS, SNAPSHOT_DETECTORS
 from detectors.base import DetectionContext, run_snapshot_detector
+from engine import metrics
 from engine.clock import billing_period, month_start
 from engine.errors import NotifyError
 from engine.planner import plan_transitions_of_this_transaction
@@ -167,6 +168,7 @@ def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, 
     # A shard that never ran, or whose plans and levels changed, evaluates every latest value.
     full_pass = full_pass or state.updated_at is None or state.fingerprint != fingerprint
     summary.full_pass = full_pass
+    period_ended: dict[str, int] = {}  # kind -> alerts resolved by the month rollover
     start = month_start(now)
     with app.databases.begin("notify") as conn:
         # JIT compiling these statements costs about 0.5 s each (the planner over-estimates the
@@ -186,9 +188,11 @@ def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, 
         # Quota alerts of an earlier month end once, on the first pass of a new month (or of a
         # shard that never ran before); other passes need not look.
         if state.updated_at is None or billing_period(state.updated_at) != billing_period(now):
-            summary.period_resolved = conn.execute(query("detect", "resolve_past_periods"), {
-                "kinds": QUOTA_KINDS, "period": billing_period(now), "now": now,
-                "shard": shard, "shards": shards}).scalar_one()
+            for row in conn.execute(query("detect", "resolve_past_periods"), {
+                    "kinds": QUOTA_KINDS, "period": billing_period(now), "now": now,
+                    "shard": shard, "shards": shards}):
+                summary.period_resolved += row.resolved
+                period_ended[row.kind] = row.resolved
         ctx = DetectionContext(app.config, now, billing_period(now),
                                datetime(start.year, start.month, 1, tzinfo=timezone.utc), full_pass,
                                shard, shards, changed_tenants)
@@ -215,4 +219,11 @@ def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, 
             tenants = changed_tenants if not summary.period_resolved else None
             plan_transitions_of_this_transaction(conn, app.config, now, shard=(shard, shards), tenants=tenants)
             summary.seconds["plan"] = time.perf_counter() - started
+    # Committed: count what it changed.
+    for kind, counts in summary.by_kind.items():
+        for transition, alerts in counts.items():
+            if transition != "refreshed" and alerts:
+                metrics.ALERT_TRANSITIONS.labels(kind=kind, transition=transition).inc(alerts)
+    for kind, alerts in period_ended.items():
+        metrics.ALERT_TRANSITIONS.labels(kind=kind, transition="resolved").inc(alerts)
     return summary

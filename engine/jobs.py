@@ -12,7 +12,9 @@ One that raises is restarted with backoff.
 from __future__ import annotations
 
 import logging
+import time
 
+from engine import metrics
 from engine.app import App
 from engine.collect import run_collection
 from engine.detect import run_detection
@@ -103,12 +105,17 @@ def detect_on_push_worker(app: App, stop_event) -> None:
                 # Bounded, so a stop is never stuck behind a very long pass.
                 lock.execute(text("SET LOCAL lock_timeout = '10s'"))
                 lock.execute(query("scheduler", "wait_job_lock"), {"job_name": "detect"})
+                started = time.monotonic()
                 try:
                     run_detection(app)
                 except Exception as exc:  # noqa: BLE001 - logged; the next push or tick tries again
+                    metrics.PUSH_DETECTION_PASSES.labels(outcome="error").inc()
                     if is_connection_error(exc):
                         raise   # the supervisor probes the database and restarts this worker
                     log.error("detection after a push failed: %s", one_line(exc))
+                else:
+                    metrics.PUSH_DETECTION_PASSES.labels(outcome="ok").inc()
+                    metrics.PUSH_DETECTION_DURATION.observe(time.monotonic() - started)
     finally:
         listener.close()
 

@@ -67,6 +67,12 @@ JOB_DURATION = Histogram(
 JOB_LAST_SUCCESS = Gauge(
     "notify_job_last_success_timestamp_seconds", "When this process last ran the job successfully (Unix time)",
     ["job"], registry=REGISTRY)
+PUSH_DETECTION_PASSES = Counter(
+    "notify_push_detection_passes", "Detection passes woken by pushed snapshots (not jobs.detect ticks): ok or error",
+    ["outcome"], registry=REGISTRY)
+PUSH_DETECTION_DURATION = Histogram(
+    "notify_push_detection_duration_seconds", "Duration of detection passes woken by pushed snapshots",
+    registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30))
 WORKER_RESTARTS = Counter(
     "notify_worker_restarts", "Long-running workers (the dispatcher) restarted after an error",
     ["worker"], registry=REGISTRY)
@@ -78,7 +84,8 @@ DATABASE_UP = Gauge(
 def reset_for_tests() -> None:
     """Counters are process-wide; in-process tests that assert on them start from zero."""
     for metric in (SNAPSHOTS_RECORDED, ALERT_TRANSITIONS, DELIVERY_ATTEMPTS, DELIVERY_LATENCY, JOB_RUNS,
-                   JOB_FAILURES, JOB_DURATION, JOB_LAST_SUCCESS, WORKER_RESTARTS, DATABASE_UP):
+                   JOB_FAILURES, JOB_DURATION, JOB_LAST_SUCCESS, PUSH_DETECTION_PASSES, PUSH_DETECTION_DURATION,
+                   WORKER_RESTARTS, DATABASE_UP):
         metric.clear()
 
 

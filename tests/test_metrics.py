@@ -67,3 +67,32 @@ def test_an_unreachable_database_leaves_the_state_metrics_out_instead_of_failing
         assert list(collector.collect()) == []
     finally:
         down.dispose()
+
+
+def test_snapshots_and_alert_transitions_are_counted_once_committed(app, clock):
+    from engine.alerts import ack_alert, clear_event, list_alerts, raise_event
+    from engine.collectors.push import record_snapshots
+    from engine.config import PlanConfig
+    from engine.detect import run_detection
+
+    metrics.reset_for_tests()
+    app.config.plans = {"default": PlanConfig(runs_used=1000)}
+    tenants = [str(uuid.uuid4()) for _ in range(3)]
+    record_snapshots(app, [{"tenant_id": t, "metric": "runs_used", "value": 1200} for t in tenants])
+    run_detection(app)
+    ack_alert(app, str(list_alerts(app, kind="RUNS_THRESHOLD")[0]["id"]), actor="ops")
+    raise_event(app, TENANT, "PAYMENT_FAILED")
+    clock.advance(timedelta(seconds=1))  # a transition is recognised by its instant, as in production
+    raise_event(app, TENANT, "PAYMENT_FAILED")  # a refresh of the open alert: no transition
+    clear_event(app, TENANT, "PAYMENT_FAILED")
+    clock.advance(timedelta(minutes=1))
+    run_detection(app)  # nothing new: nothing counted
+
+    def value(name, **labels):
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0
+
+    assert value("notify_snapshots_recorded_total", source="push") == 3
+    assert value("notify_alert_transitions_total", kind="RUNS_THRESHOLD", transition="opened") == 6  # 80 % and 100 %
+    assert value("notify_alert_transitions_total", kind="RUNS_THRESHOLD", transition="acked") == 1
+    assert value("notify_alert_transitions_total", kind="PAYMENT_FAILED", transition="opened") == 1
+    assert value("notify_alert_transitions_total", kind="PAYMENT_FAILED", transition="resolved") == 1

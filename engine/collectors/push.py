@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from engine import metrics
 from engine.collectors import CollectorResult
 from engine.queries import query
 from engine.snapshots import copy_snapshots, iter_valid_snapshots
@@ -21,4 +22,6 @@ def record_snapshots(app, rows: Iterable[Any], *, source: str = "push") -> Colle
             # Delivered at commit: notifyd runs a detection pass soon after instead of waiting for
             # the next jobs.detect tick (engine.jobs.detect_on_push_worker).
             notify.execute(query("detect", "wake_detection"))
+    if result.written:
+        metrics.SNAPSHOTS_RECORDED.labels(source=source).inc(result.written)
     return result

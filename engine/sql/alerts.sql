@@ -79,7 +79,7 @@ SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
     resolved_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.resolved_at END,
     acked_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_at END,
     acked_by = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_by END
-RETURNING id, status, transition, transition_seq;
+RETURNING id, status, transition, transition_seq, transition_at = CAST(:now AS timestamptz) AS transitioned;
 
 -- name: clear_event
 -- The event-driven condition is over: its unresolved alert resolves.

@@ -113,9 +113,9 @@ WITH resolved AS (
       context = context || jsonb_build_object('resolved_by', 'period_end')
   WHERE kind = ANY (CAST(:kinds AS text[])) AND status <> 'resolved' AND context ->> 'period' < :period
     AND notify.tenant_shard(tenant_id, :shards) = :shard
-  RETURNING 1
+  RETURNING kind
 )
-SELECT count(*) AS resolved FROM resolved;
+SELECT kind, count(*) AS resolved FROM resolved GROUP BY kind;
 
 -- name: threshold_candidates
 -- Quota levels (RUNS/STORAGE/RECORDS/API_CALLS_THRESHOLD): each latest value of :metric in the
