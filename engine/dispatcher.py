@@ -38,6 +38,7 @@ from psycopg.rows import dict_row
 from channels import build_channels
 from channels.base import Channel, DeliveryResult, Message
 from channels.ssrf import Resolve
+from engine import metrics
 from engine.app import App
 from engine.errors import NotifyError
 from engine.queries import query, raw_query
@@ -76,6 +77,10 @@ class DeliverySummary:
     def add(self, other: "DeliverySummary") -> None:
         for name in ("claimed", "sent", "retrying", "failed", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# notify_delivery_attempts_total{outcome}: a notification's status after the attempt, by name.
+ATTEMPT_OUTCOMES = {"sent": "sent", "queued": "retry", "failed": "failed", "skipped": "skipped"}
 
 
 @dataclass
@@ -253,15 +258,23 @@ class Dispatcher:
             return summary
         outcomes = await self._send_batch(rows, now)
         await self._record_async(conn, rows, outcomes, token)
-        for outcome in outcomes:
+        attempts: dict[tuple[str, str], int] = {}
+        for row, outcome in zip(rows, outcomes):
             if outcome.status == "sent":
                 summary.sent += 1
+                # Planned in the transition's own transaction: created_at is the transition's time.
+                metrics.DELIVERY_LATENCY.labels(channel=row["channel"]).observe(
+                    (outcome.sent_at - row["created_at"]).total_seconds())
             elif outcome.status == "queued":
                 summary.retrying += 1
             elif outcome.status == "failed":
                 summary.failed += 1
             else:
                 summary.skipped += 1
+            key = (row["channel"], ATTEMPT_OUTCOMES[outcome.status])
+            attempts[key] = attempts.get(key, 0) + 1
+        for (channel, outcome), count in attempts.items():  # recorded: count them
+            metrics.DELIVERY_ATTEMPTS.labels(channel=channel, outcome=outcome).inc(count)
         return summary
 
     async def deliver_until_idle(self, stop_event: Optional[threading.Event] = None) -> DeliverySummary:

@@ -330,3 +330,26 @@ def test_a_kept_connection_that_died_between_passes_is_replaced_in_the_same_pass
     assert len(pids) == hook_app.config.delivery.workers
     assert (first.sent, second.sent) == (1, 1)
     assert len(receiver.received) == 2
+
+
+def test_attempts_and_latency_are_counted_by_channel_and_outcome(hook_app, receiver):
+    from engine import metrics
+    from tests.delivery_support import OTHER_TENANT
+
+    metrics.reset_for_tests()
+    queue(hook_app, receiver.url("/ok"), alerts=2)
+    now = hook_app.clock.now()
+    with hook_app.databases.begin("notify") as conn:
+        add_dest(conn, now, "webhook", receiver.url("/status/503"), tenant_id=OTHER_TENANT)
+        insert_alert(conn, now, tenant_id=OTHER_TENANT)
+        plan_notifications(conn, hook_app.config, now)
+    hook_app.clock.advance(timedelta(seconds=3))  # planned at the transition, sent 3 s later
+    deliver_due(hook_app)
+
+    def value(name, **labels):
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0
+
+    assert value("notify_delivery_attempts_total", channel="webhook", outcome="sent") == 2
+    assert value("notify_delivery_attempts_total", channel="webhook", outcome="retry") == 1
+    assert value("notify_delivery_latency_seconds_count", channel="webhook") == 2
+    assert value("notify_delivery_latency_seconds_sum", channel="webhook") == 6.0

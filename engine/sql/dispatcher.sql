@@ -25,11 +25,11 @@ claimed AS (
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
-            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key
+            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at
 )
 SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS alert_id,
        c.destination_id::text AS destination_id, c.route_key, c.channel, c.recipient, c.lease_expired,
-       c.transition, c.reminder_no, c.severity::text AS severity, c.send_attempts, c.idempotency_key,
+       c.transition, c.reminder_no, c.severity::text AS severity, c.send_attempts, c.idempotency_key, c.created_at,
        a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id::text AS base_id,
        a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context::text AS context,
        (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext
