@@ -2,8 +2,10 @@
 
 One cluster per test session (per xdist worker): the embedded launcher in a temporary directory,
 or the server named by NOTIFY_TEST_DATABASE_URL (a URL to a maintenance database of a server where
-the user may create databases). The schema is applied once to template databases; each test gets
-its own copy (CREATE DATABASE ... TEMPLATE, a file copy), so tests never see each other's rows.
+the user may create databases; scripts/run-tests then runs one worker, see there). The schema is
+applied once to template databases; each worker copies them into its scratch database, which is
+emptied before every test (TRUNCATE), so tests never see each other's rows. Tests that change DDL
+or need the sections apart ask for new databases (markers fresh_database, four_databases).
 """
 
 from __future__ import annotations
