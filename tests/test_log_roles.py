@@ -132,3 +132,33 @@ def test_a_user_who_may_not_create_roles_is_told_and_init_goes_on(databases, dat
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+
+
+def test_db_init_by_an_owner_who_may_create_roles_but_is_no_superuser(pg_server, capsys, tmp_path):
+    # The common managed-PostgreSQL set-up: the databases belong to a role with CREATEROLE only.
+    from engine.cli import main as notifyctl
+
+    owner = f"u_owner_{uuid.uuid4().hex[:6]}"
+    name = f"owned_{uuid.uuid4().hex[:6]}"
+    admin_url = pg_server.create_database(name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner)))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
+        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
+    config = tmp_path / "config.yaml"
+    url = as_user(admin_url, owner)
+    config.write_text("databases:\n" + "".join(f"  {s}: {url}\n" for s in
+                                               ("admin_log", "portal_log", "data_activity", "notify")))
+    try:
+        assert notifyctl(["db", "init", "--config", str(config)]) == 0
+        assert notifyctl(["db", "init", "--config", str(config)]) == 0  # again: nothing to do, no error
+        out = capsys.readouterr().out
+        assert "schema up to date" in out
+        with psycopg.connect(url) as conn:  # the grants were made by the owner
+            assert conn.execute("SELECT has_table_privilege('log_writer', 'data_activity.api_access_logs', "
+                                "'INSERT')").fetchone()[0]
+    finally:
+        pg_server.drop_database(name)
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(owner)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))

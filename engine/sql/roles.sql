@@ -16,6 +16,8 @@ WHERE n.nspname = ANY (:schemas) AND c.relkind IN ('r', 'p') AND NOT c.relispart
 ORDER BY 1, 2;
 
 -- name: pgaudit_loaded
--- pgaudit only works when the server preloads it (shared_preload_libraries).
-SELECT 'pgaudit' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+-- pgaudit only works when the server preloads it (shared_preload_libraries). That setting is
+-- readable by superusers and pg_read_all_settings only; the settings pgaudit defines once loaded
+-- are visible to every user, so `db init` run by a role owner that is no superuser can ask too.
+SELECT EXISTS (SELECT 1 FROM pg_settings WHERE name = 'pgaudit.log')
        AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgaudit') AS loaded;
