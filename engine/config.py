@@ -424,7 +424,16 @@ def _restore_references(node: Any, references: dict[str, str]) -> Any:
 
 def _interpolate(node: Any, env: dict[str, str], source: str, path: str) -> Any:
     if isinstance(node, dict):
-        return {k: _interpolate(v, env, source, _join(path, str(k))) for k, v in node.items()}
+        # Keys too (CONTRACT.md: "anywhere in the file"): a tenant id or plan name may come from
+        # the environment like any value.
+        result: dict = {}
+        for k, v in node.items():
+            key = _interpolate(k, env, source, _join(path, str(k))) if isinstance(k, str) else k
+            if key in result:
+                raise ConfigError(f"{source}: {_join(path, str(k))}: is {key!r} once substituted, "
+                                  f"which {path or 'the top level'} already has")
+            result[key] = _interpolate(v, env, source, _join(path, str(key)))
+        return result
     if isinstance(node, list):
         return [_interpolate(v, env, source, f"{path}[{i}]") for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
@@ -571,8 +580,9 @@ def _check_references(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: channels.webhook.client: expected http1 or aiohttp")
     if config.channels.email.security not in ("none", "starttls", "tls"):
         raise ConfigError(f"{source}: channels.email.security: expected none, starttls or tls")
-    if config.partitions.months_ahead < 0 or config.partitions.keep_months < 0:
-        raise ConfigError(f"{source}: partitions: months_ahead and keep_months cannot be negative")
+    for key in ("months_ahead", "keep_months"):
+        if getattr(config.partitions, key) < 0:
+            raise ConfigError(f"{source}: partitions.{key}: cannot be negative, got {getattr(config.partitions, key)}")
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
     _check_delivery(config, source)

@@ -120,3 +120,32 @@ def test_an_unquoted_reference_inside_a_flow_mapping_works_as_the_contract_write
 def test_an_unset_unquoted_reference_is_named_with_its_key(tmp_path):
     with pytest.raises(ConfigError, match="channels.slack.token: environment variable SLACK_TOKEN is not set"):
         parse("channels:\n  slack: {token: ${SLACK_TOKEN}}\n", tmp_path)
+
+
+def test_references_in_mapping_keys_are_replaced_too(tmp_path):
+    # CONTRACT.md: "${NAME} anywhere in the file" - a plan name or tenant id from the environment.
+    tenant = "6f1c2d3e-0000-4000-8000-000000000009"
+    config = parse("plans:\n  default: {runs_used: 10}\n  ${PLAN_NAME}: {runs_used: 5}\n"
+                   "tenants:\n  ${TENANT_ID}: {plan: ${PLAN_NAME}}\n",
+                   tmp_path, environ={"PLAN_NAME": "pro", "TENANT_ID": tenant})
+    assert config.plans["pro"].runs_used == 5
+    assert config.tenants[tenant].plan == "pro"
+    with pytest.raises(ConfigError, match=r"plans.\$\{PLAN_NAME\}: is 'default' once substituted"):
+        parse("plans:\n  default: {runs_used: 10}\n  ${PLAN_NAME}: {runs_used: 5}\n", tmp_path,
+              environ={"PLAN_NAME": "default"})
+
+
+def test_a_negative_partition_count_names_its_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"partitions.keep_months: cannot be negative, got -1"):
+        parse("partitions: {keep_months: -1}\n", tmp_path)
+
+
+def test_bad_usage_is_one_line_on_stderr_naming_the_command(capsys):
+    from engine.cli import main as notifyctl
+
+    with pytest.raises(SystemExit) as exit_info:
+        notifyctl(["destinations", "add", "--tenant", "6f1c2d3e-0000-4000-8000-000000000001",
+                   "--channel", "sms", "--target", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("notifyctl destinations add: argument --channel")

@@ -22,11 +22,19 @@ COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event"
                    "destinations", "notifications"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr and exit 2 (CONTRACT.md), like every other bad input;
+    `--help` still prints the usage. Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="config file (default: $NOTIFY_CONFIG, then ./config.yaml)")
-    parser = argparse.ArgumentParser(prog="notifyctl", parents=[common],
+    parser = _Parser(prog="notifyctl", parents=[common],
                                      description="Operate notify-engine: alerts, notifications, schema, partitions.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
