@@ -14,7 +14,6 @@ those need a restart and are logged as such.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Optional, Sequence
 
 from engine import metrics
 from engine.app import App
+from engine.cli import OneLineUsageParser
 from engine.config import Config, load_config
 from engine.errors import NotifyError
 from engine.http_server import HttpEndpoint
@@ -41,7 +41,7 @@ RESTART_ONLY_KEYS = ("databases", "embedded", "http", "logs")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="notifyd", description="Run the notify-engine daemon in the foreground.")
+    parser = OneLineUsageParser(prog="notifyd", description="Run the notify-engine daemon in the foreground.")
     parser.add_argument("--config", metavar="PATH", help="config file (default: $NOTIFY_CONFIG, then ./config.yaml)")
     args = parser.parse_args(argv)
     try:

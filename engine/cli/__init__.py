@@ -22,7 +22,7 @@ COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event"
                    "destinations", "notifications"]
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineUsageParser(argparse.ArgumentParser):
     """Bad usage is one line on stderr and exit 2 (CONTRACT.md), like every other bad input;
     `--help` still prints the usage. Sub-command parsers inherit the class."""
 
@@ -31,10 +31,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = OneLineUsageParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="config file (default: $NOTIFY_CONFIG, then ./config.yaml)")
-    parser = _Parser(prog="notifyctl", parents=[common],
+    parser = OneLineUsageParser(prog="notifyctl", parents=[common],
                                      description="Operate notify-engine: alerts, notifications, schema, partitions.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
