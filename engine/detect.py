@@ -16,6 +16,7 @@ again changes nothing (the fold keeps the newest value), so nothing is skipped o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -105,8 +106,7 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
     shards = app.config.detect.parallelism
     fingerprint = _fingerprint(app, pairs) if pairs is not None else None
     summary = DetectionSummary()
-    with app.databases.begin("notify") as lock:  # held, idle, until every shard has finished
-        lock.execute(query("detect", "lock_detection"))
+    with _detection_lock(app):
         with app.databases.begin("notify") as conn:
             states, obsolete, rebuild = _prepare_states(conn, shards, fingerprint, pairs, now)
         args = (app, now, fingerprint, full_pass, rebuild, shards)
@@ -126,6 +126,23 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
     log.log(logging.INFO if busy else logging.DEBUG, "detection: %d values folded, %d opened, %d resolved",
             summary.folded, summary.count("opened"), summary.count("resolved") + summary.period_resolved)
     return summary
+
+
+@contextlib.contextmanager
+def _detection_lock(app):
+    """Holds lock_detection (a session advisory lock) on a pooled connection of its own."""
+    conn = app.databases.engine("notify").connect()
+    try:
+        conn.execute(query("detect", "lock_detection"))
+        conn.commit()
+        yield
+    finally:
+        try:
+            conn.execute(query("detect", "unlock_detection"))
+            conn.commit()
+        except Exception:  # noqa: BLE001 - a dead session holds no lock; never pool one that might
+            conn.invalidate()
+        conn.close()
 
 
 def _prepare_states(conn, shards: int, fingerprint: str | None, pairs: dict | None,

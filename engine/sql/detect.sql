@@ -4,7 +4,12 @@
 -- name: lock_detection
 -- Held by a pass from before its shards start until they have all finished: passes never overlap
 -- (notifyd also runs them under the detect job's lock; this covers run-once and direct callers).
-SELECT pg_advisory_xact_lock(7165421002);
+-- A session lock, on a connection that is not inside a transaction meanwhile, so a server's
+-- idle_in_transaction_session_timeout cannot end it during a long pass.
+SELECT pg_advisory_lock(7165421002);
+
+-- name: unlock_detection
+SELECT pg_advisory_unlock(7165421002);
 
 -- name: load_states
 -- Each shard's detection watermark (an ingest_seq of quota_snapshots) and the fingerprint of the
