@@ -95,7 +95,7 @@ def detector_statement(detector: SnapshotDetector, *, upsert: bool = True) -> Te
     CTE and the lifecycle every detector shares (with its ON CONFLICT half unless `upsert` is
     false). No value is ever put into the SQL text."""
     queries = load("detect")
-    parts = [detector.candidates_query, "alert_upsert"] + (["alert_on_conflict"] if upsert else []) + ["alert_returning"]
+    parts = [detector.candidates_query, "alert_insert"] + (["alert_on_conflict"] if upsert else []) + ["alert_returning"]
     return text("\n".join(queries[name].text for name in parts))
 
 

@@ -245,9 +245,10 @@ WITH candidates AS (
     AND (CAST(:changed_tenants AS uuid[]) IS NULL OR l.tenant_id = ANY (CAST(:changed_tenants AS uuid[])))
 ),
 
--- name: alert_upsert
--- The lifecycle, shared by every snapshot detector: appended to a detector's `candidates` CTE
--- (one statement per detector per tick). Rows that fire open or refresh their alert; rows that
+-- name: alert_insert
+-- The lifecycle, shared by every snapshot detector: appended to a detector's `candidates` CTE,
+-- then alert_on_conflict and alert_returning (detectors.base.detector_statement): one statement
+-- per detector per tick. Rows that fire open or refresh their alert; rows that
 -- clear resolve an unresolved alert; nothing else is touched. The DO UPDATE's WHERE skips
 -- alerts with nothing new, so a steady state writes no row (an unconditional DO UPDATE would
 -- rewrite every open alert every tick).
@@ -323,7 +324,7 @@ upserted AS (
 SELECT transition, transitioned, count(*) AS alerts FROM upserted GROUP BY transition, transitioned;
 
 -- name: may_clear
--- See alert_upsert (may_clear): is there any unresolved alert of this kind to clear? Checked
+-- See alert_insert (may_clear): is there any unresolved alert of this kind to clear? Checked
 -- after this transaction's fold: an alert another pass opened for one of the values it folds had
 -- committed by then (the fold waits for that pass's row lock on the value).
 -- A small pass asks only about the tenants it folded (the index on (tenant_id, status)): asking
