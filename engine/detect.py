@@ -80,6 +80,17 @@ class ShardState:
     updated_at: datetime | None  # None: this shard never ran
 
 
+@dataclass(frozen=True)
+class PassSettings:
+    """What every shard of one pass shares."""
+    app: object
+    now: datetime
+    fingerprint: str | None  # of plans, levels and tenant plans; None: the mapping could not be read
+    full_pass: bool          # asked for by the caller
+    rebuild: bool            # latest_snapshots was empty as the pass began: the fold is a plain INSERT
+    shards: int
+
+
 def state_names(shards: int) -> list[str]:
     """detection_state rows of a pass split in `shards` (one shard keeps the historical name)."""
     return [STATE_NAME] if shards == 1 else [f"{STATE_NAME}:{i}/{shards}" for i in range(shards)]
@@ -109,14 +120,11 @@ def run_detection(app, *, full_pass: bool = False) -> DetectionSummary:
     with _detection_lock(app):
         with app.databases.begin("notify") as conn:
             states, obsolete, rebuild = _prepare_states(conn, shards, fingerprint, pairs, now)
-        args = (app, now, fingerprint, full_pass, rebuild, shards)
-        if shards == 1:
-            summary.merge(_detect_shard(*args, 0, states[0]))
-        else:
-            with ThreadPoolExecutor(shards, thread_name_prefix="detect") as pool:
-                futures = [pool.submit(_detect_shard, *args, i, state) for i, state in enumerate(states)]
-            for future in futures:  # every shard has finished (committed or rolled back) here
-                summary.merge(future.result())
+        settings = PassSettings(app, now, fingerprint, full_pass, rebuild, shards)
+        with ThreadPoolExecutor(shards, thread_name_prefix="detect") as pool:
+            futures = [pool.submit(_detect_shard, settings, i, state) for i, state in enumerate(states)]
+        for future in futures:  # every shard has finished (committed or rolled back) here
+            summary.merge(future.result())
         if obsolete:  # rows of an earlier number of shards: every current shard has stored its own
             with app.databases.begin("notify") as conn:
                 conn.execute(query("detect", "delete_other_states"), {"names": state_names(shards)})
@@ -176,14 +184,13 @@ def _prepare_states(conn, shards: int, fingerprint: str | None, pairs: dict | No
     return states, bool(previous), empty
 
 
-def _detect_shard(app, now: datetime, fingerprint: str | None, full_pass: bool, rebuild: bool, shards: int,
-                  shard: int, state: ShardState) -> DetectionSummary:
-    """One shard's pass: one transaction over the tenants of `shard`. `rebuild`: latest_snapshots
-    was empty when the pass began."""
+def _detect_shard(settings: "PassSettings", shard: int, state: ShardState) -> DetectionSummary:
+    """One shard's pass: one transaction over the tenants of `shard`."""
+    app, now, shards, rebuild = settings.app, settings.now, settings.shards, settings.rebuild
     summary = DetectionSummary()
-    fingerprint = fingerprint if fingerprint is not None else state.fingerprint
+    fingerprint = settings.fingerprint if settings.fingerprint is not None else state.fingerprint
     # A shard that never ran, or whose plans and levels changed, evaluates every latest value.
-    full_pass = full_pass or state.updated_at is None or state.fingerprint != fingerprint
+    full_pass = settings.full_pass or state.updated_at is None or state.fingerprint != fingerprint
     summary.full_pass = full_pass
     period_ended: dict[str, int] = {}  # kind -> alerts resolved by the month rollover
     start = month_start(now)
