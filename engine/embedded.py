@@ -122,9 +122,11 @@ def place_for_run_as(configured: Path, user: pwd.struct_passwd) -> Path:
         )
     first_time = not (relocated / "PG_VERSION").exists()
     for directory, mode in ((relocated.parent.parent, 0o755), (relocated.parent, 0o700)):
-        if not directory.exists():  # made here and given to run_as; existing ones are left as they are
+        try:
             directory.mkdir(mode=mode)
-            os.chown(directory, user.pw_uid, user.pw_gid)
+        except FileExistsError:
+            continue  # existing directories are left as they are (notifyd and notifyctl may race here)
+        os.chown(directory, user.pw_uid, user.pw_gid)
     origin = relocated.parent / "origin"  # which clone this cluster belongs to, for a person looking
     if not origin.exists():
         origin.write_text(f"{configured}\n")

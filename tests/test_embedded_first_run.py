@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import EmbeddedConfig
-from engine.embedded import EmbeddedCluster, relocated_data_dir
+from engine.embedded import EmbeddedCluster, find_bin_dir, relocated_data_dir
 from engine.errors import NotifyError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def test_a_clone_in_a_0700_home_starts_the_embedded_default_as_root(private_home
         assert private_home.stat().st_mode & 0o777 == 0o700
         assert clone.stat().st_mode == clone_mode
     finally:
-        cluster = EmbeddedCluster(relocated, EmbeddedCluster.from_config(EmbeddedConfig()).bin_dir, "postgres")
+        cluster = EmbeddedCluster(relocated, find_bin_dir(), "postgres")
         if cluster.is_running():
             cluster.stop()
         shutil.rmtree(relocated.parent, ignore_errors=True)
