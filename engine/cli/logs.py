@@ -65,6 +65,8 @@ def import_command(app, args) -> int:
                     last_line = item.line
                     rejected += 1
                     if rejected <= MAX_REPORTED_LINES:
+                        if progress:
+                            progress.end()   # the message on a line of its own, not after the counts
                         print(f"{name}:{item.line}: {item.error}", file=sys.stderr)
                     continue
                 last_line = item[0]
