@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 import pytest
 from sqlalchemy import text
