@@ -38,7 +38,7 @@ class FileIdentity:
     """Derives the id of each line of one file (see the module's docstring)."""
 
     def __init__(self, table: str, head: bytes):
-        self._prefix = f"{table}\0{hashlib.sha256(head).hexdigest()}\0"
+        self._prefix = f"{table}\0{hashlib.sha256(head).hexdigest()}\0".encode()
 
     @classmethod
     def read(cls, table: str, stream: BinaryIO) -> tuple["FileIdentity", Iterable[bytes]]:
@@ -48,8 +48,9 @@ class FileIdentity:
         return cls(table, head), itertools.chain(io.BytesIO(head + rest_of_cut_line), stream)
 
     def line_id(self, number: int, raw: bytes) -> uuid.UUID:
-        digest = hashlib.sha256(raw.rstrip(b"\r\n")).hexdigest()
-        return uuid.uuid5(LINE_ID_NAMESPACE, f"{self._prefix}{number}\0{digest}")
+        # uuid.uuid5 over bytes (Python 3.11's takes only str): SHA-1 of namespace + name, version 5.
+        name = b"%s%d\0%s" % (self._prefix, number, raw.rstrip(b"\r\n"))
+        return uuid.UUID(bytes=hashlib.sha1(LINE_ID_NAMESPACE.bytes + name).digest()[:16], version=5)
 
 
 @functools.cache
