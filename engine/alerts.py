@@ -43,7 +43,7 @@ def _snapshot_kinds() -> list[str]:
 
 
 def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
-                kind: Optional[str] = None) -> list[dict]:
+                kind: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
     from detectors import ALL_KINDS
 
     if status is not None and status not in ALERT_STATUSES:
@@ -58,7 +58,7 @@ def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] =
             raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
     with app.databases.begin("notify") as conn:
         rows = conn.execute(query("alerts", "list_alerts"), {"id": None, "status": status, "tenant_id": tenant, "kind": kind,
-                                                             "snapshot_kinds": _snapshot_kinds()}).mappings().all()
+                                                             "snapshot_kinds": _snapshot_kinds(), "limit": limit}).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -68,7 +68,7 @@ def get_alert(app, alert_id: str) -> dict:
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("alerts", "list_alerts"),
                            {"id": ident, "status": None, "tenant_id": None, "kind": None,
-                            "snapshot_kinds": _snapshot_kinds()}).mappings().first()
+                            "snapshot_kinds": _snapshot_kinds(), "limit": None}).mappings().first()
         if row is None:
             raise BadInput(f"ALERT_ID: no alert with id {ident}")
         alert = dict(row)
@@ -214,8 +214,13 @@ def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
             "tenant_id": tenant, "dedupe_key": event_kind.dedupe_key(base), "now": now}).first()
         if row is not None:
             plan_transitions_of_this_transaction(conn, app.config, now)
+        else:
+            existing = conn.execute(query("alerts", "event_alert_status"), {
+                "tenant_id": tenant, "dedupe_key": event_kind.dedupe_key(base)}).first()
     if row is None:
-        return ActionResult(uuid.UUID(int=0), False,
-                            f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear")
+        # before=None: no such alert was ever raised (a mistyped id?), not merely already resolved.
+        return ActionResult(existing.id if existing else uuid.UUID(int=0), False,
+                            f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear",
+                            existing.status if existing else None)
     metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition="resolved").inc()
     return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved")

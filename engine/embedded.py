@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import hashlib
 import logging
 import os
 import pwd
@@ -71,6 +72,71 @@ def find_bin_dir(explicit: str | None = None) -> Path:
     )
 
 
+def _run_as_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise NotifyError(
+            f"embedded.run_as: user {name!r} does not exist; initdb refuses to run as "
+            "root, so the embedded cluster needs an unprivileged user to own it"
+        ) from None
+
+
+def unreachable_ancestor(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first existing directory above `path` that `user` cannot enter (None: all can be entered).
+    Directories not made yet are created by us, searchable (mkdir under the usual umask)."""
+    for parent in reversed(path.parents):
+        try:
+            st = parent.stat()
+        except FileNotFoundError:
+            break
+        if st.st_uid != user.pw_uid and not st.st_mode & 0o001:
+            return parent
+    return None
+
+
+def relocated_data_dir(configured: Path, user: pwd.struct_passwd) -> Path:
+    """Where a cluster that `user` cannot reach at `configured` lives instead: under that user's home
+    directory (which it can enter by definition), one directory per configured path, so notifyd and
+    notifyctl started from the same clone find the same cluster."""
+    digest = hashlib.sha256(str(configured).encode()).hexdigest()[:16]
+    return Path(user.pw_dir) / "notify-engine" / digest / configured.name
+
+
+def place_for_run_as(configured: Path, user: pwd.struct_passwd) -> Path:
+    """The data directory to use for a relative `embedded.data_dir` when run as root.
+
+    Root working in its home directory (mode 0700: a clone in a container or on a fresh server) puts
+    the default `.notify/pg` where `run_as` cannot enter. Instead of changing the permissions of
+    the user's directories, the cluster then lives under run_as's home, and one log line says where.
+    A cluster already placed there stays in use even if the clone later becomes reachable."""
+    relocated = relocated_data_dir(configured, user)
+    blocked = unreachable_ancestor(configured, user)
+    if blocked is None and ((configured / "PG_VERSION").exists() or not (relocated / "PG_VERSION").exists()):
+        return configured
+    if not Path(user.pw_dir).is_dir() or unreachable_ancestor(relocated, user) is not None:
+        raise NotifyError(
+            f"embedded.data_dir: {configured} is not reachable by user {user.pw_name} "
+            f"({blocked} is not searchable by others) and that user has no home directory to hold the "
+            "cluster instead; set embedded.data_dir to a directory that user can enter, such as /var/lib/notify-engine"
+        )
+    first_time = not (relocated / "PG_VERSION").exists()
+    for directory, mode in ((relocated.parent.parent, 0o755), (relocated.parent, 0o700)):
+        try:
+            directory.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # existing directories are left as they are (notifyd and notifyctl may race here)
+        os.chown(directory, user.pw_uid, user.pw_gid)
+    origin = relocated.parent / "origin"  # which clone this cluster belongs to, for a person looking
+    if not origin.exists():
+        origin.write_text(f"{configured}\n")
+    why = f"{blocked} is not searchable by others" if blocked else "the cluster was placed there before"
+    (log.warning if first_time else log.info)(
+        "embedded PostgreSQL: %s is not reachable by user %s (%s); the cluster lives in %s",
+        configured, user.pw_name, why, relocated)
+    return relocated
+
+
 @dataclass
 class EmbeddedCluster:
     data_dir: Path
@@ -81,8 +147,11 @@ class EmbeddedCluster:
     @classmethod
     def from_config(cls, embedded, settings: dict[str, str] | None = None) -> "EmbeddedCluster":
         run_as = embedded.run_as if os.geteuid() == 0 else None
+        data_dir = Path(embedded.data_dir).absolute()
+        if run_as and not Path(embedded.data_dir).is_absolute():
+            data_dir = place_for_run_as(data_dir, _run_as_user(run_as))
         return cls(
-            data_dir=Path(embedded.data_dir).absolute(),
+            data_dir=data_dir,
             bin_dir=find_bin_dir(embedded.bin_dir),
             run_as=run_as,
             settings=settings,
@@ -160,13 +229,7 @@ class EmbeddedCluster:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.run_as:
-            try:
-                user = pwd.getpwnam(self.run_as)
-            except KeyError:
-                raise NotifyError(
-                    f"embedded.run_as: user {self.run_as!r} does not exist; initdb refuses to run as "
-                    "root, so the embedded cluster needs an unprivileged user to own it"
-                ) from None
+            user = _run_as_user(self.run_as)
             os.chown(self.data_dir, user.pw_uid, user.pw_gid)
             self._check_reachable_by(user)
         os.chmod(self.data_dir, 0o700)
@@ -197,7 +260,8 @@ class EmbeddedCluster:
                 raise NotifyError(
                     f"embedded.data_dir: {self.data_dir} is not reachable by user {user.pw_name} "
                     f"({parent} is not searchable by others); choose a data_dir under a directory "
-                    "that user can enter, such as /var/lib/notify-engine or /tmp"
+                    "that user can enter, such as /var/lib/notify-engine, or a relative one (placed "
+                    "under that user's home when unreachable)"
                 )
 
     def _start(self) -> None:

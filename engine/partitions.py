@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 
 from engine.clock import add_months, month_start
 from engine.db import Databases
+from engine.errors import NotifyError
 from engine.queries import query
 
 # Called with (connection, partition, directory) before a partition is dropped; returns the rows
@@ -46,6 +47,19 @@ class PrunedPartition:
     partition: PartitionInfo
     archived_rows: Optional[int]
     dropped: bool
+
+
+class PruneStopped(NotifyError):
+    """A prune failed part-way: `done` were archived (when asked) and dropped before `failed`,
+    which was left in place with every partition after it."""
+
+    def __init__(self, failed: PartitionInfo, done: list[PrunedPartition], cause: BaseException):
+        self.failed, self.done = failed, done
+        before = ", ".join(p.partition.partition for p in done) if done else "none"
+        verb = "archived and dropped" if any(p.archived_rows is not None for p in done) else "dropped"
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        super().__init__(f"{reason} (partitions prune stopped at {failed.partition}, which is kept with every "
+                         f"partition after it; {verb} before it: {before})")
 
 
 def ensure_partitions(databases: Databases, now: datetime, months_ahead: int) -> list[CreatedPartition]:
@@ -102,7 +116,8 @@ def prune_partitions(
     """Drop expired month partitions; never the DEFAULT one, never the current month.
 
     With an archive directory, each partition is first exported by `archiver`; a failure raises
-    and leaves that partition and every later one in place.
+    PruneStopped, which says what was dropped before it, and leaves that partition and every later
+    one in place.
     """
     cutoff = prune_cutoff(now, keep_months)
     results: list[PrunedPartition] = []
@@ -119,14 +134,15 @@ def prune_partitions(
                 if dry_run:
                     results.append(PrunedPartition(info, None, dropped=False))
                     continue
-                with conn.begin():
-                    archived = None
-                    if archive_dir is not None:
-                        if archiver is None:
-                            raise ValueError("archive_dir given without an archiver")
-                        archived = archiver(conn, info, archive_dir)
-                    # parent and partition come quoted and schema-qualified from partitions.list().
-                    conn.execute(text(f"ALTER TABLE {info.parent} DETACH PARTITION {info.partition}"))
-                    conn.execute(text(f"DROP TABLE {info.partition}"))
+                if archive_dir is not None and archiver is None:
+                    raise ValueError("archive_dir given without an archiver")
+                try:
+                    with conn.begin():
+                        archived = archiver(conn, info, archive_dir) if archive_dir is not None else None
+                        # parent and partition come quoted and schema-qualified from partitions.list().
+                        conn.execute(text(f"ALTER TABLE {info.parent} DETACH PARTITION {info.partition}"))
+                        conn.execute(text(f"DROP TABLE {info.partition}"))
+                except Exception as exc:
+                    raise PruneStopped(info, [r for r in results if r.dropped], exc) from exc
                 results.append(PrunedPartition(info, archived, dropped=True))
     return results

@@ -8,6 +8,7 @@ CONTRACT.md: 0 success, 2 bad usage or input (one line on stderr), 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -30,12 +31,20 @@ class OneLineUsageParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("notify-engine")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = OneLineUsageParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="config file (default: $NOTIFY_CONFIG, then ./config.yaml)")
     parser = OneLineUsageParser(prog="notifyctl", parents=[common],
                                      description="Operate notify-engine: alerts, notifications, schema, partitions.")
+    parser.add_argument("--version", action="version", version=f"notifyctl {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from engine.alerts import ack_alert, get_alert, list_alerts, resolve_alert
-from engine.cli.output import print_json, print_table
+import sys
+from datetime import datetime
+
+from engine.cli.output import format_json, format_time, positive_int, print_json, print_table
 
 LIST_COLUMNS = ["id", "tenant_id", "base_id", "kind", "severity", "status", "dedupe_key", "first_seen_at",
                 "last_seen_at"]
@@ -14,6 +17,8 @@ def register(subparsers, common) -> None:
     listing.add_argument("--status", metavar="S", help="open, ack or resolved")
     listing.add_argument("--tenant", metavar="T", help="tenant id (UUID)")
     listing.add_argument("--kind", metavar="K", help="alert kind, e.g. RUNS_THRESHOLD")
+    listing.add_argument("--limit", type=positive_int, default=1000, metavar="N",
+                         help="at most this many alerts, newest activity first (default 1000)")
     listing.add_argument("--json", action="store_true", help="print one JSON array")
     listing.set_defaults(handler=alerts_command)
 
@@ -32,7 +37,10 @@ def register(subparsers, common) -> None:
 
 
 def alerts_command(app, args) -> int:
-    rows = list_alerts(app, status=args.status, tenant_id=args.tenant, kind=args.kind)
+    rows = list_alerts(app, status=args.status, tenant_id=args.tenant, kind=args.kind, limit=args.limit + 1)
+    if len(rows) > args.limit:
+        rows = rows[:args.limit]
+        print(f"notifyctl: showing the first {args.limit} alerts; more match (--limit N for more)", file=sys.stderr)
     if args.json:
         print_json(rows)
     elif rows:
@@ -51,9 +59,10 @@ def show_command(app, args) -> int:
     context = alert.pop("context")
     width = max(len(k) for k in [*alert, *("context." + k for k in context)])
     for key, value in alert.items():
-        print(f"{key.ljust(width)}  {'-' if value is None else value}")
+        shown = "-" if value is None else format_time(value) if isinstance(value, datetime) else value
+        print(f"{key.ljust(width)}  {shown}")
     for key, value in context.items():
-        print(f"{('context.' + key).ljust(width)}  {value}")
+        print(f"{('context.' + key).ljust(width)}  {format_json(value)}")
     if notes:
         print()
         print_table(notes, [c for c in ("id", "channel", "recipient", "status", "send_attempts", "last_attempt_at",

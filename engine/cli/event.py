@@ -36,5 +36,10 @@ def raise_command(app, args) -> int:
 
 
 def clear_command(app, args) -> int:
-    print(clear_event(app, args.tenant, args.kind, base_id=args.base).message)
+    result = clear_event(app, args.tenant, args.kind, base_id=args.base)
+    if not result.changed and result.before is None:
+        # Clearing twice is a no-op (exit 0); an id no such alert ever had is most likely a typo.
+        where = f"tenant {args.tenant}" + (f" base {args.base}" if args.base else "")
+        raise BadInput(f"--tenant/--base: no {args.kind} alert was ever raised for {where}; nothing to clear")
+    print(result.message)
     return 0

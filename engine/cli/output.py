@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
@@ -18,6 +18,13 @@ def non_negative_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"cannot be negative, got {value}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    number = non_negative_int(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError("must be at least 1, got 0")
     return number
 
 
@@ -49,5 +56,17 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+        return format_time(value)
     return str(value)
+
+
+def format_time(value: datetime) -> str:
+    """A time for people, with its zone: `2026-11-30 02:46:50 UTC` (a naive one has no zone to name)."""
+    if value.tzinfo is None:
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_json(value: Any) -> str:
+    """One value as compact JSON, for people reading a structured field on one line."""
+    return json.dumps(value, default=_json_default, ensure_ascii=False)

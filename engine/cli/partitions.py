@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.cli.output import non_negative_int
-from engine.partitions import ensure_partitions, prune_partitions
+from engine.partitions import PruneStopped, ensure_partitions, prune_partitions
 
 
 def register(subparsers, common) -> None:
@@ -45,14 +45,22 @@ def prune_command(app, args) -> int:
     archiver = None
     if archive and not args.dry_run:
         from engine.archive import archive_partition as archiver  # optional extra: pyarrow
-    pruned = prune_partitions(app.databases, app.clock.now(), keep, dry_run=args.dry_run,
-                              archive_dir=Path(archive) if archive and not args.dry_run else None,
-                              archiver=archiver)
+    try:
+        pruned = prune_partitions(app.databases, app.clock.now(), keep, dry_run=args.dry_run,
+                                  archive_dir=Path(archive) if archive and not args.dry_run else None,
+                                  archiver=archiver)
+    except PruneStopped as stopped:
+        _print_pruned(stopped.done)  # what is gone already, as a successful run would list it
+        raise
+    _print_pruned(pruned)
+    if not pruned:
+        print("nothing to prune")
+    return 0
+
+
+def _print_pruned(pruned) -> None:
     for p in pruned:
         verb = "would drop" if not p.dropped else "dropped"
         archived = f", {p.archived_rows} rows archived" if p.archived_rows is not None else ""
         print(f"{verb} {p.partition.partition} [{p.partition.lower_bound:%Y-%m-%d}, "
               f"{p.partition.upper_bound:%Y-%m-%d}){archived}")
-    if not pruned:
-        print("nothing to prune")
-    return 0

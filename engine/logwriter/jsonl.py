@@ -8,8 +8,9 @@ rejected value is quoted in the message, and it may be the very secret the rules
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 from engine.logwriter.pipeline import LogPipeline
 from engine.logwriter.records import InvalidRecord, LogRecord, record_type
@@ -22,10 +23,13 @@ class RejectedLine:
 
 
 def parse_json_lines(pipeline: LogPipeline, table: str, lines: Iterable[Union[bytes, str]],
+                     line_id: Optional[Callable[[int, bytes], uuid.UUID]] = None,
                      ) -> Iterator[Union[tuple[int, LogRecord], RejectedLine]]:
-    """Yields (line number, record) for each good line and RejectedLine for each bad one."""
+    """Yields (line number, record) for each good line and RejectedLine for each bad one.
+    `line_id(number, raw line)` gives the id of a line that has none (default: a random one)."""
     cls = record_type(table)
     for number, raw in enumerate(lines, 1):
+        original = raw
         if isinstance(raw, bytes):
             try:
                 raw = raw.decode("utf-8")
@@ -40,6 +44,10 @@ def parse_json_lines(pipeline: LogPipeline, table: str, lines: Iterable[Union[by
             yield RejectedLine(number, f"not valid JSON: {getattr(exc, 'msg', str(exc))} at column {getattr(exc, 'colno', '?')}")
             continue
         try:
-            yield number, cls.from_mapping(row)
+            record = cls.from_mapping(row)
         except InvalidRecord as exc:
             yield RejectedLine(number, pipeline.redactor.text(str(exc)))
+            continue
+        if line_id is not None and row.get("id") is None:
+            record.id = line_id(number, original if isinstance(original, bytes) else original.encode("utf-8"))
+        yield number, record

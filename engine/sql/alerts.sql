@@ -19,7 +19,8 @@ WHERE (CAST(:id AS uuid) IS NULL OR a.id = :id)
   AND (CAST(:status AS text) IS NULL OR a.status = :status)
   AND (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
   AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
-ORDER BY 9 DESC, a.id;
+ORDER BY 9 DESC, a.id
+LIMIT CAST(:limit AS integer);  -- NULL: every row
 
 -- name: lock_alert
 -- The alert's state before an operator's change, locked until the change commits.
@@ -90,3 +91,7 @@ SET status = 'resolved', resolved_at = :now,
     context = context || jsonb_build_object('resolved_by', 'event_cleared')
 WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key AND status <> 'resolved'
 RETURNING id, status, transition, transition_seq;
+
+-- name: event_alert_status
+-- The status of the event's alert, if it was ever raised (a clear that changed nothing says which).
+SELECT id, status FROM notify.alerts WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key;
