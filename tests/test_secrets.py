@@ -324,3 +324,16 @@ def test_slack_sdk_debug_logging_never_prints_an_incoming_webhook_url(app, captu
     assert deliver_due(app).sent == 1
     assert slack_server.received[0].path.endswith(HOOK_TOKEN)
     assert "debug is on" in stream.getvalue() and HOOK_TOKEN not in stream.getvalue()
+
+
+def test_an_ops_route_to_a_slack_incoming_webhook_leaves_no_plain_url_in_the_notifications(app, slack_server):
+    from engine.config import RouteConfig
+
+    app.config.routes = [RouteConfig(name="ops", channel="slack", target=hook_url(slack_server))]
+    app.config.channels.webhook.allow_private_networks = True
+    plan(app)
+    with app.databases.begin("notify") as conn:
+        (row,) = notifications(conn)
+    assert row["recipient"].endswith("/hook****")
+    assert deliver_due(app).sent == 1
+    assert slack_server.received[0].path.endswith(HOOK_TOKEN)   # sent to the URL from config
