@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from engine.config import CHANNELS, SEVERITIES, Config
 from engine.errors import BadInput
 from engine.queries import query
-from engine.secretbox import KEY_SETTING, SecretBox, SecretUnavailable
+from engine.secretbox import KEY_SETTING, SecretBox, SecretUnavailable, generated_key_path
 
 _EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 _SLACK_CHANNEL = re.compile(r"^[#@]?[A-Za-z0-9._-]{1,80}$")
@@ -212,12 +212,13 @@ def check_stored_secrets(conn: Connection, config: Config) -> Optional[str]:
     """notifyd's start: BadInput naming channels.webhook.secret_key when destinations hold
     encrypted credentials and no configured key decrypts them (the oldest and the newest are
     sampled: one decryption per key, cheap). Returns a warning when only some decrypt."""
+    box = SecretBox.for_config(config)   # a malformed key is refused even before any is used
     samples = conn.execute(query("destinations", "sample_credentials")).mappings().all()
     if not samples:
         return None
-    box = SecretBox.for_config(config)
     if not box.available:
-        raise BadInput(f"{KEY_SETTING}: not set, but destinations hold encrypted secrets "
+        where = "" if config.databases is not None else f" (nor is there a generated key in {generated_key_path(config.embedded)})"
+        raise BadInput(f"{KEY_SETTING}: not set{where}, but destinations hold encrypted secrets "
                        f"(e.g. destination {samples[0]['id']}); set the key they were encrypted with")
     failing = [s for s in samples if not _decrypts(box, s["secret_ciphertext"])]
     if len(failing) == len(samples):

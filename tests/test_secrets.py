@@ -337,3 +337,13 @@ def test_an_ops_route_to_a_slack_incoming_webhook_leaves_no_plain_url_in_the_not
     assert row["recipient"].endswith("/hook****")
     assert deliver_due(app).sent == 1
     assert slack_server.received[0].path.endswith(HOOK_TOKEN)   # sent to the URL from config
+
+
+def test_a_malformed_key_is_refused_at_start_even_before_anything_is_encrypted(app):
+    from engine.destinations import check_stored_secrets
+
+    app.config.channels.webhook.secret_key = [NEW_KEY, "not-a-fernet-key"]
+    with app.databases.begin("notify") as conn, \
+            pytest.raises(BadInput, match=r"^channels\.webhook\.secret_key\[1\]: expected a Fernet key") as caught:
+        check_stored_secrets(conn, app.config)
+    assert "not-a-fernet-key" not in str(caught.value)
