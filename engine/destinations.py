@@ -125,7 +125,8 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
         ciphertext = SecretBox.for_config(config, create=True).encrypt(secret)
     elif is_incoming_webhook(channel, target):
         # The URL is the credential: stored encrypted, only its masked form in `target`.
-        ciphertext = SecretBox.for_config(config, create=True).encrypt(target, option="--target (a Slack incoming-webhook URL)")
+        ciphertext = SecretBox.for_config(config, create=True).encrypt(
+            target, option="--target (a Slack incoming-webhook URL)")
         target = masked_target(target)
     kinds = [k.strip() for k in kinds if k.strip()] if kinds else None
     return conn.execute(query("destinations", "add_destination"), dict(
@@ -182,7 +183,8 @@ def rekey_destinations(conn: Connection, config: Config) -> dict[str, int]:
             try:
                 reencrypted.append((row, box.encrypt(box.decrypt(ciphertext))))
             except SecretUnavailable:
-                failing = [r["id"] for r in rows if r["secret_ciphertext"] and not _decrypts(box, r["secret_ciphertext"])]
+                failing = [r["id"] for r in rows
+                           if r["secret_ciphertext"] and not _decrypts(box, r["secret_ciphertext"])]
                 raise BadInput(f"{KEY_SETTING}: none of the {box.key_count} configured key(s) decrypts the secret of "
                                f"destination {failing[0]} ({len(failing)} such destination(s)); add the key they were "
                                "encrypted with to the list and run rekey again (nothing was changed)") from None
@@ -217,13 +219,15 @@ def check_stored_secrets(conn: Connection, config: Config) -> Optional[str]:
     if not samples:
         return None
     if not box.available:
-        where = "" if config.databases is not None else f" (nor is there a generated key in {generated_key_path(config.embedded)})"
+        where = ("" if config.databases is not None
+                 else f" (nor is there a generated key in {generated_key_path(config.embedded)})")
         raise BadInput(f"{KEY_SETTING}: not set{where}, but destinations hold encrypted secrets "
                        f"(e.g. destination {samples[0]['id']}); set the key they were encrypted with")
     failing = [s for s in samples if not _decrypts(box, s["secret_ciphertext"])]
     if len(failing) == len(samples):
         raise BadInput(f"{KEY_SETTING}: none of the {box.key_count} configured key(s) decrypts the stored "
-                       f"destination secrets (e.g. destination {failing[0]['id']}); set the key they were encrypted with")
+                       f"destination secrets (e.g. destination {failing[0]['id']}); "
+                       "set the key they were encrypted with")
     if failing:
         return (f"{KEY_SETTING}: the secret of destination {failing[0]['id']} does not decrypt with the configured "
                 "key(s); its notifications stay queued until the old key is added back (then run "

@@ -4,8 +4,9 @@ JSON lines when stderr is not a terminal (journald, Kubernetes, a log shipper), 
 terminal. Either way every record passes `RedactionFilter` first: the seed asks for tokens and
 email addresses to be redacted, and a secret must never reach a log line through an exception
 message, a URL or an `extra` field. The rules are the project's one redactor
-(engine.logwriter.redaction, `logs.redaction`) plus every secret value of the config. Ids (tenant_id, alert_id, notification_id) are kept: they are
-what an operator searches by, and they are not personal data.
+(engine.logwriter.redaction, `logs.redaction`) plus every secret value of the config. Ids
+(tenant_id, alert_id, notification_id) are kept: they are what an operator searches by, and they
+are not personal data.
 
 Callers pass context as `extra`: `log.info("sent", extra={"tenant_id": t, "notification_id": n})`.
 """
