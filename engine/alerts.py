@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
 
 from engine import metrics
+from engine.config import RedactionConfig
+from engine.destinations import masked_target
 from engine.errors import BadInput
 from engine.logwriter.redaction import Redactor
 from engine.planner import plan_transitions_of_this_transaction
@@ -74,7 +75,9 @@ def get_alert(app, alert_id: str) -> dict:
         alert = dict(row)
         notes = conn.execute(query("alerts", "alert_notifications"),
                              {"tenant_id": alert["tenant_id"], "id": ident}).mappings().all()
-    alert["notifications"] = [dict(n) for n in notes]
+    # Recipients as every listing shows them (a Slack incoming-webhook URL is a credential).
+    alert["notifications"] = [{**n, "recipient": masked_target(n["recipient"])} if "recipient" in n else dict(n)
+                              for n in notes]
     return alert
 
 
@@ -154,17 +157,10 @@ def _uuid_or_none(value: str) -> Optional[uuid.UUID]:
 
 # ------------------------------------------------------------------------------ event alerts
 
-# Keys whose values must never be stored (context is shown to operators and sent in messages).
-_SECRET_KEY = re.compile(r"secret|token|passw|api[_-]?key|authori[sz]ation|card|cvv|cvc|iban|signature",
-                         re.IGNORECASE)
-
-
-def redact_context(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("[redacted]" if _SECRET_KEY.search(str(k)) else redact_context(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_context(v) for v in value]
-    return value
+def redact_context(value: Any, rules: Optional[RedactionConfig] = None) -> Any:
+    """An event's context as stored (it is shown to operators and sent in webhooks): the log
+    tables' redaction (`logs.redaction`), keys and values alike."""
+    return Redactor(rules).payload(value)
 
 
 def _event_target(kind: str, tenant_id: str, base_id: Optional[str]):
@@ -193,7 +189,7 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
     if context is not None and not isinstance(context, dict):
         raise BadInput("--context: expected a JSON object")
     now = app.clock.now()
-    stored = {"event": redact_context(context or {}), "raised_at": now.isoformat()}
+    stored = {"event": redact_context(context or {}, app.config.logs.redaction), "raised_at": now.isoformat()}
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("alerts", "raise_event"), {
             "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": event_kind.severity,

@@ -107,9 +107,10 @@ class WebhookChannelConfig:
     allow_private_networks: bool = False
     connect_timeout: Duration = Duration(5)
     read_timeout: Duration = Duration(10)
-    # Fernet key (urlsafe base64 of 32 bytes) that encrypts destinations' signing secrets at rest;
-    # e.g. ${NOTIFY_SECRET_KEY}. Needed only to add or use destinations with a secret.
-    secret_key: Optional[str] = None
+    # Fernet key (urlsafe base64 of 32 bytes) that encrypts destinations' signing secrets and Slack
+    # incoming-webhook URLs at rest; e.g. ${NOTIFY_SECRET_KEY}. Several keys (a list, or one string
+    # with commas) rotate: the first encrypts, all decrypt (engine.secretbox).
+    secret_key: Optional[str | list[str]] = None
     # HTTP client of the webhook hot path: http1 (asyncio + httptools, the lean default measured in
     # BENCHMARKS.md) or aiohttp.
     client: str = "http1"
@@ -296,7 +297,7 @@ class RedactionConfig:
     # A jsonb key whose name (lowercased, without - and _) contains one of these has its value masked.
     keys: list[str] = field(default_factory=lambda: [
         "password", "passwd", "pwd", "secret", "token", "apikey", "authorization", "cookie",
-        "credential", "privatekey", "signature",
+        "credential", "privatekey", "signature", "card", "cvv", "cvc", "iban",
     ])
     # Keys that match a rule above but carry no secret (identifiers used for correlation).
     keep_keys: list[str] = field(default_factory=lambda: [
@@ -500,6 +501,8 @@ def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        if isinstance(value, list):  # `str | list[str]`: a list takes the list form
+            args = [a for a in args if typing.get_origin(a) is list] or args
         return _convert(args[0], value, source, path)
     if origin is dict:
         _, value_type = typing.get_args(tp)
@@ -691,10 +694,12 @@ def _check_delivery(config: Config, source: str) -> None:
             raise ConfigError(f"{where}.channel: expected one of {', '.join(CHANNELS)}, got {route.channel!r}")
         if route.min_severity not in SEVERITIES:
             raise ConfigError(f"{where}.min_severity: expected one of {', '.join(SEVERITIES)}")
-        from engine.destinations import validate_target  # here: destinations imports this module
+        from engine.destinations import check_signing_secret, validate_target  # here: destinations imports this module
         from engine.errors import BadInput
 
         try:
             route.target = validate_target(route.channel, route.target, where=f"{where}.target")
+            if route.secret:
+                check_signing_secret(route.secret, where=f"{where}.secret")
         except BadInput as exc:
             raise ConfigError(str(exc)) from None

@@ -26,6 +26,7 @@ from engine import metrics
 from engine.app import App
 from engine.cli import OneLineUsageParser
 from engine.config import Config, load_config
+from engine.destinations import check_stored_secrets
 from engine.errors import NotifyError
 from engine.http_server import HttpEndpoint
 from engine.jobs import PERIODIC_JOBS, WORKERS
@@ -86,6 +87,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reason = str(exc) if isinstance(exc, NotifyError) else f"cannot open the databases: {one_line(exc)}"
         print(f"notifyd: {reason}", file=sys.stderr)
         return exc.exit_code if isinstance(exc, NotifyError) else 1
+    try:
+        # Encrypted destination secrets no configured key decrypts would hold every such
+        # notification: refuse to start, naming the key, rather than run without delivering.
+        with app.databases.begin("notify") as conn:
+            warning = check_stored_secrets(conn, app.config)
+        if warning:
+            log.warning("%s", warning)
+    except NotifyError as exc:
+        app.close()
+        if endpoint is not None:
+            endpoint.stop()
+        print(f"notifyd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - a database down at start is survived like later
+        log.warning("destination secrets not checked at start: %s", one_line(exc))
 
     supervisor = Supervisor(app, PERIODIC_JOBS, WORKERS)
     state_collector = metrics.DatabaseStateCollector(lambda: app._databases, app.clock.now)

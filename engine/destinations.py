@@ -1,11 +1,17 @@
-"""Tenant destinations: where a tenant's alerts are delivered (add, list, remove).
+"""Tenant destinations: where a tenant's alerts are delivered (add, list, remove, rekey).
 
 Targets are validated here, at add time; whether a webhook URL may be reached (SSRF) is decided
 again at every send, because DNS answers change.
+
+Credentials are stored encrypted (engine.secretbox) in `secret_ciphertext`: a webhook's signing
+secret, or a Slack incoming-webhook URL, whose `target` then holds only the masked form (the URL
+is the credential). `masked_target` is the one masking rule of every listing and JSON output.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from datetime import datetime
@@ -17,7 +23,7 @@ from sqlalchemy import Connection
 from engine.config import CHANNELS, SEVERITIES, Config
 from engine.errors import BadInput
 from engine.queries import query
-from engine.secretbox import SecretBox
+from engine.secretbox import KEY_SETTING, SecretBox, SecretUnavailable, generated_key_path
 
 _EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 _SLACK_CHANNEL = re.compile(r"^[#@]?[A-Za-z0-9._-]{1,80}$")
@@ -63,9 +69,35 @@ def validate_url(target: str, *, where: str) -> str:
     return target
 
 
+# A whsec_ key shorter than this is refused (the Standard Webhooks libraries generate 24 to 64 bytes).
+MIN_WHSEC_KEY_BYTES = 24
+
+
+def check_signing_secret(secret: str, *, where: str = "--secret") -> str:
+    """A `whsec_<base64>` secret must decode to a usable key: `whsec_` alone would sign with an
+    empty HMAC key and `whsec_abc` fails every send. Any other string is the key itself."""
+    if not secret.strip():
+        raise BadInput(f"{where}: must not be empty")
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret[len("whsec_"):], validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInput(f"{where}: a whsec_ secret must be whsec_ followed by base64") from None
+        if len(key) < MIN_WHSEC_KEY_BYTES:
+            raise BadInput(f"{where}: a whsec_ secret must hold at least {MIN_WHSEC_KEY_BYTES} bytes "
+                           f"(base64 of {MIN_WHSEC_KEY_BYTES}+ random bytes), got {len(key)}")
+    return secret
+
+
+def is_incoming_webhook(channel: str, target: Optional[str]) -> bool:
+    """A Slack target that is a URL: an incoming webhook, whose URL is its own credential."""
+    return channel == "slack" and bool(target) and target.startswith(("https://", "http://"))
+
+
 def masked_target(target: Optional[str]) -> Optional[str]:
-    """A URL target for listings: long path segments and the query can be credentials (a Slack
-    incoming-webhook URL is its own secret), so they are shortened to a recognisable prefix."""
+    """The one masking rule for recipients and targets in every output (listings, `show`, JSON):
+    long path segments and the query of a URL can be credentials (a Slack incoming-webhook URL is
+    its own secret), so they are shortened to a recognisable prefix. Other targets are shown."""
     if not target or not target.startswith(("http://", "https://")):
         return target
     parts = urlsplit(target)
@@ -86,9 +118,16 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
         raise BadInput(f"--min-severity: expected one of {', '.join(SEVERITIES)}, got {min_severity!r}")
     if secret is not None and channel != "webhook":
         raise BadInput("--secret: only webhook destinations are signed")
-    if secret is not None and not secret.strip():
-        raise BadInput("--secret: must not be empty")
-    ciphertext = SecretBox(config.channels.webhook.secret_key).encrypt(secret) if secret else None
+    if secret is not None:
+        check_signing_secret(secret)
+    ciphertext = None
+    if secret:
+        ciphertext = SecretBox.for_config(config, create=True).encrypt(secret)
+    elif is_incoming_webhook(channel, target):
+        # The URL is the credential: stored encrypted, only its masked form in `target`.
+        ciphertext = SecretBox.for_config(config, create=True).encrypt(
+            target, option="--target (a Slack incoming-webhook URL)")
+        target = masked_target(target)
     kinds = [k.strip() for k in kinds if k.strip()] if kinds else None
     return conn.execute(query("destinations", "add_destination"), dict(
         tenant_id=tenant, now=now, channel=channel, target=target, secret_ciphertext=ciphertext,
@@ -123,3 +162,74 @@ def remove_destination(conn: Connection, destination_id: str) -> int:
         raise BadInput(f"ID: no destination {destination_id}")
     return conn.execute(query("destinations", "skip_queued_for_destination"), dict(
         tenant_id=removed.tenant_id, destination_id=removed.id, reason="destination removed")).rowcount
+
+
+def rekey_destinations(conn: Connection, config: Config) -> dict[str, int]:
+    """Re-encrypts every stored credential under the first key of channels.webhook.secret_key and
+    encrypts Slack incoming-webhook URLs still stored in plain text (written before they were
+    encrypted), masking them in `target` and in their notifications' `recipient`. In the caller's
+    transaction; a credential that no key decrypts stops it before anything is written. Running it
+    again changes nothing. Returns how many were re-encrypted and how many URLs encrypted."""
+    box = SecretBox.for_config(config, create=True)
+    if not box.available:
+        raise BadInput(f"{KEY_SETTING} is not set: nothing to encrypt with")
+    rows = conn.execute(query("destinations", "lock_destination_credentials")).mappings().all()
+    reencrypted, plain = [], []
+    for row in rows:
+        ciphertext = row["secret_ciphertext"]
+        if ciphertext:
+            if box.under_first_key(ciphertext):
+                continue
+            try:
+                reencrypted.append((row, box.encrypt(box.decrypt(ciphertext))))
+            except SecretUnavailable:
+                failing = [r["id"] for r in rows
+                           if r["secret_ciphertext"] and not _decrypts(box, r["secret_ciphertext"])]
+                raise BadInput(f"{KEY_SETTING}: none of the {box.key_count} configured key(s) decrypts the secret of "
+                               f"destination {failing[0]} ({len(failing)} such destination(s)); add the key they were "
+                               "encrypted with to the list and run rekey again (nothing was changed)") from None
+        elif is_incoming_webhook(row["channel"], row["target"]):
+            plain.append(row)
+    for row, ciphertext in reencrypted:
+        conn.execute(query("destinations", "set_destination_credential"), dict(
+            tenant_id=row["tenant_id"], id=row["id"], target=row["target"], secret_ciphertext=ciphertext))
+    for row in plain:
+        masked = masked_target(row["target"])
+        conn.execute(query("destinations", "set_destination_credential"), dict(
+            tenant_id=row["tenant_id"], id=row["id"], target=masked, secret_ciphertext=box.encrypt(row["target"])))
+        conn.execute(query("destinations", "mask_notification_recipients"), dict(
+            tenant_id=row["tenant_id"], destination_id=row["id"], recipient=row["target"], masked=masked))
+    return {"reencrypted": len(reencrypted), "encrypted_urls": len(plain)}
+
+
+def _decrypts(box: SecretBox, ciphertext: str) -> bool:
+    try:
+        box.decrypt(ciphertext)
+        return True
+    except SecretUnavailable:
+        return False
+
+
+def check_stored_secrets(conn: Connection, config: Config) -> Optional[str]:
+    """notifyd's start: BadInput naming channels.webhook.secret_key when destinations hold
+    encrypted credentials and no configured key decrypts them (the oldest and the newest are
+    sampled: one decryption per key, cheap). Returns a warning when only some decrypt."""
+    box = SecretBox.for_config(config)   # a malformed key is refused even before any is used
+    samples = conn.execute(query("destinations", "sample_credentials")).mappings().all()
+    if not samples:
+        return None
+    if not box.available:
+        where = ("" if config.databases is not None
+                 else f" (nor is there a generated key in {generated_key_path(config.embedded)})")
+        raise BadInput(f"{KEY_SETTING}: not set{where}, but destinations hold encrypted secrets "
+                       f"(e.g. destination {samples[0]['id']}); set the key they were encrypted with")
+    failing = [s for s in samples if not _decrypts(box, s["secret_ciphertext"])]
+    if len(failing) == len(samples):
+        raise BadInput(f"{KEY_SETTING}: none of the {box.key_count} configured key(s) decrypts the stored "
+                       f"destination secrets (e.g. destination {failing[0]['id']}); "
+                       "set the key they were encrypted with")
+    if failing:
+        return (f"{KEY_SETTING}: the secret of destination {failing[0]['id']} does not decrypt with the configured "
+                "key(s); its notifications stay queued until the old key is added back (then run "
+                "`notifyctl destinations rekey`)")
+    return None

@@ -43,7 +43,7 @@ from engine.app import App
 from engine.errors import NotifyError
 from engine.queries import query, raw_query
 from engine.routing import DESTINATION_PREFIX, route_for_key
-from engine.secretbox import SecretBox
+from engine.secretbox import SecretBox, SecretUnavailable
 from engine.templating import TemplateFailure
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Outcome:
     next_attempt_at: Optional[datetime] = None
     sent_at: Optional[datetime] = None
     disable_destination: bool = False
+    refund_attempt: bool = False      # no attempt was made (no key decrypts the secret): give it back
 
 
 def retry_delay(attempt: int, base: float, maximum: float, rng: random.Random,
@@ -129,13 +130,14 @@ class Dispatcher:
         templates_dir = self.config.delivery.templates_dir
         self.channels = channels or build_channels(self.config, resolve=resolve,
                                                    templates_root=Path(templates_dir) if templates_dir else None)
-        self.secrets = SecretBox(self.config.channels.webhook.secret_key)
+        self.secrets = SecretBox.for_config(self.config)
         self.rng = rng or random.Random()
         self.limits: Optional[ChannelLimits] = None
         self._connections: list[psycopg.AsyncConnection] = []
         # A destination's secret is decrypted once per dispatcher, not once per notification
         # (Fernet's HMAC and AES per message). Held in memory only, like the key itself.
         self._decrypt = functools.lru_cache(maxsize=1024)(self.secrets.decrypt)
+        self._warned_undecryptable = False
 
     async def open(self) -> None:
         self.limits = ChannelLimits(self.config.delivery.concurrency)
@@ -203,6 +205,13 @@ class Dispatcher:
                 for row, outcome in zip(rows, outcomes)
                 if outcome.disable_destination and row["destination_id"] is not None]
 
+    @staticmethod
+    def _refund_params(rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> Optional[dict]:
+        held = [row for row, outcome in zip(rows, outcomes) if outcome.refund_attempt]
+        if not held:
+            return None
+        return dict(token=token, tenant_ids=[r["tenant_id"] for r in held], ids=[r["id"] for r in held])
+
     def claim(self, now: datetime, token: uuid.UUID) -> list[dict]:
         with self.app.databases.connect_raw("notify", settings=DISPATCHER_SESSION, autocommit=True,
                                             row_factory=dict_row) as conn:
@@ -212,6 +221,9 @@ class Dispatcher:
     def record(self, rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> None:
         with self.app.databases.connect_raw("notify", settings=DISPATCHER_SESSION, autocommit=True) as conn:
             with conn.transaction():
+                refunds = self._refund_params(rows, outcomes, token)
+                if refunds:  # while the claim is still held: record_results releases it
+                    conn.execute(raw_query("dispatcher", "refund_attempts"), refunds)
                 conn.execute(raw_query("dispatcher", "record_results"), self._record_params(rows, outcomes, token))
                 for params in self._disable_params(rows, outcomes):
                     conn.execute(raw_query("destinations", "disable_destination"), params)
@@ -239,10 +251,13 @@ class Dispatcher:
                             token: uuid.UUID) -> None:
         params = self._record_params(rows, outcomes, token)
         disable = self._disable_params(rows, outcomes)
-        if not disable:
+        refunds = self._refund_params(rows, outcomes, token)
+        if not disable and not refunds:
             await conn.execute(raw_query("dispatcher", "record_results"), params, prepare=True)
             return
         async with conn.transaction():
+            if refunds:  # while the claim is still held: record_results releases it
+                await conn.execute(raw_query("dispatcher", "refund_attempts"), refunds)
             await conn.execute(raw_query("dispatcher", "record_results"), params, prepare=True)
             for one in disable:
                 await conn.execute(raw_query("destinations", "disable_destination"), one)
@@ -358,15 +373,34 @@ class Dispatcher:
 
     async def _deliver_one(self, channel: Channel, row: dict, now: datetime) -> Outcome:
         try:
-            result = await channel.send(self._message(row, now))
+            message = self._message(row, now)
+        except SecretUnavailable as exc:
+            return self._held_for_key(row, exc, now)
+        try:
+            result = await channel.send(message)
         except TemplateFailure as exc:
             result = DeliveryResult.permanent(str(exc)[:300])
-        except NotifyError as exc:  # e.g. a secret that cannot be decrypted: retrying will not help
+        except NotifyError as exc:  # retrying will not help
             result = DeliveryResult.permanent(str(exc)[:300])
         except Exception as exc:  # noqa: BLE001 - one bad notification never stops the batch
             log.warning("notification %s: unexpected %s", row["id"], type(exc).__name__)
             result = DeliveryResult.transient(f"internal error: {type(exc).__name__}")
         return self._outcome(row, result, now)
+
+    def _held_for_key(self, row: dict, exc: SecretUnavailable, now: datetime) -> Outcome:
+        """No configured key decrypts the destination's secret: an operator's config mistake that
+        heals when the key comes back, so the row stays queued with its attempt given back, due
+        again after a wait that grows with its age (capped at delivery.backoff_max)."""
+        metrics.DELIVERY_UNDECRYPTABLE.labels(channel=row["channel"]).inc()
+        if not self._warned_undecryptable:
+            self._warned_undecryptable = True
+            log.warning("notification %s: %s; such notifications stay queued (notify_delivery_undecryptable_total)",
+                        row["id"], exc)
+        delivery = self.config.delivery
+        wait = max(delivery.backoff_base, (now - row["created_at"]).total_seconds())
+        delay = retry_delay(row["send_attempts"], delivery.backoff_base, delivery.backoff_max, self.rng, wait)
+        return Outcome("queued", error=str(exc)[:300], next_attempt_at=now + timedelta(seconds=delay),
+                       refund_attempt=True)
 
     def _skip_reason(self, row: dict) -> Optional[str]:
         if row["transition"] == "reminder" and row["alert_status"] != "open":
@@ -384,13 +418,20 @@ class Dispatcher:
 
     def _message(self, row: dict, now: datetime) -> Message:
         secret = None
+        recipient = row["recipient"] or ""
         route_key = row["route_key"]
         if route_key and route_key.startswith(DESTINATION_PREFIX):
             if row["secret_ciphertext"]:
-                secret = self._decrypt(row["secret_ciphertext"])
+                if row["channel"] == "slack":
+                    # A Slack incoming-webhook URL is stored encrypted; `recipient` holds its masked form.
+                    recipient = self._decrypt(row["secret_ciphertext"])
+                else:
+                    secret = self._decrypt(row["secret_ciphertext"])
         else:
             route = route_for_key(self.config, route_key or "")
             secret = route.secret if route else None
+            if route is not None and route.channel == "slack":
+                recipient = route.target  # planned masked (engine.routing): the URL comes from config
         # Ids come as text from claim_due and the context as JSON text (orjson parses it several
         # times faster than the driver's json loader).
         alert = dict(id=row["alert_id"], tenant_id=row["tenant_id"], base_id=row["base_id"], kind=row["kind"],
@@ -398,7 +439,7 @@ class Dispatcher:
                      first_seen_at=row["first_seen_at"], last_seen_at=row["last_seen_at"],
                      context=_load_context(row["context"]))
         return Message(notification_id=row["id"], tenant_id=row["tenant_id"],
-                       alert_id=row["alert_id"], channel=row["channel"], recipient=row["recipient"] or "",
+                       alert_id=row["alert_id"], channel=row["channel"], recipient=recipient,
                        idempotency_key=row["idempotency_key"], transition=row["transition"] or "opened",
                        reminder_no=row["reminder_no"], severity=row["severity"] or row["alert_severity"],
                        attempt=row["send_attempts"], now=now, alert=alert, secret=secret)

@@ -3,8 +3,10 @@
 JSON lines when stderr is not a terminal (journald, Kubernetes, a log shipper), readable text on a
 terminal. Either way every record passes `RedactionFilter` first: the seed asks for tokens and
 email addresses to be redacted, and a secret must never reach a log line through an exception
-message, a URL or an `extra` field. Ids (tenant_id, alert_id, notification_id) are kept: they are
-what an operator searches by, and they are not personal data.
+message, a URL or an `extra` field. The rules are the project's one redactor
+(engine.logwriter.redaction, `logs.redaction`) plus every secret value of the config. Ids
+(tenant_id, alert_id, notification_id) are kept: they are what an operator searches by, and they
+are not personal data.
 
 Callers pass context as `extra`: `log.info("sent", extra={"tenant_id": t, "notification_id": n})`.
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import threading
 from datetime import datetime, timezone
 from typing import IO, Any, Iterable, Optional
+
+from engine.config import RedactionConfig
+from engine.logwriter.redaction import Redactor
 
 # Fields a record may carry through `extra`, shown first and by name in both formats.
 CONTEXT_FIELDS = ("job", "tenant_id", "alert_id", "notification_id", "channel", "database", "worker")
@@ -25,73 +29,67 @@ CONTEXT_FIELDS = ("job", "tenant_id", "alert_id", "notification_id", "channel", 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
-REDACTED = "[redacted]"
-
-# Patterns of secrets and personal data that may show up in text we did not write ourselves
-# (driver errors, HTTP responses, exception messages).
-_PATTERNS: list[tuple[re.Pattern, str]] = [
-    # user:password@ in any URL (a libpq URL in a connection error)
-    (re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"),
-     r"\g<scheme>\g<user>:" + REDACTED + "@"),
-    # password=... in a libpq keyword string or a query string
-    (re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api_key|apikey)(\s*[=:]\s*)([^\s&,;'\"]+)"),
-     r"\1\2" + REDACTED),
-    # Authorization: Bearer / Basic
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
-    # Slack tokens, Standard Webhooks secrets
-    (re.compile(r"\bxox[abeoprs]-[A-Za-z0-9-]+"), REDACTED),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), REDACTED),
-    # email addresses
-    (re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"), "[email]"),
-]
-
-
-class Redactor:
-    """Replaces known secret values (from config) and secret-looking patterns in text."""
+class LogRedactor:
+    """The redactor of log lines: engine.logwriter.redaction's rules (`logs.redaction`, the same
+    keys, patterns and mask as the log tables and events' context) plus the literal secret values
+    of the config. Until a config is registered, the default rules."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._secrets: tuple[str, ...] = ()
+        self._core = Redactor()
+
+    def configure(self, rules: RedactionConfig) -> None:
+        with self._lock:
+            core = Redactor(rules)
+            core.add_secrets(self._core.secrets)
+            self._core = core
 
     def add_secrets(self, values: Iterable[Optional[str]]) -> None:
-        # Very short values would redact ordinary words; no real secret is that short.
-        fresh = {v for v in values if isinstance(v, str) and len(v) >= 4}
         with self._lock:
-            # Longest first, so a secret that contains another is replaced whole.
-            self._secrets = tuple(sorted(set(self._secrets) | fresh, key=len, reverse=True))
+            self._core.add_secrets(values)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
+        return self._core.text(text)
 
 
-REDACTOR = Redactor()
+REDACTOR = LogRedactor()
+
+# slack-sdk logs each request's URL at DEBUG, and an incoming-webhook URL is a credential.
+QUIET_LOGGERS = ("apscheduler", "slack_sdk")
 
 
-def register_config_secrets(config: Any) -> None:
-    """Teach the redactor the secret values a config holds (they are then never logged verbatim)."""
+def config_secrets(config: Any) -> list[Optional[str]]:
+    """Every secret value a config holds."""
+    from engine.secretbox import parse_keys
+
     channels = config.channels
     # Not the SMTP username: it is often a plain word ("alerts") that would vanish from every
     # line; when it is an address, the email pattern covers it.
-    values = [channels.email.password, channels.slack.token]
+    values: list[Optional[str]] = [channels.email.password, channels.slack.token, config.logs.ingest.token]
+    values += parse_keys(channels.webhook.secret_key)
+    for route in config.routes:
+        values.append(route.secret)
+        if route.channel == "slack" and route.target.startswith(("https://", "http://")):
+            values.append(route.target)  # an incoming-webhook URL is its own credential
     if config.databases is not None:
         from urllib.parse import urlsplit
 
         for section in ("admin_log", "portal_log", "data_activity", "notify"):
-            password = urlsplit(config.databases.url(section)).password
-            values.append(password)
-    REDACTOR.add_secrets(values)
+            values.append(urlsplit(config.databases.url(section)).password)
+    return values
+
+
+def register_config_secrets(config: Any) -> None:
+    """Apply the config's redaction rules to log lines and teach the redactor the secret values
+    the config holds (they are then never logged verbatim)."""
+    REDACTOR.configure(config.logs.redaction)
+    REDACTOR.add_secrets(config_secrets(config))
 
 
 class RedactionFilter(logging.Filter):
     """Redacts the message, its arguments, string `extra` fields and the exception text."""
 
-    def __init__(self, redactor: Redactor = REDACTOR) -> None:
+    def __init__(self, redactor: LogRedactor = REDACTOR) -> None:
         super().__init__()
         self.redactor = redactor
 
@@ -176,6 +174,7 @@ def configure_logging(level: str | int = "INFO", stream: Optional[IO[str]] = Non
     root.addHandler(handler)
     root.setLevel(level)
     # APScheduler logs every tick at INFO and a job's exception with its own traceback; our
-    # runner logs outcomes itself, once.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # runner logs outcomes itself, once. slack-sdk: see QUIET_LOGGERS.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler

@@ -50,6 +50,10 @@ ALERT_TRANSITIONS = Counter(
 DELIVERY_ATTEMPTS = Counter(
     "notify_delivery_attempts", "Delivery attempts by channel and outcome (sent, transient, permanent)",
     ["channel", "outcome"], registry=REGISTRY)
+DELIVERY_UNDECRYPTABLE = Counter(
+    "notify_delivery_undecryptable", "Claimed notifications not sent because no key of "
+    "channels.webhook.secret_key decrypts their destination's secret (they stay queued), by channel",
+    ["channel"], registry=REGISTRY)
 DELIVERY_LATENCY = Histogram(
     "notify_delivery_latency_seconds",
     "From the alert transition to the notification being sent, by channel",

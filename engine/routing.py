@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 from engine.config import Config, RouteConfig
+from engine.destinations import masked_target
 
 NOTIFYING_TRANSITIONS = ("opened", "reopened", "escalated", "resolved", "reminder")
 DESTINATION_PREFIX = "dest:"
@@ -27,7 +28,9 @@ def route_parameters(config: Config) -> dict[str, list]:
     return dict(
         route_names=[r.name for r in routes],
         route_channels=[r.channel for r in routes],
-        route_targets=[r.target for r in routes],
+        # Stored masked for notifications' `recipient` (one masking rule); the dispatcher sends to
+        # a Slack route's target from config, so an incoming-webhook URL never lands in the table.
+        route_targets=[masked_target(r.target) if r.channel == "slack" else r.target for r in routes],
         # Comma-joined because PostgreSQL arrays cannot be ragged; '' means every kind.
         route_kinds=[",".join(r.kinds or []) for r in routes],
         route_min_severities=[r.min_severity for r in routes],

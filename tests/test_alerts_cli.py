@@ -152,7 +152,7 @@ def test_event_raise_and_clear_payment_failed(cli):
     assert (alert["severity"], alert["status"], alert["dedupe_key"]) == ("critical", "open", "payment_failed:base=-")
     shown = json.loads(cli("show", alert["id"], "--json")[1])
     assert shown["context"]["event"]["invoice"] == "in_42"
-    assert shown["context"]["event"]["api_key"] == "[redacted]"
+    assert shown["context"]["event"]["api_key"] == "[REDACTED]"
     assert "sk_live_x" not in json.dumps(shown) and "4242" not in json.dumps(shown)
     # Raised again while open: same alert, nothing new.
     assert cli("event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED")[0] == 0

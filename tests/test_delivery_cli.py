@@ -28,7 +28,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 def test_destinations_add_list_and_remove(cfg, capsys, app):
     code, out, _ = run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "webhook",
-                       "--target", "https://hooks.example.com/x", "--secret", "whsec_c2VjcmV0LXZhbHVl",
+                       "--target", "https://hooks.example.com/x", "--secret", "whsec_c2VjcmV0LXZhbHVlLW9mLTI0LWJ5dGVz",
                        "--kinds", "RUNS_THRESHOLD,WALLET_LOW", "--min-severity", "warn", "--config", cfg)
     assert code == 0
     destination = out.strip()
@@ -46,7 +46,7 @@ def test_destinations_add_list_and_remove(cfg, capsys, app):
     assert "********" in out and "c2VjcmV0LXZhbHVl" not in out
     with app.databases.begin("notify") as conn:
         stored = conn.execute(text("SELECT secret_ciphertext FROM notify.destinations WHERE secret_ciphertext IS NOT NULL")).scalar()
-    assert "c2VjcmV0LXZhbHVl" not in stored and Fernet(KEY).decrypt(stored.encode()) == b"whsec_c2VjcmV0LXZhbHVl"
+    assert "c2VjcmV0LXZhbHVl" not in stored and Fernet(KEY).decrypt(stored.encode()) == b"whsec_c2VjcmV0LXZhbHVlLW9mLTI0LWJ5dGVz"
     assert run(capsys, "destinations", "remove", destination, "--config", cfg)[0] == 0
     code, out, _ = run(capsys, "destinations", "list", "--json", "--config", cfg)
     assert [d["channel"] for d in json.loads(out)] == ["email"]
@@ -148,7 +148,7 @@ def test_run_once_plans_and_delivers_an_event_alert_end_to_end(config_file, caps
     try:
         path = str(config_file(f"channels:\n  webhook:\n    allow_private_networks: true\n    secret_key: {KEY}\n"))
         assert run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "webhook",
-                   "--target", receiver.url("/ok"), "--secret", "whsec_c2VjcmV0LXZhbHVl", "--config", path)[0] == 0
+                   "--target", receiver.url("/ok"), "--secret", "whsec_c2VjcmV0LXZhbHVlLW9mLTI0LWJ5dGVz", "--config", path)[0] == 0
         assert run(capsys, "event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED", "--config", path)[0] == 0
         code, out, _ = run(capsys, "notifications", "--status", "queued", "--json", "--config", path)
         assert len(json.loads(out)) == 1  # planned with the transition, before any planning tick

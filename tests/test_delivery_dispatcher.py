@@ -156,7 +156,7 @@ def test_an_ops_route_delivers_with_its_configured_secret_and_a_removed_route_is
     from engine.config import RouteConfig
 
     hook_app.config.routes = [RouteConfig(name="ops", channel="webhook", target=receiver.url("/ok"),
-                                          secret="whsec_c2VjcmV0LXZhbHVl")]
+                                          secret="whsec_c2VjcmV0LXZhbHVlLW9mLTI0LWJ5dGVz")]
     now = hook_app.clock.now()
     with hook_app.databases.begin("notify") as conn:
         insert_alert(conn, now)

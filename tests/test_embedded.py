@@ -121,3 +121,24 @@ def _has_partitions(cluster):
                                 "WHERE NOT is_default").fetchone()[0] > 0
     except psycopg.Error:
         return False
+
+
+def test_destinations_add_secret_works_with_the_shipped_config_on_the_embedded_default(data_dir, capsys, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from engine.cli import main
+
+    monkeypatch.delenv("NOTIFY_SECRET_KEY", raising=False)
+    shipped = (Path(__file__).parent.parent / "config.yaml").read_text()
+    assert "data_dir: .notify/pg " in shipped
+    config = data_dir.parent / "config.yaml"
+    config.write_text(shipped.replace("data_dir: .notify/pg ", f"data_dir: {data_dir} "))
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    code = main(["destinations", "add", "--tenant", "6f1c2d3e-0000-4000-8000-000000000001", "--channel", "webhook",
+                 "--target", "https://hooks.example.com/x", "--secret", secret, "--config", str(config)])
+    assert code == 0, capsys.readouterr().err
+    key_file = data_dir.parent / "pg.secret-key"   # beside the data directory, not in it
+    assert (key_file.stat().st_mode & 0o777) == 0o600
+    with embedded_app(data_dir) as app, psycopg.connect(app.databases.urls["notify"]) as conn:
+        stored = conn.execute("SELECT secret_ciphertext FROM notify.destinations").fetchone()[0]
+    assert Fernet(key_file.read_text().strip()).decrypt(stored.encode()).decode() == secret

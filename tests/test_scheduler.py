@@ -93,7 +93,7 @@ def test_a_failing_job_is_recorded_redacted_and_the_runner_goes_on(app, clock, c
     assert supervisor.run_tick(job) == "error"
     runs = job_runs(app.databases, "broken")
     assert [r["status"] for r in runs] == ["error", "error"]
-    assert runs[0]["error"].startswith("ValueError: cannot reach https://user:[redacted]@")
+    assert runs[0]["error"].startswith("ValueError: cannot reach https://[REDACTED]@")
     assert "hunter2" not in runs[0]["error"]
     assert metrics.JOB_FAILURES.labels(job="broken")._value.get() == 2
     assert any("job broken failed" in r.getMessage() for r in caplog.records)

@@ -1,10 +1,14 @@
-"""notifyctl destinations add | list | remove."""
+"""notifyctl destinations add | list | remove | rekey."""
 
 from __future__ import annotations
 
+import sys
+from typing import Optional
+
 from engine.cli.output import print_json, print_table
 from engine.config import CHANNELS, SEVERITIES
-from engine.destinations import add_destination, list_destinations, remove_destination
+from engine.destinations import add_destination, list_destinations, rekey_destinations, remove_destination
+from engine.errors import BadInput
 
 
 def register(subparsers, common) -> None:
@@ -16,7 +20,11 @@ def register(subparsers, common) -> None:
     add.add_argument("--channel", required=True, choices=CHANNELS)
     add.add_argument("--target", required=True, metavar="X",
                      help="email address(es), Slack channel id or incoming-webhook URL, webhook URL")
-    add.add_argument("--secret", metavar="S", help="webhook signing secret (whsec_<base64> or any string)")
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--secret", metavar="S",
+                        help="webhook signing secret (whsec_<base64> of 24+ bytes, or any string); "
+                             "`-` reads it from stdin, so it never shows in ps")
+    secret.add_argument("--secret-file", metavar="PATH", help="read the webhook signing secret from this file")
     add.add_argument("--kinds", metavar="K1,K2", help="only these alert kinds (default: every kind)")
     add.add_argument("--min-severity", choices=SEVERITIES, default="info", help="lowest severity sent (default: info)")
     add.set_defaults(handler=add_command)
@@ -26,16 +34,44 @@ def register(subparsers, common) -> None:
     listing.add_argument("--json", action="store_true", help="print one JSON array")
     listing.set_defaults(handler=list_command)
 
+    rekey = actions.add_parser("rekey", parents=[common],
+                               help="re-encrypt stored secrets under the first key of channels.webhook.secret_key")
+    rekey.set_defaults(handler=rekey_command)
+
     remove = actions.add_parser("remove", parents=[common], help="remove a destination; its queued notifications end skipped")
     remove.add_argument("id", metavar="ID")
     remove.set_defaults(handler=remove_command)
 
 
+def read_secret(args) -> Optional[str]:
+    """--secret S, --secret - (stdin) or --secret-file PATH; one trailing newline is not part of it."""
+    if args.secret_file is not None:
+        try:
+            with open(args.secret_file, encoding="utf-8") as fh:
+                value = fh.read()
+        except OSError as exc:
+            raise BadInput(f"--secret-file: cannot read {args.secret_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"--secret-file: {args.secret_file} is not UTF-8 text") from None
+        where = "--secret-file"
+    elif args.secret == "-":
+        value = sys.stdin.read()
+        where = "--secret -"
+    else:
+        return args.secret
+    value = value[:-1] if value.endswith("\n") else value
+    value = value[:-1] if value.endswith("\r") else value
+    if not value.strip():
+        raise BadInput(f"{where}: the secret is empty")
+    return value
+
+
 def add_command(app, args) -> int:
     kinds = args.kinds.split(",") if args.kinds else None
+    secret = read_secret(args)
     with app.databases.begin("notify") as conn:
         destination_id = add_destination(conn, app.config, app.clock.now(), tenant_id=args.tenant,
-                                         channel=args.channel, target=args.target, secret=args.secret,
+                                         channel=args.channel, target=args.target, secret=secret,
                                          kinds=kinds, min_severity=args.min_severity)
     print(destination_id)
     return 0
@@ -58,4 +94,12 @@ def remove_command(app, args) -> int:
     with app.databases.begin("notify") as conn:
         skipped = remove_destination(conn, args.id)
     print(f"removed {args.id}; {skipped} queued notifications skipped")
+    return 0
+
+
+def rekey_command(app, args) -> int:
+    with app.databases.begin("notify") as conn:
+        counts = rekey_destinations(conn, app.config)
+    print(f"re-encrypted {counts['reencrypted']} destination secrets under the first key; "
+          f"encrypted {counts['encrypted_urls']} Slack incoming-webhook URLs stored in plain text")
     return 0

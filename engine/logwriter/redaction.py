@@ -1,6 +1,10 @@
-"""Masks secrets and personal data in a log record before anything is written.
+"""Masks secrets and personal data: the one redactor of the project. It masks log records
+before anything is written, events' context before it is stored (and later sent in webhooks),
+and every line notifyd and notifyctl log (engine.logging), all with `logs.redaction.mask`.
 
-Two kinds of rules (config `logs.redaction`):
+Three kinds of rules (config `logs.redaction`, plus values registered by the process):
+- literal secrets: values the config holds (channels' tokens and passwords, signing secrets,
+  encryption keys; `add_secrets`) are masked wherever they appear in a string.
 - key names: inside a jsonb payload (details, context, diff), the value of a key whose name,
   lowercased and without `-`/`_`, contains a rule word (password, token, authorization, ...) is
   replaced by the mask, whatever it holds; `keep_keys` lists correlation ids that only look secret
@@ -18,7 +22,7 @@ leaks a secret into a table that support staff can read.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from engine.config import RedactionConfig
 from engine.logwriter.records import LogRecord
@@ -46,7 +50,7 @@ def _builtin_patterns() -> dict[str, str]:
         "url_credentials": r"(?<=://)(?P<url_credentials>[^/\s:@]+:[^/\s@]+)(?=@)",
         "secret_params": _PARAM_PATTERN,
         "provider_keys": (r"(?P<provider_keys>\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"
-                          r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abprse]-[A-Za-z0-9-]{10,}"
+                          r"|\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abeoprs]-[A-Za-z0-9-]{8,}"
                           r"|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}|\bwhsec_[A-Za-z0-9+/=]{16,})"),
     }
 
@@ -88,6 +92,21 @@ class Redactor:
         self._compiled: dict[tuple[str, ...], Optional[re.Pattern]] = {}
         # User agents and routes repeat: remember recent answers (bounded, short strings only).
         self._text_cache: dict[str, str] = {}
+        self._secrets: tuple[str, ...] = ()
+
+    def add_secrets(self, values: Iterable[Optional[str]]) -> None:
+        """Literal values masked wherever they appear (the config's secrets: engine.logging)."""
+        # Very short values would mask ordinary words; no real secret is that short.
+        fresh = {v for v in values if isinstance(v, str) and len(v) >= 4}
+        if fresh - set(self._secrets):
+            # Longest first, so a secret that contains another is masked whole. Swapped in one
+            # assignment: a thread redacting meanwhile sees the old or the new tuple.
+            self._secrets = tuple(sorted(set(self._secrets) | fresh, key=len, reverse=True))
+            self._text_cache = {}
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
 
     # ------------------------------------------------------------------ rules
 
@@ -132,6 +151,9 @@ class Redactor:
         return result
 
     def _scan(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, self.mask)
         # Plain loops, not any(generator): this runs for every string not in the cache.
         triggered = []
         lowered = None

@@ -35,3 +35,32 @@ SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token
 FROM disabled
 WHERE n.tenant_id = disabled.tenant_id AND n.destination_id = disabled.id
   AND n.status = 'queued' AND n.claim_token IS NULL;
+
+-- name: lock_destination_credentials
+-- Every destination that holds a credential (encrypted, or a Slack incoming-webhook URL still in
+-- plain text), locked for `destinations rekey`'s one transaction.
+SELECT tenant_id, id, channel, target, secret_ciphertext
+FROM notify.destinations
+WHERE secret_ciphertext IS NOT NULL OR (channel = 'slack' AND target ~ '^https?://')
+ORDER BY tenant_id, id
+FOR UPDATE;
+
+-- name: set_destination_credential
+-- rekey: a credential re-encrypted (or encrypted for the first time) and the target shown for it.
+UPDATE notify.destinations SET target = :target, secret_ciphertext = :secret_ciphertext
+WHERE tenant_id = :tenant_id AND id = :id;
+
+-- name: mask_notification_recipients
+-- rekey: a Slack incoming-webhook URL now encrypted leaves no plain copy in its notifications
+-- (the dispatcher takes the URL from the destination's ciphertext).
+UPDATE notify.notifications SET recipient = :masked
+WHERE tenant_id = :tenant_id AND destination_id = :destination_id AND recipient = :recipient;
+
+-- name: sample_credentials
+-- notifyd's start: the oldest and the newest encrypted credential, to check that a configured key
+-- decrypts them.
+(SELECT id, secret_ciphertext FROM notify.destinations WHERE secret_ciphertext IS NOT NULL
+ ORDER BY created_at, id LIMIT 1)
+UNION
+(SELECT id, secret_ciphertext FROM notify.destinations WHERE secret_ciphertext IS NOT NULL
+ ORDER BY created_at DESC, id DESC LIMIT 1);

@@ -57,6 +57,15 @@ FROM (
 ) AS r(tenant_id, id, status, error, next_attempt_at, sent_at)
 WHERE n.tenant_id = r.tenant_id AND n.id = r.id AND n.claim_token = :token;
 
+-- name: refund_attempts
+-- Claims that were not sent because no configured key decrypts their destination's secret: the
+-- claim counted an attempt that was never made, so it is given back (they stay queued, and must
+-- not run out of attempts while an operator fixes channels.webhook.secret_key).
+UPDATE notify.notifications n
+SET send_attempts = greatest(n.send_attempts - 1, 0)
+FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[])) AS h(tenant_id, id)
+WHERE n.tenant_id = h.tenant_id AND n.id = h.id AND n.claim_token = :token;
+
 -- name: next_due
 -- When the earliest queued notification falls due (the dispatcher sleeps until then at most); a
 -- claimed one falls due again when its lease runs out.
