@@ -22,7 +22,7 @@ from engine.jobs import dispatcher_worker
 from engine.planner import plan_notifications
 from engine.scheduler import Supervisor, Worker
 from engine.secretbox import SecretBox
-from tests.daemon_harness import wait_for
+from tests.daemon_harness import start_daemon, wait_for  # noqa: F401 - start_daemon is a fixture
 from tests.delivery_support import OTHER_TENANT, HttpServer, add_dest, insert_alert, webhook_responder
 
 SSRF_REFUSAL = "target refused: address is loopback"
@@ -165,3 +165,37 @@ def test_a_reload_during_a_pass_applies_from_the_next_batch(start_notifyd):
         assert len(receiver.received) == 1
     finally:
         receiver.stop()
+
+
+def test_sighup_to_a_running_notifyd_turns_the_ssrf_guard_back_on(start_daemon, database_urls, databases, receiver):
+    """The same through the real process and signal: notifyd as a subprocess, SIGHUP, next send."""
+    import signal
+    from datetime import timezone
+
+    quiet_jobs = "jobs:\n  collect: 0\n  detect: 0\n  maintenance: 0\n  cleanup: 0\n  plan: 0\n"
+    daemon = start_daemon(settings(allow_private=True) + quiet_jobs)
+    daemon.wait_healthy()
+
+    def queue_and_settle() -> dict:
+        now = datetime.now(timezone.utc)
+        with databases.begin("notify") as conn:
+            alert_id = insert_alert(conn, now)
+            plan_notifications(conn, load_config(daemon.config_path), now)
+
+        def settled():
+            with databases.begin("notify") as conn:
+                row = conn.execute(text("SELECT status, error FROM notify.notifications WHERE alert_id = :a"),
+                                   dict(a=alert_id)).mappings().one()
+            return dict(row) if row["status"] != "queued" else None
+        return wait_for(settled, "the notification to be settled")
+
+    with databases.begin("notify") as conn:
+        add_dest(conn, datetime.now(timezone.utc), "webhook", receiver.url("/ok"))
+    assert queue_and_settle() == {"status": "sent", "error": None}
+
+    daemon.write_config(database_urls, settings(allow_private=False) + quiet_jobs)
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: any(line["msg"].startswith("config reloaded") for line in daemon.log_lines()), "the reload")
+    assert queue_and_settle() == {"status": "failed", "error": SSRF_REFUSAL}
+    assert len(receiver.received) == 1
+    assert daemon.stop() == 0
