@@ -38,6 +38,7 @@ HealthCheck = Callable[[], tuple[bool, dict]]
 MAX_CONNECTIONS = 64          # a few scrapers and probes; more is an attack or a leak
 REQUEST_TIMEOUT = 10.0        # seconds for the whole request head, and again for sending the answer
 MAX_HEAD_BYTES = 8192
+JSON = "application/json"
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -145,7 +146,7 @@ class HttpEndpoint:
                 status, body, content_type = await self._answer(head)
             except Exception:  # noqa: BLE001 - e.g. a collector that raised: logged, and a 500
                 log.warning("http request failed", exc_info=True)
-                status, body, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal"}', "application/json"
+                status, body, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, b'{"error": "internal"}', JSON
             writer.write(_response(status, body, content_type))
             try:
                 await asyncio.wait_for(writer.drain(), self.request_timeout)
@@ -158,18 +159,19 @@ class HttpEndpoint:
     async def _answer(self, head: bytes) -> tuple[HTTPStatus, bytes, str]:
         request_line = head.split(b"\r\n", 1)[0].split(b" ")
         if len(request_line) != 3 or not request_line[2].startswith(b"HTTP/1."):
-            return HTTPStatus.BAD_REQUEST, b'{"error": "bad request"}', "application/json"
+            return HTTPStatus.BAD_REQUEST, b'{"error": "bad request"}', JSON
         method, target = request_line[0], request_line[1]
         path = target.split(b"?", 1)[0].decode("ascii", "replace")
         if path not in self._executors:
-            return (HTTPStatus.NOT_FOUND, b'{"error": "not found: try /healthz or /metrics"}', "application/json")
+            return HTTPStatus.NOT_FOUND, b'{"error": "not found: try /healthz or /metrics"}', JSON
         if method != b"GET":
-            return HTTPStatus.METHOD_NOT_ALLOWED, b'{"error": "GET only"}', "application/json"
+            return HTTPStatus.METHOD_NOT_ALLOWED, b'{"error": "GET only"}', JSON
+        executor = self._executors[path]
         loop = asyncio.get_running_loop()
         if path == "/metrics":
-            return HTTPStatus.OK, await loop.run_in_executor(self._executors[path], metrics.render), CONTENT_TYPE_LATEST
-        healthy, body = await loop.run_in_executor(self._executors[path], self._check_health)
-        return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), json.dumps(body).encode(), "application/json"
+            return HTTPStatus.OK, await loop.run_in_executor(executor, metrics.render), CONTENT_TYPE_LATEST
+        healthy, body = await loop.run_in_executor(executor, self._check_health)
+        return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), json.dumps(body).encode(), JSON
 
     def _check_health(self) -> tuple[bool, dict]:
         try:
