@@ -496,7 +496,7 @@ async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[
                     if dispatcher.config is app.config:
                         await asyncio.to_thread(_wait_for_work, app, listener, stop_event)
             if not stop_event.is_set():
-                log.info("dispatcher: rebuilt from the reloaded config")
+                log.info("dispatcher: config reloaded; rebuilding channels, key and limits")
     finally:
         if listener is not None:
             listener.close()
