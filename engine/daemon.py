@@ -7,9 +7,10 @@ address is bound next (a taken port is one line and exit 1), then the databases 
 Signals: SIGTERM and SIGINT stop claiming new work and give in-flight work `daemon.shutdown_grace`
 to finish, then stop the embedded cluster if this process started it, and exit 0. SIGHUP re-reads
 the config file: a bad file is logged and the running config kept; a good one takes effect
-(job intervals, plans, tenants, channels, delivery, retention, partitions), except the keys that
-say where things are (databases, embedded, http, and logs, which holds the ingestion listener):
-those need a restart and are logged as such.
+(job intervals, plans, tenants, channels, delivery, routes, retention, partitions; the dispatcher
+rebuilds its channels, key and limits before its next batch), except the keys that say where
+things are (databases, embedded, http, and logs, which holds the ingestion listener): those need
+a restart and are logged as such (docs/OPERATIONS.md lists every key).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Entry points:
   * `deliver_due(app)`: one pass until nothing is due now (notifyctl run-once, tests).
   * `run_dispatcher(app, stop_event)`: blocks until `stop_event` (a threading.Event) is set;
     wakes on NOTIFY notify_engine_deliveries, polls every delivery.poll_interval as the fallback.
+    A reload (a new `app.config`) reaches it between batches: it builds a new Dispatcher.
     notifyd runs it in a thread: `threading.Thread(target=run_dispatcher, args=(app, stop))`.
 """
 
@@ -314,8 +315,8 @@ class Dispatcher:
                         continue
                     kept = False
                     total.add(summary)
-                    if summary.claimed == 0:
-                        return
+                    if summary.claimed == 0 or self.app.config is not self.config:
+                        return   # idle, or a reload: run_dispatcher builds a new dispatcher first
             finally:
                 self._give_back(conn)
 
@@ -510,28 +511,36 @@ async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[
 
     listener: Optional[psycopg.Connection] = None
     listen_failed = False
-    async with Dispatcher(app, resolve=resolve) as dispatcher:
-        try:
-            while not stop_event.is_set():
-                if listener is None or listener.closed:
-                    # Said once per outage, not once per poll.
-                    listener = _listen(app, quiet=listen_failed)
-                    listen_failed = listener is None
-                try:
-                    summary = await dispatcher.deliver_until_idle(stop_event)
-                    if summary.claimed:
-                        log.info("delivered: %s", summary)
-                except Exception as exc:  # noqa: BLE001 - the loop survives a database hiccup
-                    if is_connection_error(exc):
-                        # The health probe logs the outage once; claims left unrecorded run out
-                        # (delivery.lease) and are sent again once the database is back.
-                        log.debug("delivery pass: database unavailable: %s", one_line(exc))
-                    else:
-                        log.exception("delivery pass failed")
-                await asyncio.to_thread(_wait_for_work, app, listener, stop_event)
-        finally:
-            if listener is not None:
-                listener.close()
+    try:
+        while not stop_event.is_set():
+            # One dispatcher per config. A reload (SIGHUP replaces app.config) ends the pass after
+            # the batches in flight; the old dispatcher closes its channels and a new one is built
+            # from the new config (channels, SSRF guard, timeouts, key, limits, routes) before the
+            # next claim.
+            async with Dispatcher(app, resolve=resolve) as dispatcher:
+                while not stop_event.is_set() and dispatcher.config is app.config:
+                    if listener is None or listener.closed:
+                        # Said once per outage, not once per poll.
+                        listener = _listen(app, quiet=listen_failed)
+                        listen_failed = listener is None
+                    try:
+                        summary = await dispatcher.deliver_until_idle(stop_event)
+                        if summary.claimed:
+                            log.info("delivered: %s", summary)
+                    except Exception as exc:  # noqa: BLE001 - the loop survives a database hiccup
+                        if is_connection_error(exc):
+                            # The health probe logs the outage once; claims left unrecorded run out
+                            # (delivery.lease) and are sent again once the database is back.
+                            log.debug("delivery pass: database unavailable: %s", one_line(exc))
+                        else:
+                            log.exception("delivery pass failed")
+                    if dispatcher.config is app.config:
+                        await asyncio.to_thread(_wait_for_work, app, listener, stop_event)
+            if not stop_event.is_set():
+                log.info("dispatcher: config reloaded; rebuilding channels, key and limits")
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def _listen(app: App, *, quiet: bool = False) -> Optional[psycopg.Connection]:

@@ -81,6 +81,26 @@ def test_requests_without_the_right_token_are_refused(server, databases, token):
         assert conn.exec_driver_sql("SELECT count(*) FROM data_activity.api_access_logs").scalar() == 0
 
 
+@pytest.mark.parametrize("authorization", [b"Bearer \xff\xfe", b"\xc3\x28", TOKEN.encode() + b"\x80"])
+def test_a_non_utf8_authorization_header_is_refused_401_without_a_traceback(server, databases, caplog, authorization):
+    import socket
+
+    body = json.dumps(access()).encode()
+    request = (b"POST /v1/logs/data_activity.api_access_logs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: " + authorization + b"\r\nContent-Length: " + str(len(body)).encode()
+               + b"\r\nConnection: close\r\n\r\n" + body)
+    with caplog.at_level(logging.DEBUG), socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert b"WWW-Authenticate: Bearer" in answer
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    with databases.begin("data_activity") as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM data_activity.api_access_logs").scalar() == 0
+
+
 def test_unknown_table_and_oversized_body(server):
     response = post(server, "data_activity.nope", [access()])
     assert response.status_code == 404 and "unknown log table" in response.json()["error"]

@@ -52,8 +52,7 @@ def make_ingest_app(writer: BatchedLogWriter, token: str, *, max_body_bytes: int
 
     @web.middleware
     async def require_token(request: web.Request, handler):
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        if not hmac.compare_digest(_header_bytes(request, "Authorization"), expected):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="notify-engine logs"'})
         return await handler(request)
@@ -63,6 +62,16 @@ def make_ingest_app(writer: BatchedLogWriter, token: str, *, max_body_bytes: int
     app[_MAX_BODY_KEY] = max_body_bytes
     app.router.add_post("/v1/logs/{table}", ingest_lines)
     return app
+
+
+def _header_bytes(request: web.Request, name: str) -> bytes:
+    """A header as the bytes the client sent. aiohttp decodes headers as UTF-8 with
+    surrogateescape, so a non-UTF-8 value (latin-1 \\xff) holds lone surrogates that a plain
+    .encode() refuses: that was a 500 and a traceback instead of a 401."""
+    try:
+        return request.headers.get(name, "").encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return b""   # not bytes any client could have sent: matches no token
 
 
 async def ingest_lines(request: web.Request) -> web.Response:
