@@ -124,7 +124,12 @@ def literal_address(host: str) -> Optional[str]:
     except ValueError:
         pass
     if not is_ip_address(bare):
-        return None
+        # getaddrinfo reads whatever inet_aton reads (0x7f.0.0.1, 0x7f000001) as an address,
+        # never as a name, so it is one here too and is refused before a resolver is asked.
+        try:
+            return socket.inet_ntoa(socket.inet_aton(bare))
+        except (OSError, ValueError):
+            return None
     try:
         return socket.inet_ntoa(socket.inet_aton(bare))
     except OSError:
