@@ -74,6 +74,7 @@ class RawServer:
         self.reply = reply
         self.connections = 0
         self.requests: list[bytes] = []
+        self.written = 0      # bytes the reply wrote before the client went away
         self.server: Optional[asyncio.AbstractServer] = None
 
     async def __aenter__(self) -> "RawServer":
@@ -87,6 +88,13 @@ class RawServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        write = writer.write
+
+        def counted(data: bytes) -> None:
+            self.written += len(data)
+            write(data)
+
+        writer.write = counted  # type: ignore[method-assign]
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
@@ -255,9 +263,12 @@ def test_the_blocklist_covers_ipv4_carrying_and_deprecated_ipv6_ranges(address, 
 # --------------------------------------------------------------------------- bounded answers (http1)
 
 
+ENDLESS_CAP = 64 * 1024 * 1024     # what an "endless" reply writes at most, should a client read it all
+
+
 async def _endless_header(writer: asyncio.StreamWriter) -> None:
     writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
-    for _ in range(1024):            # 64 MiB at most, in case the client never stops reading
+    for _ in range(ENDLESS_CAP // 65536):
         writer.write(b"a" * 65536)
         await writer.drain()
 
@@ -269,7 +280,7 @@ async def _many_headers(writer: asyncio.StreamWriter) -> None:
 
 async def _endless_body(writer: asyncio.StreamWriter) -> None:
     writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-    for _ in range(1024):
+    for _ in range(ENDLESS_CAP // 65536):
         writer.write(b"10000\r\n" + b"b" * 65536 + b"\r\n")
         await writer.drain()
 
@@ -307,6 +318,7 @@ def test_a_header_block_past_the_bound_is_a_clean_transient_failure(client, repl
         result, server = answer_of(client, reply, read_timeout=10)
     assert result.kind == "transient", result
     assert "timed out" not in result.error    # refused at the bound, not at the read timeout
+    assert server.written < ENDLESS_CAP / 2   # the client stopped reading and hung up
     assert [r for r in caplog.records if r.name == "asyncio"] == []
 
 
@@ -325,8 +337,9 @@ def test_http1_stops_reading_an_endless_header_line_at_the_bound():
 
 @pytest.mark.parametrize("client", ["http1", "aiohttp"])
 def test_an_endless_body_still_yields_the_status_without_reading_it_all(client):
-    result, _ = answer_of(client, _endless_body, read_timeout=10)
+    result, server = answer_of(client, _endless_body, read_timeout=10)
     assert result.kind == "sent"
+    assert server.written < ENDLESS_CAP / 2   # not drained to the end: the client hung up
 
 
 @pytest.mark.parametrize("client", ["http1", "aiohttp"])
@@ -401,14 +414,18 @@ async def slack_hook_responder(request: web.Request, body: bytes) -> web.StreamR
         response = web.StreamResponse(status=200)
         response.enable_chunked_encoding()
         await response.prepare(request)
-        for _ in range(4096):       # 256 MiB at most
+        for _ in range(ENDLESS_CAP // 65536):
             await response.write(b"x" * 65536)
+            ENDLESS_WRITTEN.append(65536)
         return response
     if code == "drop":
         assert request.transport is not None
         request.transport.close()   # no answer: a connection error, which slack-sdk's handler retried
         return web.Response(status=200)
     return web.Response(status=200, text="ok")
+
+
+ENDLESS_WRITTEN: list[int] = []
 
 
 @pytest.fixture
@@ -461,8 +478,10 @@ def test_a_slack_incoming_webhook_ignores_proxies_from_the_environment(hook_app,
 
 
 def test_a_slack_incoming_webhook_answer_is_read_only_up_to_a_bound(hook_app, hook_server):
+    ENDLESS_WRITTEN.clear()
     row = deliver_slack_hook(hook_app, hook_server.url("/hooks/T0/B0/endless"))
     assert row["status"] == "sent", row["error"]
+    assert sum(ENDLESS_WRITTEN) < ENDLESS_CAP / 2   # slack-sdk read it all
 
 
 def test_a_slack_incoming_webhook_connection_error_is_not_retried_inside_the_send(hook_app, hook_server):
