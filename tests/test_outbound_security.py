@@ -222,6 +222,22 @@ def test_destinations_add_refuses_every_literal_spelling_and_stores_names_canoni
             assert stored == f"http://{canonical_host(host)}:8080/hook" and stored.isascii()
 
 
+def test_notifyctl_destinations_add_refuses_a_unicode_spelled_loopback_with_exit_2(app, config_file, capsys):
+    from sqlalchemy import text
+
+    from engine.cli import main
+
+    path = str(config_file())
+    code = main(["destinations", "add", "--tenant", TENANT, "--channel", "webhook",
+                 "--target", "http://127\uff0e0\uff0e0\uff0e1:8080/x", "--config", path])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--target: the URL's host is a loopback address" in err
+    assert main(["destinations", "add", "--tenant", TENANT, "--channel", "webhook",
+                 "--target", "http://Hooks\u3002Example\u3002com/x", "--config", path]) == 0
+    with app.databases.begin("notify") as conn:
+        assert conn.execute(text("SELECT target FROM notify.destinations")).scalars().all() == ["http://hooks.example.com/x"]
+
+
 def test_destinations_add_keeps_literal_private_targets_when_private_networks_are_allowed():
     assert validate_target("webhook", "http://127\u30020\u30020\u30021:8080/x?q=1", allow_private_networks=True) \
         == "http://127.0.0.1:8080/x?q=1"
@@ -239,8 +255,8 @@ def test_the_slack_web_api_base_url_is_operator_config_and_not_guarded(app):
 
     server = HttpServer(slack_responder).start()
     try:
-        config = SlackChannelConfig(token="xoxb-test-token", base_url=f"http://127\u30020\u30020\u30021:{server.port}/api/",
-                                    timeout=5)
+        base_url = f"http://127\u30020\u30020\u30021:{server.port}/api/"
+        config = SlackChannelConfig(token="xoxb-test-token", base_url=base_url, timeout=5)
         channel = SlackChannel(config, allow_private_networks=False, resolve=matrix_resolve)
         result, loop = run_guarded(lambda loop: send_once(channel, message("C0ALERTS", "slack")))
     finally:
@@ -365,7 +381,8 @@ def test_name_resolution_is_under_the_send_deadline(client):
     async def never(host, port):
         await asyncio.Event().wait()
 
-    channel = webhook_channel(client, allow_private=True, resolve=never, connect_timeout=30, read_timeout=30, timeout=0.5)
+    channel = webhook_channel(client, allow_private=True, resolve=never, connect_timeout=30, read_timeout=30,
+                              timeout=0.5)
     result, _ = run_guarded(lambda loop: send_once(channel, message("http://slow-dns.test/hook")))
     assert result.kind == "transient" and "timed out" in result.error
 
