@@ -102,6 +102,8 @@ def canonical_url(url: str) -> tuple[str, str]:
         port = parts.port
     except ValueError:
         raise SsrfRefused("target refused: not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise SsrfRefused("target refused: only http and https URLs are sent")
     host = canonical_host(parts.hostname or "")
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:

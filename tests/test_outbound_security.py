@@ -138,6 +138,7 @@ MATRIX = [
     ("U+3002 full stops", "127\u30020\u30020\u30021", None),
     ("U+FF0E full stops", "127\uff0e0\uff0e0\uff0e1", None),
     ("U+FF61 full stops", "127\uff610\uff610\uff611", None),
+    ("trailing full stop", "127\u30020\u30020\u30021\u3002", None),
     ("fullwidth digits", "\uff11\uff12\uff17.0.0.1", None),
     ("decimal", "2130706433", None),
     ("short form", "127.1", None),
