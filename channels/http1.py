@@ -175,6 +175,7 @@ class Http1Client:
         self.read_timeout = read_timeout
         # One deadline per post over resolution, every connect and the response.
         self.timeout = timeout if timeout is not None else connect_timeout + read_timeout
+        self._reused_send_timeout = min(read_timeout, self.timeout)   # a kept-alive connection: no connect spent
         self._resolve = resolve or system_resolve
         self._idle: dict[tuple, list[_Connection]] = {}
         self._addresses: dict[tuple, tuple[float, list[str]]] = {}
@@ -278,14 +279,16 @@ class Http1Client:
                     connection = candidate
                     break
             reused = connection is not None
-            if connection is None:
+            if reused:
+                send_timeout = self._reused_send_timeout
+            else:
                 connection = await self._connect(scheme, host, port, literal, deadline)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._keep_or_close(origin, connection)
-                raise RequestTimeout()
+                send_timeout = min(self.read_timeout, deadline - loop.time())
+                if send_timeout <= 0:
+                    connection.close()
+                    raise RequestTimeout()
             try:
-                response, keep_alive = await connection.send(request, min(self.read_timeout, remaining))
+                response, keep_alive = await connection.send(request, send_timeout)
             except (RequestTimeout, BadResponse):
                 connection.close()
                 raise   # the receiver answered (or took too long): a second try would send twice
@@ -294,21 +297,16 @@ class Http1Client:
                 if reused and attempt == 1:
                     continue  # the server closed an idle keep-alive connection: one fresh try
                 raise
-            if keep_alive:
-                self._keep_or_close(origin, connection)
+            if keep_alive and not connection.closed:
+                pool = self._idle.setdefault(origin, [])
+                if len(pool) < MAX_IDLE_PER_ORIGIN:
+                    pool.append(connection)
+                else:
+                    connection.close()
             else:
                 connection.close()
             return response
         raise ConnectionError("unreachable")  # pragma: no cover
-
-    def _keep_or_close(self, origin: tuple, connection: _Connection) -> None:
-        if connection.closed:
-            return
-        pool = self._idle.setdefault(origin, [])
-        if len(pool) < MAX_IDLE_PER_ORIGIN:
-            pool.append(connection)
-        else:
-            connection.close()
 
 
 __all__ = ["BadResponse", "Http1Client", "RequestTimeout", "Response", "SsrfRefused"]
