@@ -27,7 +27,7 @@ def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
         "webhook": WebhookChannel(allow_private_networks=webhook.allow_private_networks,
                                   connect_timeout=webhook.connect_timeout, read_timeout=webhook.read_timeout,
                                   resolve=resolve, connection_limit=config.delivery.concurrency.get("webhook", 128),
-                                  client=webhook.client),
+                                  client=webhook.client, timeout=webhook.timeout),
     }
 
 

@@ -7,7 +7,7 @@ into a status, a retry time or a disabled destination.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, Optional
 
 
@@ -85,4 +85,8 @@ def parse_retry_after(value: Optional[str], now: datetime) -> Optional[float]:
         return None
     if when is None:
         return None
+    if when.tzinfo is None:
+        # An HTTP date is GMT (RFC 9110 5.6.7); email.utils reads "-0000" and a missing zone as
+        # "zone unknown" and returns a naive datetime, which cannot be compared with `now`.
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - now).total_seconds())

@@ -7,7 +7,10 @@ Everything else (redirects, cookies, proxies, compression) is deliberately absen
 what the SSRF rules ask for. Response parsing is llhttp's (httptools), not ours.
 
 Connections go to addresses that `channels.ssrf.resolve_checked` returned (checked once,
-connected to as checked); TLS verifies the certificate against the URL's host name.
+connected to as checked), for the host `channels.ssrf.canonical_host` made of the URL's; TLS
+verifies the certificate against that host name. A receiver's answer is bounded: the header
+block (MAX_HEAD_BYTES, MAX_HEADERS) and what is read of the body (MAX_RESPONSE_BYTES), and each
+post has one deadline (`timeout`) over resolution, connects to each address, and the response.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
-from channels.ssrf import Resolve, SsrfRefused, literal_address, resolve_checked, system_resolve
+from channels.ssrf import Resolve, SsrfRefused, canonical_host, check_url_host, resolve_checked, system_resolve
 
 MAX_IDLE_PER_ORIGIN = 256
 MAX_CACHED_TARGETS = 4096
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 DNS_TTL = 10.0
+# What a receiver may make the client read: the status line and headers together (aiohttp's own
+# parser allows 8190 bytes a line and 128 headers), and then the body, which is drained and thrown
+# away: past the bound the status counts and the connection is closed rather than read further.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 128
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -40,6 +49,10 @@ class RequestTimeout(Exception):
     pass
 
 
+class BadResponse(ConnectionError):
+    """The receiver's answer broke a bound or could not be parsed; the message says which."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: Optional[asyncio.Transport] = None
@@ -50,6 +63,9 @@ class _Connection(asyncio.Protocol):
         self._retry_after: Optional[str] = None
         self._headers_complete = False
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._received = 0        # bytes of this response so far
+        self._header_count = 0
+        self._overflow: Optional[str] = None
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -59,8 +75,23 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"bad HTTP response: {type(exc).__name__}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # HttpParserUpgrade (a 101 with Upgrade) is no HttpParserError: uncaught, asyncio would
+            # log a traceback. A 101 has already been answered in on_message_complete.
+            self._fail(BadResponse(self._overflow or f"bad HTTP response: {type(exc).__name__}"))
+            self.close()
+            return
+        # Counted after the parser has seen the chunk, so a chunk that ends the head and starts the
+        # body is not held against the head; the parser's own buffer holds at most one chunk more.
+        self._received += len(data)
+        if self._received > MAX_HEAD_BYTES and not self._headers_complete:
+            self._fail(BadResponse(f"response header block over {MAX_HEAD_BYTES} bytes"))
+            self.close()
+        elif self._received > MAX_RESPONSE_BYTES:
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                self._stop_timer()
+                waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), False))
             self.close()
 
     def connection_lost(self, exc) -> None:
@@ -73,6 +104,10 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            self._overflow = f"more than {MAX_HEADERS} response headers"
+            raise BadResponse(self._overflow)  # stops the parser; data_received reports it
         if name.lower() == b"retry-after":
             self._retry_after = value.decode("latin-1").strip()
 
@@ -81,12 +116,17 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
+        keep_alive = True
         if status < 200:
-            return  # an interim 1xx reply: the real one follows
+            if status != 101:
+                return  # an interim 1xx reply: the real one follows
+            # 101 Switching Protocols was never asked for: it is the answer (classify decides what
+            # it means) and the connection, no longer HTTP, is not reused.
+            keep_alive = False
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             self._stop_timer()
-            waiter.set_result((Response(status, self._retry_after), self.parser.should_keep_alive()))
+            waiter.set_result((Response(status, self._retry_after), keep_alive and self.parser.should_keep_alive()))
 
     # use
     def _fail(self, exc: BaseException) -> None:
@@ -109,6 +149,7 @@ class _Connection(asyncio.Protocol):
         RequestTimeout after `timeout` seconds (one timer handle, not a wait_for task per request)."""
         self._retry_after = None
         self._headers_complete = False
+        self._received = self._header_count = 0
         loop = self._loop
         self.waiter = loop.create_future()
         self._timer = loop.call_later(timeout, self._timed_out)
@@ -128,14 +169,17 @@ class Http1Client:
     (the dispatcher's per-channel limit, the one place such limits live)."""
 
     def __init__(self, *, allow_private: bool, connect_timeout: float, read_timeout: float,
-                 resolve: Optional[Resolve] = None):
+                 resolve: Optional[Resolve] = None, timeout: Optional[float] = None):
         self.allow_private = allow_private
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        # One deadline per post over resolution, every connect and the response.
+        self.timeout = timeout if timeout is not None else connect_timeout + read_timeout
+        self._reused_send_timeout = min(read_timeout, self.timeout)   # a kept-alive connection: no connect spent
         self._resolve = resolve or system_resolve
         self._idle: dict[tuple, list[_Connection]] = {}
         self._addresses: dict[tuple, tuple[float, list[str]]] = {}
-        self._targets: dict[str, tuple[tuple, str]] = {}
+        self._targets: dict[str, tuple[tuple, str, Optional[str]]] = {}
         self._ssl: Optional[ssl.SSLContext] = None   # made on the first https connection (loading CA certificates takes tens of ms)
 
     def _tls(self) -> ssl.SSLContext:
@@ -149,64 +193,78 @@ class Http1Client:
                 connection.close()
         self._idle.clear()
 
-    async def _addresses_for(self, host: str, port: int) -> list[str]:
-        literal = literal_address(host)
-        if literal is not None:
-            from channels.ssrf import check_url_host
-
-            check_url_host(host, self.allow_private)
-            return [literal]
+    async def _addresses_for(self, host: str, port: int, deadline: float) -> list[str]:
         key = (host, port)
         cached = self._addresses.get(key)
         now = time.monotonic()
         if cached and cached[0] > now:
             return cached[1]
-        # Checked once here; the connection below goes to exactly these addresses.
-        addresses = await resolve_checked(host, port, self._resolve, self.allow_private)
+        # Checked once here; the connection below goes to exactly these addresses. The lookup is
+        # under the post's deadline too (a wait_for only on a cache miss, not per request).
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            addresses = await asyncio.wait_for(resolve_checked(host, port, self._resolve, self.allow_private),
+                                               max(0.0, remaining))
+        except asyncio.TimeoutError:
+            raise RequestTimeout() from None
         self._addresses[key] = (now + DNS_TTL, addresses)
         return addresses
 
-    async def _connect(self, scheme: str, host: str, port: int) -> _Connection:
+    async def _connect(self, scheme: str, host: str, port: int, literal: Optional[str],
+                       deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
         last_error: BaseException = ConnectionError("no address")
-        for address in await self._addresses_for(host, port):
+        addresses = [literal] if literal is not None else await self._addresses_for(host, port, deadline)
+        for address in addresses:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RequestTimeout()  # the name's addresses share the one deadline
             try:
                 _, connection = await asyncio.wait_for(loop.create_connection(
                     _Connection, address, port,
                     ssl=self._tls() if scheme == "https" else None,
-                    server_hostname=host if scheme == "https" else None), self.connect_timeout)
+                    server_hostname=host if scheme == "https" else None), min(self.connect_timeout, remaining))
                 return connection
             except (OSError, asyncio.TimeoutError) as exc:
                 last_error = exc
+        if isinstance(last_error, asyncio.TimeoutError) and loop.time() >= deadline:
+            raise RequestTimeout()
         raise last_error
 
-    def _target(self, url: str) -> tuple[tuple, str]:
-        """(origin, request line and Host header) of a URL, parsed once per URL: a dispatcher
-        posts to the same few URLs over and over."""
+    def _target(self, url: str) -> tuple[tuple, str, Optional[str]]:
+        """(origin, request line and Host header, the checked address of an IP-literal host) of a
+        URL, parsed and checked once per URL: a dispatcher posts to the same few URLs over and over.
+        A refused URL raises SsrfRefused and is not cached."""
         known = self._targets.get(url)
         if known is not None:
             return known
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise SsrfRefused("target refused: not a valid URL") from None
         scheme = parts.scheme
-        host = parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
+        if scheme not in ("http", "https"):
+            raise SsrfRefused("target refused: only http and https URLs are sent")
+        # The host as the check sees it is the host connected to and named in Host and TLS SNI.
+        host = canonical_host(parts.hostname or "")
+        literal = check_url_host(host, self.allow_private)
+        port = port or (443 if scheme == "https" else 80)
         # Percent-encode what may not appear raw in a request line (spaces, non-ASCII); urlsplit has
         # already dropped CR, LF and tabs, so a target cannot smuggle a header in.
         target = quote(parts.path or "/", safe=_PATH_SAFE) + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
-        try:
-            host.encode("ascii")
-        except UnicodeEncodeError:
-            host = host.encode("idna").decode("ascii")
         default_port = port == (443 if scheme == "https" else 80)
         host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
-        known = ((scheme, host, port), f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\n")
+        known = ((scheme, host, port), f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\n", literal)
         if len(self._targets) >= MAX_CACHED_TARGETS:
             self._targets.clear()
         self._targets[url] = known
         return known
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
-        origin, request_head = self._target(url)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        origin, request_head, literal = self._target(url)
         scheme, host, port = origin
         head = [request_head, f"Content-Length: {len(body)}\r\n"]
         head += [f"{name}: {value}\r\n" for name, value in headers.items()]
@@ -221,13 +279,19 @@ class Http1Client:
                     connection = candidate
                     break
             reused = connection is not None
-            if connection is None:
-                connection = await self._connect(scheme, host, port)
+            if reused:
+                send_timeout = self._reused_send_timeout
+            else:
+                connection = await self._connect(scheme, host, port, literal, deadline)
+                send_timeout = min(self.read_timeout, deadline - loop.time())
+                if send_timeout <= 0:
+                    connection.close()
+                    raise RequestTimeout()
             try:
-                response, keep_alive = await connection.send(request, self.read_timeout)
-            except RequestTimeout:
+                response, keep_alive = await connection.send(request, send_timeout)
+            except (RequestTimeout, BadResponse):
                 connection.close()
-                raise
+                raise   # the receiver answered (or took too long): a second try would send twice
             except (ConnectionError, OSError):
                 connection.close()
                 if reused and attempt == 1:
@@ -245,4 +309,4 @@ class Http1Client:
         raise ConnectionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["Http1Client", "RequestTimeout", "Response", "SsrfRefused"]
+__all__ = ["BadResponse", "Http1Client", "RequestTimeout", "Response", "SsrfRefused"]

@@ -2,8 +2,11 @@
 incoming-webhook URL as the target.
 
 slack-sdk's own retry handlers are turned off: the dispatcher owns retries, with backoff and
-Retry-After, and records every attempt. An incoming-webhook URL is tenant input, so it goes
-through the same SSRF-guarded session as webhooks; base_url (ops config) does not need to.
+Retry-After, and records every attempt. An incoming-webhook URL is tenant input, so it is posted
+through the same SSRF-guarded session and code as webhooks (`post_guarded_answer`: canonical host,
+guard, no redirects, no environment proxies, a bounded read, channels.slack.timeout as the one
+deadline), not through slack-sdk's webhook client, which follows redirects, reads HTTP(S)_PROXY,
+reads whole bodies and retries. base_url (ops config) is not guarded: docs/SECURITY.md says why.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ from typing import Optional
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from channels.base import Channel, DeliveryResult, Message, parse_retry_after
-from channels.ssrf import Resolve, SsrfRefused, check_url_host
-from channels.webhook import guarded_session
+from channels.ssrf import Resolve
+from channels.webhook import NotAnswered, encode_payload, guarded_session, post_guarded_answer
 from engine.config import SlackChannelConfig
 from engine.templating import message_context, render, render_json
 
@@ -96,28 +98,29 @@ class SlackChannel(Channel):
             return DeliveryResult.transient("Slack request timed out")
 
     async def _send_incoming_webhook(self, message: Message, text: str, blocks) -> DeliveryResult:
-        from urllib.parse import urlsplit
-
+        assert self._hook_session is not None
+        payload = {"text": text}
+        if blocks:
+            payload["blocks"] = blocks
         try:
-            check_url_host(urlsplit(message.recipient).hostname or "", self.allow_private_networks)
-            client = AsyncWebhookClient(message.recipient, timeout=int(self.config.timeout) or 1,
-                                        session=self._hook_session)
-            response = await client.send(text=text, blocks=blocks)
-        except SsrfRefused as exc:
-            return DeliveryResult.permanent(str(exc))
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, SsrfRefused):
-                return DeliveryResult.permanent(str(exc.os_error))
-            return DeliveryResult.transient(f"Slack webhook connection failed: {type(exc).__name__}")
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            return DeliveryResult.transient(f"Slack webhook connection failed: {type(exc).__name__}")
-        status = response.status_code
+            answer = await post_guarded_answer(
+                self._hook_session, message.recipient, encode_payload(payload),
+                {"content-type": "application/json;charset=utf-8", "user-agent": "notify-engine/slack"},
+                self.allow_private_networks)
+        except NotAnswered as exc:
+            result = exc.result
+            if result.kind == "transient":
+                return DeliveryResult.transient(f"Slack webhook {result.error}", result.retry_after)
+            return result
+        status = answer.status
         if 200 <= status < 300:
             return DeliveryResult.sent()
-        body = (response.body or "")[:40]
+        body = answer.body_start[:40].decode("utf-8", "replace").strip()
         if status == 429 or status >= 500:
             return DeliveryResult.transient(f"Slack webhook HTTP {status}",
-                                            parse_retry_after((response.headers or {}).get("Retry-After"), message.now))
+                                            parse_retry_after(answer.retry_after, message.now))
+        if 300 <= status < 400:
+            return DeliveryResult.permanent(f"Slack webhook HTTP {status}: redirects are not followed")
         if status == 410 or body in ("no_service", "channel_is_archived"):
             return DeliveryResult.permanent(f"Slack webhook HTTP {status} {body}".strip(), disable_destination=True)
         return DeliveryResult.permanent(f"Slack webhook HTTP {status}")

@@ -5,8 +5,10 @@ Two HTTP clients, chosen by channels.webhook.client (BENCHMARKS.md has the measu
     it connects to the addresses channels.ssrf.resolve_checked returned.
   * aiohttp: one ClientSession per dispatcher whose connector resolves through the SSRF guard's
     resolver, so the address that was checked is the address connected to.
-Both: no redirects, no proxies from the environment, no cookies; responses mean the same
-(`classify`).
+Both: the URL's host made canonical (`channels.ssrf.canonical_host`) before the check, no
+redirects, no proxies from the environment, no cookies, bounded responses, and one deadline per
+send (`channels.webhook.timeout`) over resolution, connect and response; responses mean the same
+(`classify`). docs/SECURITY.md says what each outbound path guarantees.
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ import hashlib
 import hmac
 import json
 import ssl
+from dataclasses import dataclass
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
 from channels.base import Channel, DeliveryResult, Message, parse_retry_after
-from channels.http1 import Http1Client, RequestTimeout
-from channels.ssrf import GuardedResolver, Resolve, SsrfRefused, check_url_host
+from channels.http1 import BadResponse, Http1Client, RequestTimeout
+from channels.ssrf import GuardedResolver, Resolve, SsrfRefused, canonical_url, check_url_host
+
+# What the aiohttp path reads of a response body (the http1 client has its own bounds); the header
+# block is bounded by aiohttp's parser (8190 bytes a line, 128 headers).
+MAX_BODY_READ = 4096
+MAX_CANONICAL_URLS = 4096
 
 PAYLOAD_VERSION = 1
 
@@ -90,12 +97,15 @@ class WebhookChannel(Channel):
     name = "webhook"
 
     def __init__(self, *, allow_private_networks: bool, connect_timeout: float, read_timeout: float,
-                 resolve: Optional[Resolve] = None, connection_limit: int = 128, client: str = "http1"):
+                 resolve: Optional[Resolve] = None, connection_limit: int = 128, client: str = "http1",
+                 timeout: Optional[float] = None):
         self.allow_private_networks = allow_private_networks
         self.client = client
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+        # The one deadline of a send; sock_read alone resets with every byte a receiver drips.
+        self._deadline = timeout if timeout is not None else connect_timeout + read_timeout
         self._http1: Optional[Http1Client] = None
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
+        self._timeout = aiohttp.ClientTimeout(total=self._deadline, sock_connect=connect_timeout,
                                               sock_read=read_timeout, connect=connect_timeout)
         self._resolve = resolve
         self._connection_limit = connection_limit
@@ -106,7 +116,7 @@ class WebhookChannel(Channel):
             if self._http1 is None:
                 self._http1 = Http1Client(allow_private=self.allow_private_networks,
                                           connect_timeout=self._connect_timeout, read_timeout=self._read_timeout,
-                                          resolve=self._resolve)
+                                          resolve=self._resolve, timeout=self._deadline)
             return
         if self._session is None:
             self._session = guarded_session(self.allow_private_networks, self._resolve, self._timeout,
@@ -155,6 +165,10 @@ def classify(status: int, retry_after: Optional[str], now) -> DeliveryResult:
     """What a webhook response means (docs/WEBHOOKS.md "Responses")."""
     if 200 <= status < 300:
         return DeliveryResult.sent()
+    if status < 200:
+        # Only 101 gets here (other 1xx are interim): a protocol switch nobody asked for is a
+        # receiver that does not take webhooks, which a retry does not change.
+        return DeliveryResult.permanent(f"HTTP {status}: not an answer to a webhook")
     if status == 410:
         return DeliveryResult.permanent("HTTP 410 Gone: endpoint removed, destination disabled",
                                         disable_destination=True)
@@ -172,6 +186,8 @@ async def post_lean(client: Http1Client, url: str, body: bytes, headers: dict[st
         return DeliveryResult.permanent(str(exc))
     except RequestTimeout:
         return DeliveryResult.transient("timed out")
+    except BadResponse as exc:
+        return DeliveryResult.transient(str(exc))
     except asyncio.TimeoutError:
         return DeliveryResult.transient("connection failed: timed out")
     except ssl.SSLError as exc:
@@ -181,23 +197,70 @@ async def post_lean(client: Http1Client, url: str, body: bytes, headers: dict[st
     return classify(response.status, response.retry_after, now)
 
 
-async def post_guarded(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
-                       allow_private: bool, now) -> DeliveryResult:
+@dataclass
+class Answer:
+    status: int
+    retry_after: Optional[str]
+    body_start: bytes    # at most MAX_BODY_READ bytes of the body
+
+
+class NotAnswered(Exception):
+    """A guarded post that got no usable answer; `result` says what that means."""
+
+    def __init__(self, result: DeliveryResult):
+        super().__init__(result.error)
+        self.result = result
+
+
+_canonical_urls: dict[str, tuple[str, str]] = {}
+
+
+def _canonical(url: str) -> tuple[str, str]:
+    """canonical_url, once per URL (the dispatcher posts to the same few URLs over and over)."""
+    known = _canonical_urls.get(url)
+    if known is None:
+        known = canonical_url(url)
+        if len(_canonical_urls) >= MAX_CANONICAL_URLS:
+            _canonical_urls.clear()
+        _canonical_urls[url] = known
+    return known
+
+
+async def post_guarded_answer(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
+                              allow_private: bool) -> Answer:
+    """POST through a `guarded_session`: the canonical URL (so aiohttp connects to the host that
+    was checked), no redirects, at most MAX_BODY_READ bytes of the body read, and the rest of the
+    connection dropped. Raises NotAnswered with the transient or permanent result otherwise."""
     try:
-        check_url_host(urlsplit(url).hostname or "", allow_private)
+        url, host = _canonical(url)
+        check_url_host(host, allow_private)
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-            await response.content.read(4096)  # drain a little so the connection can be reused
-            return classify(response.status, response.headers.get("Retry-After"), now)
+            # Read a little (so a short answer leaves the connection reusable), never the whole body.
+            body_start = await response.content.read(MAX_BODY_READ)
+            return Answer(response.status, response.headers.get("Retry-After"), body_start)
     except SsrfRefused as exc:
-        return DeliveryResult.permanent(str(exc))
+        raise NotAnswered(DeliveryResult.permanent(str(exc))) from None
     except aiohttp.ClientConnectorError as exc:
         cause = exc.os_error
         if isinstance(cause, SsrfRefused) or isinstance(exc.__cause__, SsrfRefused):
-            return DeliveryResult.permanent(str(cause if isinstance(cause, SsrfRefused) else exc.__cause__))
-        return DeliveryResult.transient(f"connection failed: {type(cause).__name__}")
+            raise NotAnswered(DeliveryResult.permanent(
+                str(cause if isinstance(cause, SsrfRefused) else exc.__cause__))) from None
+        raise NotAnswered(DeliveryResult.transient(f"connection failed: {type(cause).__name__}")) from None
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        return DeliveryResult.transient("timed out")
+        raise NotAnswered(DeliveryResult.transient("timed out")) from None
+    except aiohttp.ClientResponseError as exc:
+        # Includes a header block past aiohttp's bounds (BadHttpMessage, LineTooLong).
+        raise NotAnswered(DeliveryResult.transient(f"bad response: {type(exc).__name__}")) from None
     except aiohttp.ClientError as exc:
-        return DeliveryResult.transient(f"connection error: {type(exc).__name__}")
+        raise NotAnswered(DeliveryResult.transient(f"connection error: {type(exc).__name__}")) from None
     except OSError as exc:
-        return DeliveryResult.transient(f"connection error: {type(exc).__name__}")
+        raise NotAnswered(DeliveryResult.transient(f"connection error: {type(exc).__name__}")) from None
+
+
+async def post_guarded(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
+                       allow_private: bool, now) -> DeliveryResult:
+    try:
+        answer = await post_guarded_answer(session, url, body, headers, allow_private)
+    except NotAnswered as exc:
+        return exc.result
+    return classify(answer.status, answer.retry_after, now)

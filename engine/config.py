@@ -107,6 +107,9 @@ class WebhookChannelConfig:
     allow_private_networks: bool = False
     connect_timeout: Duration = Duration(5)
     read_timeout: Duration = Duration(10)
+    # One deadline per send over name resolution, connecting (to each of a name's addresses in
+    # turn) and the whole response; unset: connect_timeout + read_timeout.
+    timeout: Optional[Duration] = None
     # Fernet key (urlsafe base64 of 32 bytes) that encrypts destinations' signing secrets and Slack
     # incoming-webhook URLs at rest; e.g. ${NOTIFY_SECRET_KEY}. Several keys (a list, or one string
     # with commas) rotate: the first encrypts, all decrypt (engine.secretbox).
@@ -150,6 +153,8 @@ class DeliveryConfig:
     backoff_max: Duration = Duration(36000)
     lease: Duration = Duration(60)
     reminder_interval: Duration = Duration(4 * 3600)
+    # Longest wait a receiver's Retry-After may ask for; it is honoured past backoff_max.
+    retry_after_max: Duration = Duration(86400)
     # Delivery (issue 4): notifications claimed per batch, dispatcher coroutines per process, how
     # long the dispatcher sleeps without a NOTIFY wake-up, and in-flight sends per channel.
     batch_size: int = 500
@@ -581,6 +586,8 @@ def _check_references(config: Config, source: str) -> None:
             raise ConfigError(f"{source}: tenants.{tenant_id}.plan: unknown plan {tenant.plan!r}")
     if config.channels.webhook.client not in ("http1", "aiohttp"):
         raise ConfigError(f"{source}: channels.webhook.client: expected http1 or aiohttp")
+    if config.channels.webhook.timeout is not None and config.channels.webhook.timeout <= 0:
+        raise ConfigError(f"{source}: channels.webhook.timeout: must be more than 0")
     if config.channels.email.security not in ("none", "starttls", "tls"):
         raise ConfigError(f"{source}: channels.email.security: expected none, starttls or tls")
     for key in ("months_ahead", "keep_months"):

@@ -29,7 +29,7 @@ _EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 _SLACK_CHANNEL = re.compile(r"^[#@]?[A-Za-z0-9._-]{1,80}$")
 
 
-def validate_target(channel: str, target: str, *, where: str = "--target") -> str:
+def validate_target(channel: str, target: str, *, where: str = "--target", allow_private_networks: bool = True) -> str:
     target = target.strip()
     if channel not in CHANNELS:
         raise BadInput(f"--channel: expected one of {', '.join(CHANNELS)}, got {channel!r}")
@@ -43,14 +43,19 @@ def validate_target(channel: str, target: str, *, where: str = "--target") -> st
         return ", ".join(addresses)
     if channel == "slack":
         if target.startswith(("https://", "http://")):
-            return validate_url(target, where=where)
+            return validate_url(target, where=where, allow_private_networks=allow_private_networks)
         if not _SLACK_CHANNEL.match(target):
             raise BadInput(f"{where}: expected a Slack channel id (C0123ABC), #name or an incoming-webhook URL")
         return target
-    return validate_url(target, where=where)
+    return validate_url(target, where=where, allow_private_networks=allow_private_networks)
 
 
-def validate_url(target: str, *, where: str) -> str:
+def validate_url(target: str, *, where: str, allow_private_networks: bool = True) -> str:
+    """The URL with its host in canonical form (what the HTTP clients connect to: UTS #46, so
+    `127。0。0。1` is stored as 127.0.0.1); an IP-literal host in a blocked range is refused here
+    unless private networks are allowed. Names are checked at every send (DNS answers change)."""
+    from channels.ssrf import SsrfRefused, blocked_reason, canonical_url, literal_address  # aiohttp: only when needed
+
     try:
         parts = urlsplit(target)
         port = parts.port  # raises on a bad port
@@ -66,6 +71,15 @@ def validate_url(target: str, *, where: str) -> str:
         # Credentials in a URL end up in logs and listings; use a signing secret instead.
         raise BadInput(f"{where}: credentials in the URL are not accepted; use --secret to sign instead")
     del port
+    try:
+        target, host = canonical_url(target)
+    except SsrfRefused:
+        raise BadInput(f"{where}: the URL's host is not a valid host name") from None
+    address = literal_address(host)
+    reason = blocked_reason(address) if address is not None and not allow_private_networks else None
+    if reason:
+        raise BadInput(f"{where}: the URL's host is a {reason} address, which "
+                       "channels.webhook.allow_private_networks: false refuses")
     return target
 
 
@@ -113,7 +127,8 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
         tenant = uuid.UUID(tenant_id)
     except ValueError:
         raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
-    target = validate_target(channel, target)
+    target = validate_target(channel, target,
+                             allow_private_networks=config.channels.webhook.allow_private_networks)
     if min_severity not in SEVERITIES:
         raise BadInput(f"--min-severity: expected one of {', '.join(SEVERITIES)}, got {min_severity!r}")
     if secret is not None and channel != "webhook":

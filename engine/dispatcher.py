@@ -95,11 +95,12 @@ class Outcome:
 
 
 def retry_delay(attempt: int, base: float, maximum: float, rng: random.Random,
-                retry_after: Optional[float] = None) -> float:
+                retry_after: Optional[float] = None, retry_after_max: float = 86400.0) -> float:
     """Exponential backoff with "equal jitter": between half and all of base * 2^(attempt-1),
-    capped at `maximum`. A server's Retry-After replaces the schedule (also capped at `maximum`)."""
+    capped at `maximum`. A server's Retry-After replaces the schedule, capped at `retry_after_max`
+    (delivery.retry_after_max), not at `maximum`: the server knows when it can take more."""
     if retry_after is not None:
-        delay = min(retry_after, maximum)  # the server said when; capped so a typo cannot park a row for years
+        delay = min(retry_after, retry_after_max)  # the server said when; capped so a typo cannot park a row for years
     else:
         schedule = min(maximum, base * (2 ** max(0, attempt - 1)))
         delay = schedule / 2 + rng.uniform(0, schedule / 2)
@@ -454,7 +455,8 @@ class Dispatcher:
         attempts = row["send_attempts"]
         if attempts >= delivery.max_attempts:
             return Outcome("failed", error=f"gave up after {attempts} attempts: {result.error}")
-        delay = retry_delay(attempts, delivery.backoff_base, delivery.backoff_max, self.rng, result.retry_after)
+        delay = retry_delay(attempts, delivery.backoff_base, delivery.backoff_max, self.rng, result.retry_after,
+                            delivery.retry_after_max)
         return Outcome("queued", error=result.error, next_attempt_at=now + timedelta(seconds=delay))
 
 
