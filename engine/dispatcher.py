@@ -399,8 +399,8 @@ class Dispatcher:
             log.warning("notification %s: %s; such notifications stay queued (notify_delivery_undecryptable_total)",
                         row["id"], exc)
         delivery = self.config.delivery
-        wait = max(delivery.backoff_base, (now - row["created_at"]).total_seconds())
-        delay = retry_delay(row["send_attempts"], delivery.backoff_base, delivery.backoff_max, self.rng, wait)
+        delay = max(MIN_RETRY_DELAY, min(delivery.backoff_max,
+                                         max(delivery.backoff_base, (now - row["created_at"]).total_seconds())))
         return Outcome("queued", error=str(exc)[:300], next_attempt_at=now + timedelta(seconds=delay),
                        refund_attempt=True)
 
