@@ -569,6 +569,18 @@ def _shown(value: Any) -> str:
     return repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
 
 
+def _check_secret_keys(config: Config, source: str) -> None:
+    """A malformed key is a config error, so a SIGHUP with one is refused (the running config
+    kept) instead of leaving the dispatcher unable to start."""
+    from engine.errors import BadInput
+    from engine.secretbox import SecretBox  # here: secretbox is imported by modules this one feeds
+
+    try:
+        SecretBox(config.channels.webhook.secret_key)
+    except BadInput as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def _check_references(config: Config, source: str) -> None:
     if "default" not in config.plans:
         raise ConfigError(f"{source}: plans.default: required (it applies to every tenant not listed)")
@@ -588,6 +600,7 @@ def _check_references(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: channels.webhook.client: expected http1 or aiohttp")
     if config.channels.webhook.timeout is not None and config.channels.webhook.timeout <= 0:
         raise ConfigError(f"{source}: channels.webhook.timeout: must be more than 0")
+    _check_secret_keys(config, source)
     if config.channels.email.security not in ("none", "starttls", "tls"):
         raise ConfigError(f"{source}: channels.email.security: expected none, starttls or tls")
     for key in ("months_ahead", "keep_months"):

@@ -43,12 +43,17 @@ def test_durations(text, seconds):
     ("http: {listen: nowhere}", "http.listen: expected HOST:PORT"),
     ("partitions: [1, 2]", "partitions: expected a mapping, got a list"),
     ("channels: {slack: {token: '${SLACK_TOKEN}'}}", "channels.slack.token: environment variable SLACK_TOKEN is not set"),
+    # A malformed key is refused at load (so a SIGHUP with one keeps the running config), never echoed.
+    ("channels: {webhook: {secret_key: not-a-fernet-key}}", "channels.webhook.secret_key: expected a Fernet key"),
+    ("channels: {webhook: {secret_key: [" + "A" * 43 + "=, not-a-fernet-key]}}",
+     "channels.webhook.secret_key[1]: expected a Fernet key"),
 ])
 def test_bad_values_are_named_with_their_key(tmp_path, yaml_text, message):
     with pytest.raises(ConfigError) as info:
         parse(yaml_text, tmp_path)
     assert message in str(info.value)
     assert str(tmp_path / "config.yaml") in str(info.value)
+    assert "not-a-fernet-key" not in str(info.value)
 
 
 def test_invalid_yaml_names_the_line(tmp_path):
