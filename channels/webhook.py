@@ -54,13 +54,15 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def build_payload(message: Message) -> dict[str, Any]:
+def build_payload(message: Message, summary: Optional[str] = None) -> dict[str, Any]:
     alert = message.alert
     return {
         "version": PAYLOAD_VERSION,
         "type": f"alert.{message.transition}",
         "id": message.idempotency_key,
         "timestamp": message.now.isoformat(),
+        # For people (a chat relay, a ticket title): the message's one line, as the email's subject.
+        "summary": summary,
         "data": {
             "notification": {
                 "id": message.notification_id,
@@ -98,8 +100,11 @@ class WebhookChannel(Channel):
 
     def __init__(self, *, allow_private_networks: bool, connect_timeout: float, read_timeout: float,
                  resolve: Optional[Resolve] = None, connection_limit: int = 128, client: str = "http1",
-                 timeout: Optional[float] = None):
+                 timeout: Optional[float] = None, composer: Optional[Any] = None,
+                 templates_root: Optional[Any] = None):
         self.allow_private_networks = allow_private_networks
+        self.composer = composer
+        self.templates_root = templates_root
         self.client = client
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         # The one deadline of a send; sock_read alone resets with every byte a receiver drips.
@@ -122,6 +127,17 @@ class WebhookChannel(Channel):
             self._session = guarded_session(self.allow_private_networks, self._resolve, self._timeout,
                                             self._connection_limit)
 
+    def summary(self, message: Message) -> str:
+        from engine.messages import Composer, Recipient
+        from engine.templating import render
+
+        if self.composer is None:
+            self.composer = Composer()
+        context = self.composer.context(message.alert, message.transition, message.severity, message.reminder_no,
+                                        Recipient(message.destination_id, message.timezone, message.locale, None))
+        return " ".join(render("webhook", message.alert.get("kind", "default"), "summary", context,
+                               root=self.templates_root).split())
+
     async def close(self) -> None:
         if self._http1 is not None:
             await self._http1.close()
@@ -132,7 +148,7 @@ class WebhookChannel(Channel):
 
     async def send(self, message: Message) -> DeliveryResult:
         await self.open()
-        body = encode_payload(build_payload(message))
+        body = encode_payload(build_payload(message, self.summary(message)))
         timestamp = int(message.now.timestamp())
         headers = {
             "content-type": "application/json",

@@ -414,6 +414,8 @@ class Dispatcher:
                 return "destination removed"
             if not row["destination_enabled"]:
                 return "destination disabled"
+            if row["destination_opted_out"]:
+                return f"destination unsubscribed from {row['kind']}"  # one-click (engine/unsubscribe.py)
         elif route_for_key(self.config, row["route_key"] or "") is None:
             return "route no longer configured"
         return None
@@ -444,7 +446,9 @@ class Dispatcher:
                        alert_id=row["alert_id"], channel=row["channel"], recipient=recipient,
                        idempotency_key=row["idempotency_key"], transition=row["transition"] or "opened",
                        reminder_no=row["reminder_no"], severity=row["severity"] or row["alert_severity"],
-                       attempt=row["send_attempts"], now=now, alert=alert, secret=secret)
+                       attempt=row["send_attempts"], now=now, alert=alert, secret=secret,
+                       destination_id=row["destination_id"], timezone=row["destination_timezone"],
+                       locale=row["destination_locale"])
 
     def _outcome(self, row: dict, result: DeliveryResult, now: datetime) -> Outcome:
         if result.kind == "sent":
