@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import jinja2
+import markupsafe
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import templates as _templates_package
@@ -47,7 +48,18 @@ class TemplateFailure(Exception):
 
 def mrkdwn_escape(value: Any) -> str:
     """Slack mrkdwn treats &, < and > as control characters (its docs: "Escaping text")."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _plain(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _plain(value: Any) -> str:
+    # str.__str__ gives a plain str even for Markup, whose methods would escape their arguments.
+    return str.__str__(value) if isinstance(value, str) else str(value)
+
+
+def words_to_html(value: Any) -> markupsafe.Markup:
+    """The words templates write plain text, yet a macro called from an autoescaped template
+    returns Markup (Jinja marks macro output safe there): escape it as the text it is."""
+    return markupsafe.escape(_plain(value))
 
 
 def clip(value: Any, length: int) -> str:
@@ -61,7 +73,7 @@ def environment(root: str = str(TEMPLATE_ROOT)) -> ImmutableSandboxedEnvironment
     env = _environment(root)
     from engine.messages import usage_bar  # here: messages imports this module
 
-    env.filters.update(mrkdwn=mrkdwn_escape, clip=clip, usage_bar=usage_bar)
+    env.filters.update(mrkdwn=mrkdwn_escape, clip=clip, usage_bar=usage_bar, html=words_to_html)
     return env
 
 
