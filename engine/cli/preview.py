@@ -77,7 +77,7 @@ def sample_message(kind: str, channel: str, transition: str = "opened", *, local
     alert, severity = sample_alert(kind, transition)
     recipient = {"email": "owner@acme.example", "slack": "C0123ACME", "webhook": "https://hooks.acme.example/notify"}
     return Message(notification_id=str(uuid.UUID(int=5)), tenant_id=SAMPLE_TENANT, alert_id=SAMPLE_ALERT,
-                   channel=channel, recipient=recipient[channel], idempotency_key=f"{SAMPLE_ALERT}:{transition}:sample",
+                   channel=channel, recipient=recipient[channel], idempotency_key=f"sample-{transition}-{SAMPLE_ALERT}",
                    transition=transition, reminder_no=1 if transition == "reminder" else 0, severity=severity,
                    attempt=1, now=SAMPLE_NOW, alert=alert, destination_id=SAMPLE_DESTINATION, timezone=tz,
                    locale=locale)
