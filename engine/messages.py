@@ -105,7 +105,7 @@ class Formats:
         if self.locale.language == "en":
             # As the issue writes it ("85 %"); Babel's English form would be "85%".
             return format_decimal(amount, format="#,##0.#", locale=self.locale) + " %"
-        return format_percent(amount / 100, format="#,##0.#%", locale=self.locale)
+        return format_percent(amount / 100, locale=self.locale)   # the language's own pattern ("85 %" in German)
 
     def local(self, moment: datetime) -> datetime:
         if moment.tzinfo is None:

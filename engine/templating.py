@@ -104,9 +104,13 @@ def words_names(locale: str, kind: str, name: Optional[str] = None) -> list[str]
     """Where the words of `kind` (or the shared file `name`) are looked for, most specific first."""
     from engine.messages import WORDS_FAMILY
 
-    languages = [locale] + ([locale.split("_")[0]] if "_" in locale else []) + ["en"]
-    files = [name] if name else [kind, WORDS_FAMILY.get(kind, "default"), "default"]
-    return [f"words/{lang}/{file}.j2" for lang in dict.fromkeys(languages) for file in dict.fromkeys(files)]
+    languages = list(dict.fromkeys([locale] + ([locale.split("_")[0]] if "_" in locale else []) + ["en"]))
+    if name:
+        return [f"words/{lang}/{name}.j2" for lang in languages]
+    # The kind's own words in English beat a translation's generic default.j2.
+    specific = list(dict.fromkeys([kind, WORDS_FAMILY.get(kind, "default")]))
+    return ([f"words/{lang}/{file}.j2" for lang in languages for file in specific if file != "default"]
+            + [f"words/{lang}/default.j2" for lang in languages])
 
 
 def render(channel: str, kind: str, part: str, context: dict[str, Any], *, root: Optional[Path] = None) -> str:

@@ -210,3 +210,20 @@ def test_starttls_required_but_not_offered_sends_nothing_in_clear(mail_app, smtp
     (row,) = rows(mail_app)
     assert row["status"] == "queued" and row["error"].startswith("SMTP connection failed")
     assert handler.messages == []
+
+
+def test_the_destinations_locale_and_time_zone_reach_its_email(mail_app, smtp):
+    from sqlalchemy import text
+
+    handler, _ = smtp
+    with mail_app.databases.begin("notify") as conn:
+        add_dest(conn, mail_app.clock.now(), "email", "inhaber@tenant.example")
+        conn.execute(text("UPDATE notify.destinations SET locale = 'de', timezone = 'America/New_York'"))
+        insert_alert(conn, mail_app.clock.now(), context=RUNS_CONTEXT)
+        plan_notifications(conn, mail_app.config, mail_app.clock.now())
+    assert deliver_due(mail_app).sent == 1
+    message = email.message_from_bytes(handler.messages[0].original_content, policy=email.policy.default)
+    assert message["Subject"] == "85 % der monatlichen Runs verbraucht"
+    plain = message.get_body(("plain",)).get_content()
+    assert "850 von 1.000" in plain and "Gemessen: 30. November 2026, 04:12 (America/New_York)" in plain
+    assert message["Auto-Submitted"] == "auto-generated" and "List-Unsubscribe" not in message

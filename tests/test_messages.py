@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
+
+import templates
 
 from engine.cli import main as notifyctl
 from engine.cli.preview import KINDS, SAMPLE_ALERT, SAMPLE_BASE, SAMPLE_TENANT, render_preview
@@ -203,3 +206,30 @@ def test_notifyctl_preview_prints_subject_and_text_and_writes_the_html(tmp_path,
     assert capsys.readouterr().err.strip() == "notifyctl: --html: only email messages have an HTML part"
     assert notifyctl(["preview", "--config", str(config), "--kind", "RATE_LIMIT", "--channel", "email",
                       "--timezone", "Nowhere/Else"]) == 2
+
+
+def test_the_locale_picks_the_words_and_babel_the_formats():
+    email = render_preview(Config(), "RUNS_THRESHOLD", "email", locale="de", tz="Europe/Berlin")
+    assert email["subject"] == "85 % der monatlichen Runs verbraucht (Base Sales CRM)"   # one-line header: plain spaces
+    assert "hat 85\u00a0% der monatlichen Runs verbraucht" in email["text"]
+    assert "850 von 1.000 (Base Sales CRM)" in email["text"]
+    assert "Der Zähler wird am 1. Dezember 2026 zurückgesetzt." in email["text"]
+    assert '<html lang="de">' in email["html"]
+    wallet = render_preview(Config(), "WALLET_LOW", "slack", locale="de")
+    assert wallet["text"] == "Ihr Guthaben ist niedrig: 3,12\u00a0$"
+
+
+def test_a_missing_translation_falls_back_to_english_never_to_an_error(tmp_path):
+    email = render_preview(Config(), "RUNS_THRESHOLD", "email", locale="fr")
+    assert email["subject"] == "You have used 85 % of your monthly runs (base Sales CRM)"
+    # A translation with only some files: the rest of the message reads in English.
+    (tmp_path / "words" / "fr").mkdir(parents=True)
+    (tmp_path / "words" / "fr" / "_common.j2").write_text(
+        (Path(templates.__file__).parent / "words" / "en" / "_common.j2").read_text()
+        .replace('"view_alert": "View this alert"', '"view_alert": "Voir cette alerte"'))
+    config = linked_config()
+    config.delivery.templates_dir = str(tmp_path)
+    email = render_preview(config, "PAYMENT_FAILED", "email", locale="fr")
+    # Numbers and dates still read as the locale writes them.
+    assert email["subject"] == "Your payment of 49,00 $US failed for invoice INV-2026-0117"
+    assert "Voir cette alerte: https://notify.example.com/ui/alerts/" in email["text"]
