@@ -14,7 +14,7 @@ from engine.config import Config
 
 
 def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
-                   templates_root: Optional[Path] = None) -> dict[str, Channel]:
+                   templates_root: Optional[Path] = None, app=None) -> dict[str, Channel]:
     from channels.email import EmailChannel
     from channels.slack import SlackChannel
     from channels.webhook import WebhookChannel
@@ -22,7 +22,7 @@ def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
     from engine.messages import Composer
 
     webhook = config.channels.webhook
-    composer = Composer(config)
+    composer = Composer(config, app)   # the app lets it load messages.names_sql
     return {
         "email": EmailChannel(config.channels.email, templates_root=templates_root, composer=composer),
         "slack": SlackChannel(config.channels.slack, allow_private_networks=webhook.allow_private_networks,

@@ -87,6 +87,9 @@ class EmailChannel(Channel):
         email.add_alternative(html, subtype="html")
         return email
 
+    async def open(self) -> None:
+        await self.composer.prepare()
+
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config
         client = aiosmtplib.SMTP(hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,

@@ -52,6 +52,7 @@ class SlackChannel(Channel):
         self._client: Optional[AsyncWebClient] = None
 
     async def open(self) -> None:
+        await self.composer.prepare()
         if self._api_session is None:
             timeout = aiohttp.ClientTimeout(total=self.config.timeout)
             self._api_session = aiohttp.ClientSession(timeout=timeout, trust_env=False)

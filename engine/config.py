@@ -200,6 +200,12 @@ class MessageLinkConfig:
 
 
 @dataclass
+class NamesSourceConfig:
+    database: str      # a section name (admin_log, portal_log, data_activity, notify) or a libpq URL
+    query: str
+
+
+@dataclass
 class MessagesConfig:
     """How messages read (issue 14): defaults for destinations that set no time zone or locale,
     display names in place of UUIDs, links, and the public base URL of the API for alert links and
@@ -212,6 +218,10 @@ class MessagesConfig:
     public_url: Optional[str] = None
     unsubscribe_ttl: Duration = Duration(365 * 86400)   # how long an unsubscribe link keeps working
     names: dict[str, str] = field(default_factory=dict)   # tenant or base UUID -> display name
+    # A query returning (uuid, name) rows for tenants and bases, e.g. from the platform database;
+    # it wins over `names` for an id listed in both, and is reloaded every names_refresh.
+    names_sql: Optional[NamesSourceConfig] = None
+    names_refresh: Duration = Duration(300)
     links: dict[str, MessageLinkConfig] = field(default_factory=dict)   # alert kind -> action link
 
 

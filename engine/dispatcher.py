@@ -131,7 +131,8 @@ class Dispatcher:
         self.config = app.config
         templates_dir = self.config.delivery.templates_dir
         self.channels = channels or build_channels(self.config, resolve=resolve,
-                                                   templates_root=Path(templates_dir) if templates_dir else None)
+                                                   templates_root=Path(templates_dir) if templates_dir else None,
+                                                   app=app)
         self.secrets = SecretBox.for_config(self.config)
         self.rng = rng or random.Random()
         self.limits: Optional[ChannelLimits] = None

@@ -10,7 +10,10 @@ data: action links are filled in with str.format_map over a fixed set of values.
 
 from __future__ import annotations
 
+import logging
 import string
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,6 +27,8 @@ from babel.numbers import format_currency, format_decimal, format_percent, is_cu
 
 from engine.config import Config
 from engine.errors import BadInput
+
+log = logging.getLogger(__name__)
 
 # The words of each kind: templates/words/<locale>/<KIND>.j2, else the file of its family here.
 WORDS_FAMILY = {
@@ -139,11 +144,76 @@ class Recipient:
     address: Optional[str] = None
 
 
+class NameBook:
+    """Display names of tenants and bases: messages.names, and messages.names_sql (which wins),
+    loaded when a dispatcher opens its channels and reloaded in a background thread once
+    messages.names_refresh has passed, so a send never waits for the query. Without an app (preview,
+    tests of rendering) only the static names are used."""
+
+    def __init__(self, config: Config, app: Any = None):
+        self.static = config.messages.names
+        self.source = config.messages.names_sql
+        self.refresh_every = float(config.messages.names_refresh)
+        self.app = app
+        self._loaded: dict[str, str] = {}
+        self._loaded_at: Optional[float] = None
+        self._refreshing = threading.Lock()
+        self._warned = False
+
+    def get(self, key: Optional[str]) -> Optional[str]:
+        if not key:
+            return None
+        if self._stale() and self._refreshing.acquire(blocking=False):
+            threading.Thread(target=self._refresh_holding_lock, name="names-refresh", daemon=True).start()
+        return self._loaded.get(key) or self.static.get(key)
+
+    def _stale(self) -> bool:
+        return (self.source is not None and self.app is not None
+                and (self._loaded_at is None or time.monotonic() - self._loaded_at >= self.refresh_every))
+
+    def refresh_if_stale(self) -> None:
+        if self._stale():
+            with self._refreshing:
+                self.refresh()
+
+    def _refresh_holding_lock(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._refreshing.release()
+
+    def refresh(self) -> None:
+        from engine.errors import NotifyError
+        from engine.plans import query_source  # here: plans imports engine.db, which this module need not
+
+        try:
+            rows = query_source(self.app, self.source, "messages.names_sql")
+        except NotifyError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("%s; messages keep the names they had", exc)
+            self._loaded_at = time.monotonic()  # try again after names_refresh, not on every message
+            return
+        names = {}
+        for row in rows:
+            if row[0] is not None and row[1] is not None and is_uuid(row[0]):
+                names[str(uuid.UUID(str(row[0])))] = " ".join(str(row[1]).split())[:200]
+        self._loaded, self._loaded_at = names, time.monotonic()
+
+
 class Composer:
     """Builds the template context of one message from the alert, its transition and recipient."""
 
-    def __init__(self, config: Optional[Config] = None):
+    def __init__(self, config: Optional[Config] = None, app: Any = None):
         self.config = config or Config()
+        self.names = NameBook(self.config, app)
+
+    async def prepare(self) -> None:
+        """Loads the names from messages.names_sql (in a thread) when they are due."""
+        import asyncio
+
+        if self.names._stale():   # cheap: channels open before every send
+            await asyncio.to_thread(self.names.refresh_if_stale)
 
     def context(self, alert: dict, transition: str, severity: Optional[str], reminder_no: int,
                 recipient: Optional[Recipient] = None, *, unsubscribe_url: Optional[str] = None) -> dict[str, Any]:
@@ -162,8 +232,8 @@ class Composer:
             kind=kind, locale=locale, zone=formats.zone_name,
             variant=VARIANTS.get(transition, "update"),
             transition_name=transition.replace("_", " "),
-            tenant=dict(id=tenant_id, name=settings.names.get(tenant_id or "")),
-            base=dict(id=base_id, name=settings.names.get(base_id), short=base_id[:8]) if base_id else None,
+            tenant=dict(id=tenant_id, name=self.names.get(tenant_id)),
+            base=dict(id=base_id, name=self.names.get(base_id), short=base_id[:8]) if base_id else None,
             facts=facts,
             first_seen=_when(formats, alert.get("first_seen_at")),
             last_seen=_when(formats, alert.get("last_seen_at")),

@@ -112,3 +112,30 @@ def test_ops_routes_and_a_missing_public_url_get_no_unsubscribe_header(mail_app,
     assert "List-Unsubscribe" not in received(handler)          # ops routes cannot unsubscribe
     mail_app.config.messages.public_url = None
     assert unsubscribe_url(mail_app.config, "t") is None
+
+
+def test_display_names_come_from_a_sql_source_which_wins_over_config(mail_app, smtp):
+    from engine.config import NamesSourceConfig
+    from tests.delivery_support import TENANT
+
+    handler, _ = smtp
+    mail_app.config.messages.names = {TENANT: "Name from config.yaml"}
+    mail_app.config.messages.names_sql = NamesSourceConfig(
+        database="notify", query=f"SELECT '{TENANT}'::uuid, 'Acme  from SQL' UNION ALL SELECT NULL, 'skipped'")
+    with mail_app.databases.begin("notify") as conn:
+        add_dest(conn, mail_app.clock.now(), "email", "owner@tenant.example")
+    send_alert(mail_app)
+    assert "Acme from SQL has used 85 % of its monthly runs" in received(handler).get_body(("plain",)).get_content()
+
+
+def test_a_failing_names_query_leaves_the_static_names_and_the_message_goes_out(mail_app, smtp):
+    from engine.config import NamesSourceConfig
+    from tests.delivery_support import TENANT
+
+    handler, _ = smtp
+    mail_app.config.messages.names = {TENANT: "Acme from config"}
+    mail_app.config.messages.names_sql = NamesSourceConfig(database="notify", query="SELECT * FROM no_such_table")
+    with mail_app.databases.begin("notify") as conn:
+        add_dest(conn, mail_app.clock.now(), "email", "owner@tenant.example")
+    send_alert(mail_app)
+    assert "Acme from config has used 85 %" in received(handler).get_body(("plain",)).get_content()
