@@ -31,7 +31,7 @@ def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
                                   connect_timeout=webhook.connect_timeout, read_timeout=webhook.read_timeout,
                                   resolve=resolve, connection_limit=config.delivery.concurrency.get("webhook", 128),
                                   client=webhook.client, timeout=webhook.timeout, composer=composer,
-                                  templates_root=templates_root),
+                                  templates_root=templates_root, summary=webhook.summary),
     }
 
 

@@ -101,10 +101,11 @@ class WebhookChannel(Channel):
     def __init__(self, *, allow_private_networks: bool, connect_timeout: float, read_timeout: float,
                  resolve: Optional[Resolve] = None, connection_limit: int = 128, client: str = "http1",
                  timeout: Optional[float] = None, composer: Optional[Any] = None,
-                 templates_root: Optional[Any] = None):
+                 templates_root: Optional[Any] = None, summary: bool = True):
         self.allow_private_networks = allow_private_networks
         self.composer = composer
         self.templates_root = templates_root
+        self.with_summary = summary
         self.client = client
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         # The one deadline of a send; sock_read alone resets with every byte a receiver drips.
@@ -148,7 +149,7 @@ class WebhookChannel(Channel):
 
     async def send(self, message: Message) -> DeliveryResult:
         await self.open()
-        body = encode_payload(build_payload(message, self.summary(message)))
+        body = encode_payload(build_payload(message, self.summary(message) if self.with_summary else None))
         timestamp = int(message.now.timestamp())
         headers = {
             "content-type": "application/json",
