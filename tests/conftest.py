@@ -31,7 +31,7 @@ from engine.db import Databases
 from engine.embedded import EmbeddedCluster, find_bin_dir
 from engine.migrations import apply_migrations
 
-# Frozen time is for the engine's clock, not the driver's timers: psycopg < 3.3.3 reads
+# Frozen time is for the engine's clock, not the driver's timers: psycopg before 3.3.4 reads
 # time.monotonic() for its connect timeout, and under a frozen clock a connection made inside
 # freeze_time fails with "connection timeout expired".
 freezegun.configure(extend_ignore_list=["psycopg"])
