@@ -137,10 +137,8 @@ def test_a_webhook_host_that_does_not_resolve_is_a_transient_failure_naming_the_
     assert destination(app, dest)["enabled"] is True     # DNS may come back: nothing is disabled
 
 
-@pytest.mark.skip(reason="needs the overall per-send deadline that includes DNS (channels/webhook.py, "
-                         "channels/http1.py: the outbound clients' work); its test comes with it")
-def test_a_webhook_host_whose_lookup_hangs_fails_within_the_send_deadline():
-    pass
+# A lookup that hangs: tests/test_outbound_security.py::test_name_resolution_is_under_the_send_deadline
+# (both clients; the send deadline covers resolution).
 
 
 # ------------------------------------------------------------------ SMTP
