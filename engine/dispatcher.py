@@ -2,8 +2,10 @@
 
 One batch is three steps: `claim_due` (one statement: FOR UPDATE SKIP LOCKED, attempt counted,
 lease taken), concurrent sends within per-channel limits, `record_results` (one UPDATE ... FROM
-unnest for the whole batch). Each dispatcher runs `delivery.workers` such loops so the database
-round trips of one overlap the sends of another.
+unnest for the whole batch; while a slow send holds the batch up, one for the outcomes finished so
+far every RESULT_FLUSH_INTERVAL, and the rows still in flight renew their lease every lease/3).
+Each dispatcher runs `delivery.workers` such loops so the database round trips of one overlap the
+sends of another.
 
 At-least-once: a process killed mid-send leaves its claims to run out (delivery.lease) and be
 claimed again; the idempotency key (webhook-id, Message-ID) is the same on every attempt so a
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 
 WAKE_CHANNEL = "notify_engine_deliveries"
 MIN_RETRY_DELAY = 1.0  # a transient failure is never due again within the same instant
+# While a batch still sends, the outcomes finished so far are recorded this often (seconds): a
+# batch of healthy receivers ends before the first flush and is still one statement.
+RESULT_FLUSH_INTERVAL = 0.1
 # Session settings of the dispatcher's own connections (claims and results only):
 #   * synchronous_commit off: claims and results commit without waiting for the WAL flush. Safe
 #     here: a claim or a result lost to a server crash only means the notification is sent again
@@ -256,8 +261,7 @@ class Dispatcher:
         summary = DeliverySummary(claimed=len(rows))
         if not rows:
             return summary
-        outcomes = await self._send_batch(rows, now)
-        await self._record_async(conn, rows, outcomes, token)
+        outcomes = await self._send_and_record(conn, rows, now, token)
         attempts: dict[tuple[str, str], int] = {}
         for row, outcome in zip(rows, outcomes):
             if outcome.status == "sent":
@@ -307,27 +311,86 @@ class Dispatcher:
         await asyncio.gather(*(worker() for _ in range(self.config.delivery.workers)))
         return total
 
-    async def _send_batch(self, rows: list[dict], now: datetime) -> list[Outcome]:
-        """Every row's outcome, in row order. Rows that need no send (skipped, out of attempts)
-        are settled first; the rest are sent per channel by at most `delivery.concurrency[channel]`
-        lanes, each a coroutine that holds one of the channel's slots and sends row after row
-        (not one task per row: task, semaphore and timer churn per row was a tenth of the
-        dispatcher's CPU)."""
+    async def _send_and_record(self, conn: psycopg.AsyncConnection, rows: list[dict], now: datetime,
+                               token: uuid.UUID) -> list[Outcome]:
+        """Sends a claimed batch and records every outcome under the claim's token. A batch that
+        finishes within RESULT_FLUSH_INTERVAL (the common case) is recorded in one statement, as
+        before. While one still sends, every RESULT_FLUSH_INTERVAL the outcomes finished so far
+        are recorded together, and every lease/3 the rows still unrecorded get a fresh lease: a
+        slow receiver holds up only its own rows, and the others are neither left unrecorded past
+        their lease nor claimed and sent again by another dispatcher (issue 12)."""
         outcomes: list[Optional[Outcome]] = [None] * len(rows)
+        finished: list[int] = []          # indexes whose outcome is known and not yet recorded
+        recorded = [False] * len(rows)
+        sending = asyncio.ensure_future(self._send_batch(rows, now, outcomes, finished))
+        loop = asyncio.get_running_loop()
+        renew_every = float(self.config.delivery.lease) / 3
+        renew_at = loop.time() + renew_every
+        try:
+            while not sending.done():
+                wait = min(RESULT_FLUSH_INTERVAL, max(0.0, renew_at - loop.time()))
+                await asyncio.wait((sending,), timeout=wait)
+                if sending.done():
+                    break
+                await self._record_finished(conn, rows, outcomes, finished, recorded, token)
+                if loop.time() >= renew_at:
+                    unrecorded = [row for row, done in zip(rows, recorded) if not done]
+                    await self._renew_lease_async(conn, unrecorded, token)
+                    renew_at = loop.time() + renew_every
+        except Exception:
+            # A failed write (the database went away): the sends in flight still finish; their
+            # rows keep the claim until the lease runs out and are then sent again (at-least-once).
+            await asyncio.wait((sending,))
+            raise
+        finally:
+            if not sending.done():
+                sending.cancel()          # only when this batch itself is cancelled
+        sending.result()
+        await self._record_finished(conn, rows, outcomes, finished, recorded, token)
+        return outcomes  # type: ignore[return-value]
+
+    async def _record_finished(self, conn: psycopg.AsyncConnection, rows: list[dict],
+                               outcomes: list[Optional[Outcome]], finished: list[int], recorded: list[bool],
+                               token: uuid.UUID) -> None:
+        """Records the outcomes in `finished` (one statement) and empties it."""
+        if not finished:
+            return
+        indexes = finished[:]
+        del finished[:len(indexes)]
+        await self._record_async(conn, [rows[i] for i in indexes], [outcomes[i] for i in indexes],  # type: ignore[misc]
+                                 token)
+        for index in indexes:
+            recorded[index] = True
+
+    async def _renew_lease_async(self, conn: psycopg.AsyncConnection, rows: list[dict], token: uuid.UUID) -> None:
+        if not rows:
+            return
+        lease_until = self.app.clock.now() + timedelta(seconds=self.config.delivery.lease)
+        await conn.execute(raw_query("dispatcher", "renew_lease"), dict(
+            token=token, lease_until=lease_until, tenant_ids=[row["tenant_id"] for row in rows],
+            ids=[row["id"] for row in rows]))
+
+    async def _send_batch(self, rows: list[dict], now: datetime, outcomes: list[Optional[Outcome]],
+                          finished: list[int]) -> None:
+        """Fills in every row's outcome (appending its index to `finished` as it is known). Rows
+        that need no send (skipped, out of attempts) are settled first; the rest are sent per
+        channel by at most `delivery.concurrency[channel]` lanes, each a coroutine that holds one
+        of the channel's slots and sends row after row (not one task per row: task, semaphore
+        and timer churn per row was a tenth of the dispatcher's CPU)."""
         by_channel: dict[str, list[int]] = {}
         for index, row in enumerate(rows):
             settled = self._settle_without_sending(row)
             if settled is not None:
                 outcomes[index] = settled
+                finished.append(index)
             else:
                 by_channel.setdefault(row["channel"], []).append(index)
         if by_channel:
-            await asyncio.gather(*(self._send_channel(name, indexes, rows, outcomes, now)
+            await asyncio.gather(*(self._send_channel(name, indexes, rows, outcomes, finished, now)
                                    for name, indexes in by_channel.items()))
-        return outcomes  # type: ignore[return-value]
 
     async def _send_channel(self, name: str, indexes: list[int], rows: list[dict],
-                            outcomes: list[Optional[Outcome]], now: datetime) -> None:
+                            outcomes: list[Optional[Outcome]], finished: list[int], now: datetime) -> None:
         assert self.limits is not None
         channel = self.channels[name]
         slots = self.limits(name)
@@ -337,6 +400,7 @@ class Dispatcher:
             async with slots:
                 for index in pending:
                     outcomes[index] = await self._deliver_one(channel, rows[index], now)
+                    finished.append(index)
 
         lanes = min(self.limits.limit(name), len(indexes))
         if lanes == 1:
