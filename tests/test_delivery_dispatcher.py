@@ -111,15 +111,62 @@ def test_a_slow_receiver_holds_up_only_its_own_notification_and_keeps_its_lease(
         wait_for(lambda: all(r["status"] == "sent" for r in rows(app) if str(r["alert_id"]) != slow_alert),
                  "the healthy notifications recorded while the slow one is still in flight", timeout=10)
         assert slow_row()["status"] == "queued" and slow_row()["claim_token"] is not None
-        app.clock.advance(timedelta(seconds=10))   # far past the claim's own lease
-        wait_for(lambda: slow_row()["lease_until"] > app.clock.now(), "the slow row's lease renewed", timeout=10)
-        assert deliver_due(app).claimed == 0       # another dispatcher now takes nothing over
+        lease_end = slow_row()["lease_until"]
+        for _ in range(3):   # time passes in steps shorter than the lease, each seen by a renewal
+            app.clock.advance(timedelta(seconds=0.3))
+            wait_for(lambda: slow_row()["lease_until"] >= app.clock.now() + timedelta(seconds=0.6),
+                     "the slow row's lease renewed", timeout=10)
+        assert app.clock.now() > lease_end
+        assert deliver_due(app).claimed == 0       # past the claim's own lease, nothing is taken over
     finally:
         release.set()
         first.join(15)
     assert {(r["status"], r["send_attempts"]) for r in rows(app)} == {("sent", 1)}
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == 6 and len(set(ids)) == 6
+
+
+def test_a_notification_queued_while_a_slow_send_runs_does_not_wait_for_it(hook_app, receiver):
+    # Issue 12: once every row of a batch has started, its stragglers finish on their own and
+    # the long-running dispatcher goes on claiming; it waits for them only when it stops.
+    app = hook_app
+    app.config.delivery.poll_interval = 60    # only NOTIFY wakes it: no poll helps the test pass
+    app.config.channels.webhook.read_timeout = 60   # the slow send outlasts the wait below
+    arrived, release = threading.Event(), threading.Event()
+    answer = receiver.responder
+
+    async def slow_or_ok(request, body):
+        if request.path == "/slow":
+            arrived.set()
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+        return await answer(request, body)
+
+    receiver.responder = slow_or_ok
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, now, "webhook", receiver.url("/slow"), tenant_id=OTHER_TENANT)
+        add_dest(conn, now, "webhook", receiver.url("/ok"))
+        slow_alert = insert_alert(conn, now, tenant_id=OTHER_TENANT)
+        plan_notifications(conn, app.config, now)
+    stop = threading.Event()
+    dispatcher = threading.Thread(target=run_dispatcher, args=(app, stop))
+    dispatcher.start()
+    try:
+        assert arrived.wait(10)
+        with app.databases.begin("notify") as conn:
+            later_alert = insert_alert(conn, now)
+            plan_notifications(conn, app.config, now)   # NOTIFYs the dispatcher at commit
+        wait_for(lambda: [r["status"] for r in rows(app) if str(r["alert_id"]) == later_alert] == ["sent"],
+                 "the later notification sent while the slow one is still in flight", timeout=15)
+        assert [r["status"] for r in rows(app) if str(r["alert_id"]) == slow_alert] == ["queued"]
+    finally:
+        release.set()
+        stop.set()
+        dispatcher.join(15)
+    assert not dispatcher.is_alive()
+    assert {(r["status"], r["send_attempts"]) for r in rows(app)} == {("sent", 1)}   # the straggler too, at stop
+    assert len(receiver.received) == 2
 
 
 def test_two_dispatchers_on_one_queue_send_each_notification_once(hook_app, receiver):
