@@ -149,6 +149,29 @@ def test_a_job_outlasting_idle_in_transaction_session_timeout_is_still_recorded(
             admin.execute(f'ALTER DATABASE "{name}" RESET idle_in_transaction_session_timeout')
 
 
+def test_a_job_whose_lock_session_died_is_still_recorded_and_leaves_the_lock_free(app, clock, database_urls):
+    # The lock's own connection dies mid-job: the lock goes with the session, the run is recorded
+    # through another connection, and the dead one is not handed out again by the pool.
+    url = database_urls["notify"]
+
+    def job_losing_its_lock(app):
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
+        assert killed == [(True,)]
+
+    job = every_minute("orphaned", job_losing_its_lock)
+    supervisor = Supervisor(app, [job])
+    assert supervisor.run_tick(job) == "ok"
+    assert [r["status"] for r in job_runs(app.databases, "orphaned")] == ["ok"]
+    with psycopg.connect(url, autocommit=True) as other_copy:
+        assert other_copy.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()").fetchone()[0] == 0
+    clock.advance(timedelta(seconds=60))
+    assert supervisor.run_tick(every_minute("sample", CountingJob())) == "ok"
+
+
 def test_an_unreachable_database_is_logged_once_and_recovery_wakes_the_jobs(config, clock, database_urls, caplog):
     # The same database on a port nothing listens on stands for a server that went away.
     name = make_url(database_urls["notify"]).database
