@@ -165,9 +165,10 @@ class DripReceiver:
     """A webhook endpoint that reads the request, then answers one header line every `interval`
     until `release` is set, then completes a 200: a slow (or hostile) receiver whose answer
     outlives the dispatcher's lease without ever going silent long enough for a read timeout.
-    Raw asyncio, since aiohttp's server writes a response's head at once."""
+    One line a second keeps a long drip within a client's bound on header lines. Raw asyncio,
+    since aiohttp's server writes a response's head at once."""
 
-    def __init__(self, interval: float = 0.25):
+    def __init__(self, interval: float = 1.0):
         self.interval = interval
         self.release = threading.Event()
         self.webhook_ids: list[str] = []
@@ -188,7 +189,7 @@ class DripReceiver:
                 writer.write(f"X-Drip-{line}: still here\r\n".encode())
                 await writer.drain()
                 line += 1
-                await asyncio.sleep(self.interval)   # the drip's pace, not a wait for a condition
+                await asyncio.to_thread(self.release.wait, self.interval)   # the drip's pace, or released
             writer.write(b"Content-Length: 2\r\nConnection: close\r\n\r\nok")
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

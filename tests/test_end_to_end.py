@@ -405,7 +405,9 @@ def test_g_a_dripping_receiver_holds_up_only_its_own_notification_across_two_dae
     drip = DripReceiver().start()
     try:
         lease = 3.0
-        yaml = daemon_yaml(key, lease="3s", channels=f"    client: {client}\n")
+        # Read timeout far above the drip, however long the second daemon takes to start.
+        yaml = daemon_yaml(key, lease="3s", channels=f"    client: {client}\n").replace(
+            "read_timeout: 30s", "read_timeout: 120s")
         first = start_daemon(yaml, name="first")
         healthy = [tenant(300 + i) for i in range(20)]
         slow = tenant(399)
