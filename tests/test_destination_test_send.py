@@ -92,7 +92,8 @@ def test_a_failed_test_send_is_not_retried_in_the_background(app, clock, receive
     result = send_test_notification(app, destination)
     assert (result.sent, result.outcome, result.error) == (False, "failed", "HTTP 503")
     (row,) = rows(app)
-    assert (row["status"], row["send_attempts"], row["next_attempt_at"], row["claim_token"]) == ("failed", 1, None, None)
+    assert (row["status"], row["send_attempts"], row["next_attempt_at"], row["claim_token"]) == \
+        ("failed", 1, None, None)
     clock.advance(timedelta(days=1))
     assert deliver_due(app).claimed == 0
     assert len(receiver.received) == 1

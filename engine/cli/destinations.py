@@ -43,7 +43,8 @@ def register(subparsers, common) -> None:
     remove.set_defaults(handler=remove_command)
 
     test = actions.add_parser("test", parents=[common],
-                              help="send a sample notification now through the real channel path; exit 0 sent, 1 not")
+                              help="send a sample notification now through the real channel path; "
+                                   "exit 0 sent, 1 not")
     test.add_argument("id", metavar="ID")
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.set_defaults(handler=test_command)

@@ -25,7 +25,8 @@ def register(subparsers, common) -> None:
     group.set_defaults(handler=list_command)
     actions = group.add_subparsers(dest="notifications_command", metavar="ACTION")
     retry = actions.add_parser("retry", parents=[common],
-                               help="put a failed notification (ID) or all that match the filters back in the queue, due now")
+                               help="put a failed notification (ID), or all that match the filters, back in the "
+                                    "queue, due now")
     retry.add_argument("id", metavar="ID", nargs="?")
     # Own dests: the listing's --status above shares the namespace.
     retry.add_argument("--status", dest="retry_status", choices=RETRYABLE,
@@ -83,7 +84,8 @@ def retry_command(app, args) -> int:
             raise BadInput(f"--since: {exc}") from None
     filters = RetryFilter(status=args.retry_status or "failed", since_seconds=since,
                           tenant_id=_uuid(args.retry_tenant, "--tenant") if args.retry_tenant else None,
-                          destination_id=_uuid(args.retry_destination, "--destination") if args.retry_destination else None,
+                          destination_id=(_uuid(args.retry_destination, "--destination")
+                                          if args.retry_destination else None),
                           channel=args.retry_channel)
     counts = retry_matching(app, filters, dry_run=args.dry_run, actor=args.actor)
     verb = "would re-queue" if counts.dry_run else "re-queued"
