@@ -594,6 +594,17 @@ class Dispatcher:
                             delivery.retry_after_max)
         return Outcome("queued", error=result.error, next_attempt_at=now + timedelta(seconds=delay))
 
+    # ------------------------------------------------------------------ one row, outside a batch
+
+    async def attempt_one(self, row: dict, now: datetime) -> Outcome:
+        """One claimed row (claim_due's shape) through a batch's own per-row path: settled without
+        sending, or message, send and outcome. For `destinations test` (engine.testsend), which
+        then writes the outcome with `record`, the statement of every batch."""
+        settled = self._settle_without_sending(row)
+        if settled is not None:
+            return settled
+        return await self._deliver_one(self.channels[row["channel"]], row, now)
+
 
 def _load_context(text: Optional[str]) -> dict:
     if not text:
