@@ -1,6 +1,6 @@
 """Test sends: `notifyctl destinations test ID` sends one sample notification to a destination now.
 
-The attempt is a notification row like any other (transition `test`, no alert: ddl/notify/0008)
+The attempt is a notification row like any other (transition `test`, no alert: ddl/notify/0007)
 and goes through the dispatcher's own per-row path (`Dispatcher.attempt_one`: the SSRF guard,
 the destination's decrypted secret and signature, the channel's templates), and its outcome is
 written by the dispatcher's own result statement (`Dispatcher.record`). It is never retried in

@@ -163,7 +163,7 @@ def test_an_unknown_or_malformed_destination_id_exits_2_with_one_line(config_fil
 
 
 def test_an_alert_row_still_needs_its_alert(app, clock):
-    """0008 lets only test rows go without an alert."""
+    """0007 lets only test rows go without an alert."""
     from sqlalchemy.exc import IntegrityError
 
     with pytest.raises(IntegrityError, match="not_note_alert_unless_test"):

@@ -12,7 +12,7 @@ SEED_TABLES = seed_tables()
 # Deliberate departures (docs/SCHEMA.md, "Where the project departs from the seed"), each checked
 # by its own test; every other seed column keeps its NOT NULL.
 NULLABLE_BY_DESIGN = {
-    # ddl/notify/0008: a test send's row notifies about no alert; a CHECK keeps every other row's.
+    # ddl/notify/0007: a test send's row notifies about no alert; a CHECK keeps every other row's.
     ("notify.notifications", "alert_id"),
 }
 
