@@ -73,8 +73,10 @@ def test_a_test_send_reaches_the_webhook_signed_and_is_recorded_as_sent(config_f
 
 def test_a_test_send_the_ssrf_guard_refuses_exits_1_with_the_reason_and_connects_nowhere(config_file, capsys, app,
                                                                                          receiver):
+    # Added while loopback was allowed (add refuses a blocked literal address since the guard
+    # runs there too); the guard at send time refuses it once allow_private_networks is off.
+    destination = add_webhook(capsys, cli_config(config_file, private=True), receiver.url("/ok"))
     cfg = cli_config(config_file, private=False)
-    destination = add_webhook(capsys, cfg, receiver.url("/ok"))
     code, out, _ = run(capsys, "destinations", "test", destination, "--json", "--config", cfg)
     assert code == 1
     result = json.loads(out)
