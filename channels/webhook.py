@@ -58,7 +58,8 @@ def build_payload(message: Message, summary: Optional[str] = None) -> dict[str, 
     alert = message.alert
     return {
         "version": PAYLOAD_VERSION,
-        "type": f"alert.{message.transition}",
+        # A test send (`notifyctl destinations test`) is about no alert; receivers can tell by type.
+        "type": "destination.test" if message.transition == "test" else f"alert.{message.transition}",
         "id": message.idempotency_key,
         "timestamp": message.now.isoformat(),
         # For people (a chat relay, a ticket title): the message's one line, as the email's subject.

@@ -46,6 +46,7 @@ QUOTA_KINDS = {
 VARIANTS = {
     "opened": "opened", "reopened": "opened", "escalated": "opened", "resolved": "resolved",
     "reminder": "reminder", "escalation": "reminder", "ack_expired": "reminder", "acked": "acked",
+    "test": "test",   # `notifyctl destinations test`: sample numbers, so the neutral words and a note
 }
 LINK_FIELDS = ("tenant_id", "base_id", "alert_id", "kind")
 BAR_CELLS = 20
