@@ -16,7 +16,7 @@ from engine.cli.preview import KINDS, SAMPLE_ALERT, SAMPLE_BASE, SAMPLE_TENANT, 
 from engine.config import Config, MessageLinkConfig, parse_config
 from engine.errors import ConfigError
 
-TRANSITIONS = ("opened", "reopened", "escalated", "reminder", "resolved", "ack_expired", "escalation",
+TRANSITIONS = ("opened", "reopened", "escalated", "reminder", "resolved", "ack_expired", "escalation", "test",
                "a_transition_from_the_future")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
