@@ -144,6 +144,7 @@ def _engine_app(url: str, workers: int = 2):
 
     config = Config(databases=DatabasesConfig(url, url, url, url), source="<bench>")
     config.channels.webhook.allow_private_networks = True   # the receiver is on loopback
+    config.channels.webhook.summary = os.environ.get("BENCH_SUMMARY", "1") == "1"
     config.delivery.workers = workers
     return App(config)
 
