@@ -40,11 +40,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from channels import build_channels
-from channels.base import Channel, DeliveryResult, Message
+from channels.base import EXCERPT_BYTES, Channel, DeliveryResult, Message
 from channels.ssrf import Resolve
 from engine import metrics
 from engine.app import App
 from engine.errors import NotifyError
+from engine.logging import REDACTOR
 from engine.queries import query, raw_query
 from engine.routing import DESTINATION_PREFIX, route_for_key
 from engine.secretbox import SecretBox, SecretUnavailable
@@ -101,6 +102,10 @@ class Outcome:
     sent_at: Optional[datetime] = None
     disable_destination: bool = False
     refund_attempt: bool = False      # no attempt was made (no key decrypts the secret): give it back
+    # The attempt for the ledger (notify.delivery_attempts); None when nothing was sent.
+    result: Optional[DeliveryResult] = None
+    started_at: Optional[datetime] = None
+    duration_ms: int = 0
 
 
 def retry_delay(attempt: int, base: float, maximum: float, rng: random.Random,
@@ -214,7 +219,24 @@ class Dispatcher:
         sent_tenant_ids, sent_ids = [], []
         tenant_ids, ids, statuses, errors, next_attempt_ats, sent_ats = [], [], [], [], [], []
         sent_at = None
+        # The attempt ledger's rows, written by the same statement (record_results).
+        a_tenant_ids, a_ids, a_destination_ids, a_attempts, a_started_ats, a_durations = [], [], [], [], [], []
+        a_outcomes, a_codes, a_excerpts, a_addresses, a_errors, a_channels = [], [], [], [], [], []
         for row, outcome in zip(rows, outcomes):
+            result = outcome.result
+            if result is not None:
+                a_tenant_ids.append(row["tenant_id"])
+                a_ids.append(row["id"])
+                a_destination_ids.append(row["destination_id"] or "")
+                a_attempts.append(row["send_attempts"])
+                a_started_ats.append(outcome.started_at)
+                a_durations.append(outcome.duration_ms)
+                a_outcomes.append(result.kind)
+                a_codes.append(result.code)
+                a_excerpts.append(_excerpt(result.excerpt) if result.excerpt else None)
+                a_addresses.append(result.address)
+                a_errors.append(result.error)
+                a_channels.append(row["channel"])
             if outcome.status == "sent" and outcome.error is None and (sent_at is None or outcome.sent_at == sent_at):
                 sent_at = outcome.sent_at
                 sent_tenant_ids.append(row["tenant_id"])
@@ -228,7 +250,11 @@ class Dispatcher:
                 sent_ats.append(outcome.sent_at)
         return dict(token=token, sent_at=sent_at, sent_tenant_ids=",".join(map(str, sent_tenant_ids)),
                     sent_ids=",".join(map(str, sent_ids)), tenant_ids=tenant_ids, ids=ids, statuses=statuses,
-                    errors=errors, next_attempt_ats=next_attempt_ats, sent_ats=sent_ats)
+                    errors=errors, next_attempt_ats=next_attempt_ats, sent_ats=sent_ats,
+                    a_tenant_ids=",".join(a_tenant_ids), a_ids=",".join(a_ids),
+                    a_destination_ids=",".join(a_destination_ids), a_attempts=a_attempts,
+                    a_started_ats=a_started_ats, a_durations=a_durations, a_outcomes=a_outcomes, a_codes=a_codes,
+                    a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels)
 
     @staticmethod
     def _disable_params(rows: list[dict], outcomes: list[Outcome]) -> list[dict]:
@@ -298,13 +324,14 @@ class Dispatcher:
 
     async def deliver_batch(self, conn: psycopg.AsyncConnection) -> DeliverySummary:
         now = self.app.clock.now()
+        now_at = asyncio.get_running_loop().time()
         token = uuid.uuid4()
         rows = await self._claim_async(conn, now, token)
         summary = DeliverySummary(claimed=len(rows))
         if not rows:
             return summary
         batch = BatchInFlight(rows, token, float(self.config.delivery.lease))
-        batch.sending = asyncio.ensure_future(self._send_batch(batch, now))
+        batch.sending = asyncio.ensure_future(self._send_batch(batch, now, now_at))
         if not await self._record_while_sending(conn, batch, leave_stragglers_after=STRAGGLER_AFTER):
             # Every row has started and some are still sending after STRAGGLER_AFTER: they finish
             # (recorded, lease renewed) on their own, and this worker claims its next batch.
@@ -457,7 +484,7 @@ class Dispatcher:
             token=batch.token, lease_until=lease_until, tenant_ids=[row["tenant_id"] for row in unrecorded],
             ids=[row["id"] for row in unrecorded]))
 
-    async def _send_batch(self, batch: BatchInFlight, now: datetime) -> None:
+    async def _send_batch(self, batch: BatchInFlight, now: datetime, now_at: float) -> None:
         """Fills in every row's outcome, appending its index to `batch.finished` as it is known.
         Rows that need no send (skipped, out of attempts) are settled first; the rest are sent per
         channel by at most `delivery.concurrency[channel]` lanes, each a coroutine that holds one
@@ -473,10 +500,11 @@ class Dispatcher:
             else:
                 by_channel.setdefault(row["channel"], []).append(index)
         if by_channel:
-            await asyncio.gather(*(self._send_channel(name, indexes, batch, now)
+            await asyncio.gather(*(self._send_channel(name, indexes, batch, now, now_at)
                                    for name, indexes in by_channel.items()))
 
-    async def _send_channel(self, name: str, indexes: list[int], batch: BatchInFlight, now: datetime) -> None:
+    async def _send_channel(self, name: str, indexes: list[int], batch: BatchInFlight, now: datetime,
+                            now_at: float) -> None:
         assert self.limits is not None
         channel = self.channels[name]
         slots = self.limits(name)
@@ -487,7 +515,7 @@ class Dispatcher:
             async with slots:
                 for index in pending:
                     batch.started += 1
-                    outcomes[index] = await self._deliver_one(channel, rows[index], now)
+                    outcomes[index] = await self._deliver_one(channel, rows[index], now, now_at)
                     finished.append(index)
 
         lanes = min(self.limits.limit(name), len(indexes))
@@ -508,11 +536,15 @@ class Dispatcher:
             return Outcome("failed", error=f"no channel {row['channel']!r}")
         return None
 
-    async def _deliver_one(self, channel: Channel, row: dict, now: datetime) -> Outcome:
+    async def _deliver_one(self, channel: Channel, row: dict, now: datetime, now_at: float) -> Outcome:
+        """`now_at`: the loop's time when `now` was read (the attempt's start is `now` plus the
+        loop time since, so its order and duration need no second read of the engine clock)."""
         try:
             message = self._message(row, now)
         except SecretUnavailable as exc:
             return self._held_for_key(row, exc, now)
+        loop_time = asyncio.get_running_loop().time
+        started = loop_time()
         try:
             result = await channel.send(message)
         except TemplateFailure as exc:
@@ -522,7 +554,11 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - one bad notification never stops the batch
             log.warning("notification %s: unexpected %s", row["id"], type(exc).__name__)
             result = DeliveryResult.transient(f"internal error: {type(exc).__name__}")
-        return self._outcome(row, result, now)
+        outcome = self._outcome(row, result, now)
+        outcome.result = result
+        outcome.started_at = now + timedelta(seconds=started - now_at)
+        outcome.duration_ms = round((loop_time() - started) * 1000)
+        return outcome
 
     def _held_for_key(self, row: dict, exc: SecretUnavailable, now: datetime) -> Outcome:
         """No configured key decrypts the destination's secret: an operator's config mistake that
@@ -603,7 +639,15 @@ class Dispatcher:
         settled = self._settle_without_sending(row)
         if settled is not None:
             return settled
-        return await self._deliver_one(self.channels[row["channel"]], row, now)
+        return await self._deliver_one(self.channels[row["channel"]], row, now, asyncio.get_running_loop().time())
+
+
+def _excerpt(text: str) -> str:
+    """An answer's start as the ledger keeps it: redacted like every log line (a receiver may echo
+    a token or an address), then cut to EXCERPT_BYTES of UTF-8."""
+    redacted = REDACTOR.redact(text)
+    cut = redacted.encode()[:EXCERPT_BYTES]
+    return cut.decode("utf-8", "ignore")
 
 
 def _load_context(text: Optional[str]) -> dict:

@@ -43,6 +43,24 @@ LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destin
 -- two comma-joined id lists (cheap to build and to send); every other outcome as parallel arrays.
 -- Only rows still held by this claim are written: a claim whose lease ran out and was taken over
 -- must not be overwritten (its late result never counts; the new holder's does).
+-- The same statement appends the batch's attempts to the ledger (notify.delivery_attempts), one
+-- row per send that was made, so the ledger costs no round trip of its own. Not fenced by the
+-- claim: a late attempt did happen (the receiver may have got it), so it is logged under its own
+-- attempt number; only the notification's status ignores it. ON CONFLICT: a retry restarts the
+-- count, and under a clock that does not move an attempt could repeat its key; it is then dropped
+-- rather than failing the batch's results.
+WITH logged AS (
+  INSERT INTO notify.delivery_attempts (tenant_id, notification_id, destination_id, attempt, started_at, duration_ms,
+                                        outcome, code, excerpt, address, error, channel)
+  SELECT * FROM unnest(CAST(string_to_array(:a_tenant_ids, ',') AS uuid[]),
+                       CAST(string_to_array(:a_ids, ',') AS uuid[]),
+                       CAST(string_to_array(:a_destination_ids, ',', '') AS uuid[]),
+                       CAST(:a_attempts AS integer[]), CAST(:a_started_ats AS timestamptz[]),
+                       CAST(:a_durations AS integer[]), CAST(:a_outcomes AS text[]), CAST(:a_codes AS text[]),
+                       CAST(:a_excerpts AS text[]), CAST(:a_addresses AS text[]), CAST(:a_errors AS text[]),
+                       CAST(:a_channels AS text[]))
+  ON CONFLICT DO NOTHING
+)
 UPDATE notify.notifications n
 SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
     sent_at = r.sent_at, claim_token = NULL, lease_until = NULL
@@ -113,3 +131,17 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
          AS failed_last_hour
 FROM notify.notifications
 WHERE status = 'queued' OR (status = 'failed' AND last_attempt_at >= CAST(:now AS timestamptz) - interval '1 hour');
+
+-- name: show_notification
+-- One notification by id for `notifyctl notifications show` (ids are unique; not_note_id finds it).
+SELECT id, tenant_id, alert_id, destination_id, route_key, channel, recipient, status, transition, reminder_no,
+       send_attempts, last_attempt_at, next_attempt_at, sent_at, created_at, error
+FROM notify.notifications
+WHERE id = :id;
+
+-- name: notification_attempts
+-- A notification's attempts from the ledger, oldest first (the key leads with tenant and notification).
+SELECT attempt, started_at, duration_ms, outcome, code, error, excerpt, address, channel, destination_id
+FROM notify.delivery_attempts
+WHERE tenant_id = :tenant_id AND notification_id = :id
+ORDER BY started_at, attempt;
