@@ -209,13 +209,19 @@ class Dispatcher:
     # psycopg's. `claim` and `record` are the same steps on a fresh blocking connection (tests
     # and tools use them to play a crashed or slow dispatcher).
 
+    @property
+    def _health_params(self) -> dict:
+        """Destination health's part of record_results: the engine clock now and the pause settings."""
+        delivery = self.config.delivery
+        return dict(now=self.app.clock.now(), pause_after=delivery.pause_after_failures,
+                    pause_base=float(delivery.pause_base), pause_max=float(delivery.pause_max))
+
     def _claim_params(self, now: datetime, token: uuid.UUID) -> dict:
         delivery = self.config.delivery
         return dict(now=now, lease_until=now + timedelta(seconds=delivery.lease), token=token,
                     batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
 
-    @staticmethod
-    def _record_params(rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> dict:
+    def _record_params(self, rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> dict:
         sent_tenant_ids, sent_ids = [], []
         tenant_ids, ids, statuses, errors, next_attempt_ats, sent_ats = [], [], [], [], [], []
         sent_at = None
@@ -254,7 +260,8 @@ class Dispatcher:
                     a_tenant_ids=",".join(a_tenant_ids), a_ids=",".join(a_ids),
                     a_destination_ids=",".join(a_destination_ids), a_attempts=a_attempts,
                     a_started_ats=a_started_ats, a_durations=a_durations, a_outcomes=a_outcomes, a_codes=a_codes,
-                    a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels)
+                    a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels,
+                    **self._health_params)
 
     @staticmethod
     def _disable_params(rows: list[dict], outcomes: list[Outcome]) -> list[dict]:

@@ -93,7 +93,7 @@ def list_command(app, args) -> int:
         for row in rows:
             row["kinds"] = ",".join(row["kinds"]) if row["kinds"] else "*"
         print_table(rows, ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity",
-                           "enabled", "disabled_reason"])
+                           "enabled", "disabled_reason", "last_success_at", "consecutive_failures", "paused_until"])
     return 0
 
 

@@ -7,7 +7,9 @@ RETURNING id;
 -- name: list_destinations
 -- Destinations for listing; the ciphertext itself never leaves this query, only whether there is one.
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
-       kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at
+       kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at,
+       last_success_at, consecutive_failures,
+       CASE WHEN pause_level > 0 THEN paused_until END AS paused_until
 FROM notify.destinations
 WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = CAST(:tenant_id AS uuid)
 ORDER BY tenant_id, created_at, id;

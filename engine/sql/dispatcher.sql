@@ -6,13 +6,42 @@
 -- change, so the update can be HOT (ddl/notify/0006). Returns each row with its alert and
 -- destination, one statement per batch; ids as text and the context as JSON text, which is what
 -- the channels use (no UUID objects, no JSON parse for webhooks).
-WITH due AS (
+-- Destination health (ddl/notify/0009): rows of a paused destination (pause_level > 0) are not
+-- claimed; once its pause has ended, one claim takes one of its rows as the probe and holds the
+-- destination's pause until that claim's lease ends, so racing claims never both probe (the
+-- second waits for the first's row lock, then sees the pause held). The paused set is read once
+-- per claim through a partial index that holds only paused destinations (usually none).
+WITH probed AS (
+  UPDATE notify.destinations d
+  SET paused_until = :lease_until
+  WHERE d.pause_level > 0 AND d.paused_until <= :now
+    AND EXISTS (SELECT 1 FROM notify.notifications n
+                WHERE n.tenant_id = d.tenant_id AND n.destination_id = d.id AND n.status = 'queued'
+                  AND n.next_attempt_at <= :now AND (n.lease_until IS NULL OR n.lease_until <= :now))
+  RETURNING d.tenant_id, d.id
+),
+due AS (
   SELECT tenant_id, id, claim_token
   FROM notify.notifications
   WHERE status = 'queued' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)
+    AND (destination_id IS NULL
+         OR destination_id <> ALL (ARRAY(SELECT id FROM notify.destinations WHERE pause_level > 0)))
   ORDER BY next_attempt_at
   LIMIT :batch_size
   FOR UPDATE SKIP LOCKED
+),
+probe AS (
+  SELECT q.tenant_id, q.id, q.claim_token
+  FROM probed p
+  CROSS JOIN LATERAL (
+    SELECT n.tenant_id, n.id, n.claim_token
+    FROM notify.notifications n
+    WHERE n.tenant_id = p.tenant_id AND n.destination_id = p.id AND n.status = 'queued'
+      AND n.next_attempt_at <= :now AND (n.lease_until IS NULL OR n.lease_until <= :now)
+    ORDER BY n.next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+  ) q
 ),
 claimed AS (
   UPDATE notify.notifications n
@@ -21,7 +50,7 @@ claimed AS (
                       + CASE WHEN due.claim_token IS NOT NULL AND n.send_attempts >= :max_attempts THEN 0 ELSE 1 END,
       last_attempt_at = :now,
       lease_until = :lease_until, claim_token = :token
-  FROM due
+  FROM (SELECT * FROM due UNION ALL SELECT * FROM probe) AS due
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
@@ -49,9 +78,13 @@ LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destin
 -- attempt number; only the notification's status ignores it. ON CONFLICT: a retry restarts the
 -- count, and under a clock that does not move an attempt could repeat its key; it is then dropped
 -- rather than failing the batch's results.
-WITH logged AS (
-  INSERT INTO notify.delivery_attempts (tenant_id, notification_id, destination_id, attempt, started_at, duration_ms,
-                                        outcome, code, excerpt, address, error, channel)
+-- It also keeps each destination's health (ddl/notify/0009), one row per destination of the flush:
+-- a success resets it; failures in a row count up, and :pause_after of them (0: never) pause it
+-- for :pause_base doubling per pause in a row up to :pause_max, pushing its queued rows past the
+-- pause. Only a failure that started after the current pause began (the probe's) pauses again:
+-- sends in flight when it paused do not stack pauses. A healthy destination's row is written at
+-- most once a second (last_success_at), not once per flush.
+WITH attempted AS (
   SELECT * FROM unnest(CAST(string_to_array(:a_tenant_ids, ',') AS uuid[]),
                        CAST(string_to_array(:a_ids, ',') AS uuid[]),
                        CAST(string_to_array(:a_destination_ids, ',', '') AS uuid[]),
@@ -59,7 +92,71 @@ WITH logged AS (
                        CAST(:a_durations AS integer[]), CAST(:a_outcomes AS text[]), CAST(:a_codes AS text[]),
                        CAST(:a_excerpts AS text[]), CAST(:a_addresses AS text[]), CAST(:a_errors AS text[]),
                        CAST(:a_channels AS text[]))
+    AS a(tenant_id, notification_id, destination_id, attempt, started_at, duration_ms, outcome, code, excerpt,
+         address, error, channel)
+),
+logged AS (
+  INSERT INTO notify.delivery_attempts (tenant_id, notification_id, destination_id, attempt, started_at, duration_ms,
+                                        outcome, code, excerpt, address, error, channel)
+  SELECT * FROM attempted
   ON CONFLICT DO NOTHING
+),
+flushed AS (
+  SELECT tenant_id, destination_id,
+         max(started_at) FILTER (WHERE outcome = 'sent') AS last_success_at,
+         max(started_at) FILTER (WHERE outcome <> 'sent') AS last_failure_at,
+         -- failures after the flush's last success (all of them when none succeeded)
+         count(*) FILTER (WHERE outcome <> 'sent' AND after_success IS NOT FALSE) AS trailing_failures
+  FROM (SELECT tenant_id, destination_id, outcome, started_at,
+               started_at > max(started_at) FILTER (WHERE outcome = 'sent')
+                            OVER (PARTITION BY tenant_id, destination_id) AS after_success
+        FROM attempted WHERE destination_id IS NOT NULL) AS a
+  GROUP BY tenant_id, destination_id
+),
+health AS (
+  -- The pause condition is written out in each column it decides (an UPDATE's FROM cannot see the
+  -- row being updated, and only that row is current when two flushes race for one destination).
+  UPDATE notify.destinations d
+  SET last_success_at = coalesce(h.last_success_at, d.last_success_at),
+      last_failure_at = coalesce(h.last_failure_at, d.last_failure_at),
+      consecutive_failures = CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures + h.trailing_failures
+                                  ELSE h.trailing_failures END,
+      pause_level = CASE WHEN (CAST(:pause_after AS integer) > 0
+                   AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
+                       >= CAST(:pause_after AS integer)
+                   AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
+                        OR h.last_failure_at >= d.paused_at)) THEN d.pause_level + 1
+                         WHEN h.last_success_at IS NOT NULL THEN 0 ELSE d.pause_level END,
+      paused_at = CASE WHEN (CAST(:pause_after AS integer) > 0
+                   AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
+                       >= CAST(:pause_after AS integer)
+                   AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
+                        OR h.last_failure_at >= d.paused_at)) THEN CAST(:now AS timestamptz)
+                       WHEN h.last_success_at IS NOT NULL THEN NULL ELSE d.paused_at END,
+      paused_until = CASE WHEN (CAST(:pause_after AS integer) > 0
+                   AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
+                       >= CAST(:pause_after AS integer)
+                   AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
+                        OR h.last_failure_at >= d.paused_at))
+                          THEN CAST(:now AS timestamptz)
+                               + least(CAST(:pause_max AS float8),
+                                       CAST(:pause_base AS float8) * 2 ^ least(d.pause_level, 30))
+                                 * interval '1 second'
+                          WHEN h.last_success_at IS NOT NULL THEN NULL ELSE d.paused_until END
+  FROM flushed h
+  WHERE d.tenant_id = h.tenant_id AND d.id = h.destination_id
+    AND (h.last_failure_at IS NOT NULL OR d.consecutive_failures <> 0 OR d.pause_level <> 0
+         OR d.last_success_at IS NULL OR d.last_success_at < h.last_success_at - interval '1 second')
+  -- paused_at is :now only on a row paused by this statement (the push below needs those).
+  RETURNING d.tenant_id, d.id, d.paused_until, d.pause_level > 0 AND d.paused_at = CAST(:now AS timestamptz) AS pause
+),
+pushed AS (
+  -- A destination paused now: its queued rows that no claim holds wait for the pause to end.
+  UPDATE notify.notifications n
+  SET next_attempt_at = h.paused_until
+  FROM health h
+  WHERE h.pause AND n.tenant_id = h.tenant_id AND n.destination_id = h.id AND n.status = 'queued'
+    AND n.claim_token IS NULL AND n.next_attempt_at < h.paused_until
 )
 UPDATE notify.notifications n
 SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
@@ -97,7 +194,11 @@ WHERE n.tenant_id = r.tenant_id AND n.id = r.id AND n.claim_token = :token;
 -- name: next_due
 -- When the earliest queued notification falls due (the dispatcher sleeps until then at most); a
 -- claimed one falls due again when its lease runs out.
-SELECT min(greatest(next_attempt_at, lease_until)) FROM notify.notifications WHERE status = 'queued';
+-- A paused destination's rows fall due when its pause ends.
+SELECT min(greatest(n.next_attempt_at, n.lease_until, d.paused_until))
+FROM notify.notifications n
+LEFT JOIN notify.destinations d ON d.tenant_id = n.tenant_id AND d.id = n.destination_id AND d.pause_level > 0
+WHERE n.status = 'queued';
 
 -- name: list_notifications
 -- Delivery records for `notifyctl notifications`, newest first.
