@@ -47,7 +47,7 @@ from engine.app import App
 from engine.errors import NotifyError
 from engine.logging import REDACTOR
 from engine.queries import query, raw_query
-from engine.routing import DESTINATION_PREFIX, route_for_key
+from engine.routing import DESTINATION_PREFIX, route_for_key, route_parameters
 from engine.secretbox import SecretBox, SecretUnavailable
 from engine.templating import TemplateFailure
 
@@ -106,6 +106,7 @@ class Outcome:
     result: Optional[DeliveryResult] = None
     started_at: Optional[datetime] = None
     duration_ms: int = 0
+    claimed_at: Optional[datetime] = None  # the engine clock when its batch was claimed
 
 
 def retry_delay(attempt: int, base: float, maximum: float, rng: random.Random,
@@ -261,14 +262,22 @@ class Dispatcher:
                     a_destination_ids=",".join(a_destination_ids), a_attempts=a_attempts,
                     a_started_ats=a_started_ats, a_durations=a_durations, a_outcomes=a_outcomes, a_codes=a_codes,
                     a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels,
+                    claimed_at=max((o.claimed_at for o in outcomes if o.claimed_at is not None), default=None),
                     **self._health_params)
 
-    @staticmethod
-    def _disable_params(rows: list[dict], outcomes: list[Outcome]) -> list[dict]:
+    def _disable_params(self, rows: list[dict], outcomes: list[Outcome]) -> list[dict]:
+        disabled = [(row, outcome) for row, outcome in zip(rows, outcomes)
+                    if outcome.disable_destination and row["destination_id"] is not None]
+        if not disabled:
+            return []
+        routes = route_parameters(self.config)
+        now = self.app.clock.now()
         return [dict(tenant_id=row["tenant_id"], destination_id=row["destination_id"],
-                     reason=(outcome.error or "gone")[:200])
-                for row, outcome in zip(rows, outcomes)
-                if outcome.disable_destination and row["destination_id"] is not None]
+                     reason=(outcome.error or "gone")[:200], alert_id=row["alert_id"], origin_id=row["id"],
+                     severity=row["severity"] or row.get("alert_severity") or "warn", now=now,
+                     note=_disabled_note(row, outcome), route_names=routes["route_names"],
+                     route_channels=routes["route_channels"], route_targets=routes["route_targets"])
+                for row, outcome in disabled]
 
     @staticmethod
     def _refund_params(rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> Optional[dict]:
@@ -565,6 +574,7 @@ class Dispatcher:
         outcome.result = result
         outcome.started_at = now + timedelta(seconds=started - now_at)
         outcome.duration_ms = round((loop_time() - started) * 1000)
+        outcome.claimed_at = now
         return outcome
 
     def _held_for_key(self, row: dict, exc: SecretUnavailable, now: datetime) -> Outcome:
@@ -618,6 +628,9 @@ class Dispatcher:
                      severity=row["alert_severity"], status=row["alert_status"], dedupe_key=row["dedupe_key"],
                      first_seen_at=row["first_seen_at"], last_seen_at=row["last_seen_at"],
                      context=_load_context(row["context"]))
+        if row.get("note"):
+            # A notice (a disabled destination): why this message exists, shown with the context.
+            alert["context"] = {**alert["context"], "notice": row["note"]}
         return Message(notification_id=row["id"], tenant_id=row["tenant_id"],
                        alert_id=row["alert_id"], channel=row["channel"], recipient=recipient,
                        idempotency_key=row["idempotency_key"], transition=row["transition"] or "opened",
@@ -647,6 +660,14 @@ class Dispatcher:
         if settled is not None:
             return settled
         return await self._deliver_one(self.channels[row["channel"]], row, now, asyncio.get_running_loop().time())
+
+
+def _disabled_note(row: dict, outcome: Outcome) -> str:
+    """The notice the tenant's other destinations and the ops routes get when one is disabled."""
+    from engine.destinations import masked_target
+
+    return (f"The {row['channel']} destination {masked_target(row['recipient'])} ({row['destination_id']}) was "
+            f"disabled: {outcome.error or 'gone'}. Nothing more is sent to it until it is added again.")
 
 
 def _excerpt(text: str) -> str:

@@ -169,7 +169,7 @@ def test_two_dispatchers_recording_failures_at_once_pause_the_destination_once(h
 
     def outcomes(rows):
         return [Outcome("queued", error="HTTP 503", next_attempt_at=start + timedelta(seconds=5), result=failed,
-                        started_at=start, duration_ms=3) for _ in rows]
+                        started_at=start, duration_ms=3, claimed_at=start) for _ in rows]
 
     app.clock.advance(timedelta(seconds=1))    # both batches' sends started before either recorded
     held = _record_in_open_transaction(app, first, first_rows, outcomes(first_rows), first_token)
@@ -230,3 +230,34 @@ def test_destinations_list_shows_health_and_the_gauge_counts_paused_destinations
     app.clock.advance(timedelta(seconds=61))
     gauges = {family.name: family for family in collector.collect()}
     assert gauges["notify_destinations_paused"].samples[0].value == 0
+
+
+def test_a_destination_disabled_by_410_tells_the_tenants_other_destinations_and_the_ops_routes_once(app, receiver):
+    from engine.config import RouteConfig
+
+    app.config.channels.webhook.allow_private_networks = True
+    app.config.routes = [RouteConfig(name="ops", channel="webhook", target=receiver.url("/ops"))]
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        gone = add_dest(conn, now, "webhook", receiver.url("/status/410"))
+        add_dest(conn, now, "webhook", receiver.url("/ok"))
+        add_dest(conn, now, "webhook", receiver.url("/other-tenant"), tenant_id=OTHER_TENANT)
+        for _ in range(2):   # two notifications meet the 410 in one batch: still one notice each
+            insert_alert(conn, now)
+        plan_notifications(conn, app.config, now)
+    deliver_due(app)
+
+    def posts(path: str) -> list[dict]:
+        return [r.json() for r in receiver.received if r.path == path]
+
+    for path in ("/ok", "/ops"):
+        notices = [p for p in posts(path) if p["type"] == "alert.destination_disabled"]
+        assert len(notices) == 1, path
+        notice = notices[0]["data"]["alert"]["context"]["notice"]
+        assert gone in notice and "HTTP 410" in notice
+        assert len([p for p in posts(path) if p["type"] == "alert.opened"]) == 2
+    assert [p["type"] for p in posts("/other-tenant")] == []
+    with app.databases.begin("notify") as conn:
+        disabled = conn.execute(text("SELECT enabled FROM notify.destinations WHERE id = :id"), dict(id=gone)).scalar()
+        statuses = {r["status"] for r in notifications(conn) if r["transition"] == "destination_disabled"}
+    assert disabled is False and statuses == {"sent"}

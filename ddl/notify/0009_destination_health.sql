@@ -8,7 +8,7 @@ ALTER TABLE notify.destinations
   ADD COLUMN last_failure_at      timestamptz,
   ADD COLUMN consecutive_failures integer NOT NULL DEFAULT 0, -- failed attempts since the last success
   ADD COLUMN pause_level          integer NOT NULL DEFAULT 0, -- pauses in a row; 0: healthy
-  ADD COLUMN paused_at            timestamptz,               -- when the current pause began (a failure started after it re-pauses)
+  ADD COLUMN paused_at            timestamptz,               -- when the current pause began (a failure claimed after it re-pauses)
   ADD COLUMN paused_until         timestamptz;               -- no claims before this; past with pause_level > 0: one probe
 
 -- The claim reads the (few) destinations that are paused or waiting for their probe.

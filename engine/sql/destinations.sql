@@ -26,11 +26,32 @@ WHERE tenant_id = :tenant_id AND destination_id = :destination_id AND status = '
 
 -- name: disable_destination
 -- The endpoint is gone for good (HTTP 410): stop planning to it and skip what is queued for it.
+-- The first time (it was enabled), the tenant's other enabled destinations and every ops route
+-- get one notice (transition 'destination_disabled', ddl/notify/0010) about the alert whose
+-- notification (:origin_id) met the 410, unless that was a test send (no alert).
 WITH disabled AS (
   UPDATE notify.destinations
   SET enabled = false, disabled_reason = :reason
-  WHERE tenant_id = :tenant_id AND id = :destination_id
+  WHERE tenant_id = :tenant_id AND id = :destination_id AND enabled
   RETURNING tenant_id, id
+),
+noticed AS (
+  INSERT INTO notify.notifications
+    (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+     destination_id, next_attempt_at, note, origin_id)
+  SELECT t.tenant_id, CAST(:alert_id AS uuid), :now, t.channel, t.recipient, 'queued', 'destination_disabled', 0,
+         CAST(:severity AS public.sev_level), t.route_key, t.destination_id, :now, :note, CAST(:origin_id AS uuid)
+  FROM (
+    SELECT d.tenant_id, d.channel, d.target AS recipient, 'dest:' || d.id::text AS route_key, d.id AS destination_id
+    FROM disabled x JOIN notify.destinations d ON d.tenant_id = x.tenant_id AND d.id <> x.id AND d.enabled
+    UNION ALL
+    SELECT x.tenant_id, r.channel, r.target, 'route:' || r.name, NULL
+    FROM disabled x
+    CROSS JOIN unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]), CAST(:route_targets AS text[]))
+      AS r(name, channel, target)
+  ) AS t
+  WHERE CAST(:alert_id AS uuid) IS NOT NULL
+  ON CONFLICT DO NOTHING
 )
 UPDATE notify.notifications n
 SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL, lease_until = NULL

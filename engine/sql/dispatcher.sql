@@ -54,11 +54,12 @@ claimed AS (
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
-            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at
+            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at, n.note
 )
 SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS alert_id,
        c.destination_id::text AS destination_id, c.route_key, c.channel, c.recipient, c.lease_expired,
        c.transition, c.reminder_no, c.severity::text AS severity, c.send_attempts, c.idempotency_key, c.created_at,
+       c.note,
        a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id::text AS base_id,
        a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context::text AS context,
        (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext
@@ -81,8 +82,8 @@ LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destin
 -- It also keeps each destination's health (ddl/notify/0009), one row per destination of the flush:
 -- a success resets it; failures in a row count up, and :pause_after of them (0: never) pause it
 -- for :pause_base doubling per pause in a row up to :pause_max, pushing its queued rows past the
--- pause. Only a failure that started after the current pause began (the probe's) pauses again:
--- sends in flight when it paused do not stack pauses. A healthy destination's row is written at
+-- pause. Only a failure claimed after the current pause began (the probe's; :claimed_at is the
+-- flush's batch claim time) pauses again: sends in flight when it paused do not stack pauses. A healthy destination's row is written at
 -- most once a second (last_success_at), not once per flush.
 WITH attempted AS (
   SELECT * FROM unnest(CAST(string_to_array(:a_tenant_ids, ',') AS uuid[]),
@@ -125,19 +126,19 @@ health AS (
                    AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
                        >= CAST(:pause_after AS integer)
                    AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
-                        OR h.last_failure_at >= d.paused_at)) THEN d.pause_level + 1
+                        OR CAST(:claimed_at AS timestamptz) > d.paused_at)) THEN d.pause_level + 1
                          WHEN h.last_success_at IS NOT NULL THEN 0 ELSE d.pause_level END,
       paused_at = CASE WHEN (CAST(:pause_after AS integer) > 0
                    AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
                        >= CAST(:pause_after AS integer)
                    AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
-                        OR h.last_failure_at >= d.paused_at)) THEN CAST(:now AS timestamptz)
+                        OR CAST(:claimed_at AS timestamptz) > d.paused_at)) THEN CAST(:now AS timestamptz)
                        WHEN h.last_success_at IS NOT NULL THEN NULL ELSE d.paused_at END,
       paused_until = CASE WHEN (CAST(:pause_after AS integer) > 0
                    AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
                        >= CAST(:pause_after AS integer)
                    AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
-                        OR h.last_failure_at >= d.paused_at))
+                        OR CAST(:claimed_at AS timestamptz) > d.paused_at))
                           THEN CAST(:now AS timestamptz)
                                + least(CAST(:pause_max AS float8),
                                        CAST(:pause_base AS float8) * 2 ^ least(d.pause_level, 30))
