@@ -169,6 +169,9 @@ class DeliveryConfig:
     pause_after_failures: int = 5
     pause_base: Duration = Duration(60)
     pause_max: Duration = Duration(3600)
+    # Fallback (issue 13): a notification waiting this long on a paused destination that names a
+    # fallback also goes to the fallback, once. 0: only failures and disabled destinations fall back.
+    fallback_after: Duration = Duration(3600)
 
 
 @dataclass

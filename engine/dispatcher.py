@@ -387,6 +387,7 @@ class Dispatcher:
         (see deliver_batch) are waited for unless `wait_for_stragglers` is False (the long-running
         loop: they finish while it waits for work, and `close` waits for them)."""
         total = DeliverySummary()
+        await self._plan_paused_fallbacks()
 
         async def worker() -> None:
             conn, kept = await self._connection()
@@ -416,6 +417,26 @@ class Dispatcher:
         total.add(self._stragglers_summary)
         self._stragglers_summary = DeliverySummary()
         return total
+
+    async def _plan_paused_fallbacks(self) -> None:
+        """Rows waiting past delivery.fallback_after on a paused destination go to its fallback
+        once (one statement per pass; nothing to read while no destination is paused)."""
+        fallback_after = float(self.config.delivery.fallback_after)
+        if fallback_after <= 0:
+            return
+        params = dict(now=self.app.clock.now(), fallback_after=fallback_after)
+        conn, kept = await self._connection()
+        try:
+            try:
+                await conn.execute(raw_query("dispatcher", "plan_paused_fallbacks"), params)
+            except psycopg.OperationalError:
+                if not (kept and conn.broken):
+                    raise
+                await conn.close()   # a kept connection died meanwhile (see deliver_until_idle): one fresh try
+                conn, _ = await self._connection(kept=False)
+                await conn.execute(raw_query("dispatcher", "plan_paused_fallbacks"), params)
+        finally:
+            self._give_back(conn)
 
     async def finish_stragglers(self) -> None:
         """Waits until every send left straggling has ended and been recorded."""

@@ -1,15 +1,21 @@
 -- name: add_destination
 -- Stores one tenant destination; the signing secret arrives already encrypted.
-INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity)
-VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level))
+INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity,
+                                 fallback_id)
+VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level),
+        CAST(:fallback_id AS uuid))
 RETURNING id;
+
+-- name: fallback_candidate
+-- The destination --fallback names, if it belongs to :tenant_id (any other tenant's is not found).
+SELECT id, enabled FROM notify.destinations WHERE tenant_id = :tenant_id AND id = :id;
 
 -- name: list_destinations
 -- Destinations for listing; the ciphertext itself never leaves this query, only whether there is one.
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
        kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at,
        last_success_at, consecutive_failures,
-       CASE WHEN pause_level > 0 THEN paused_until END AS paused_until
+       CASE WHEN pause_level > 0 THEN paused_until END AS paused_until, fallback_id
 FROM notify.destinations
 WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = CAST(:tenant_id AS uuid)
 ORDER BY tenant_id, created_at, id;
@@ -52,12 +58,29 @@ noticed AS (
   ) AS t
   WHERE CAST(:alert_id AS uuid) IS NOT NULL
   ON CONFLICT DO NOTHING
+),
+skipped AS (
+  UPDATE notify.notifications n
+  SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL, lease_until = NULL
+  FROM disabled
+  WHERE n.tenant_id = disabled.tenant_id AND n.destination_id = disabled.id
+    AND n.status = 'queued' AND n.claim_token IS NULL
+  RETURNING n.tenant_id, n.id, n.alert_id, n.transition, n.reminder_no, n.severity, n.origin_id, n.destination_id
 )
-UPDATE notify.notifications n
-SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL, lease_until = NULL
-FROM disabled
-WHERE n.tenant_id = disabled.tenant_id AND n.destination_id = disabled.id
-  AND n.status = 'queued' AND n.claim_token IS NULL;
+-- The skipped rows go once to the destination's fallback (ddl/notify/0011), as in record_results.
+INSERT INTO notify.notifications
+  (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+   destination_id, next_attempt_at, note, origin_id)
+SELECT o.tenant_id, o.alert_id, :now, f.channel, f.target, 'queued', o.transition, o.reminder_no, o.severity,
+       'dest:' || f.id::text, f.id, :now,
+       'Sent to this fallback destination because the ' || d.channel || ' destination ' || d.id::text
+         || ' is disabled: ' || :reason,
+       o.id
+FROM skipped o
+JOIN notify.destinations d ON d.tenant_id = o.tenant_id AND d.id = o.destination_id AND d.fallback_id IS NOT NULL
+JOIN notify.destinations f ON f.tenant_id = d.tenant_id AND f.id = d.fallback_id AND f.enabled
+WHERE o.origin_id IS NULL AND o.transition <> 'test'
+ON CONFLICT DO NOTHING;
 
 -- name: lock_destination_credentials
 -- Every destination that holds a credential (encrypted, or a Slack incoming-webhook URL still in

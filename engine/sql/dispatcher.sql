@@ -158,6 +158,29 @@ pushed AS (
   FROM health h
   WHERE h.pause AND n.tenant_id = h.tenant_id AND n.destination_id = h.id AND n.status = 'queued'
     AND n.claim_token IS NULL AND n.next_attempt_at < h.paused_until
+),
+fell_back AS (
+  -- Fallback (ddl/notify/0011): a row of this flush that failed for good, or was skipped because
+  -- its destination is disabled, goes once to its destination's fallback, if it has one and is
+  -- no copy itself (origin_id set: a fallback's fallback is not followed). Only the flush's
+  -- non-sent rows are read, so a batch of successes pays nothing here.
+  INSERT INTO notify.notifications
+    (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+     destination_id, next_attempt_at, note, origin_id)
+  SELECT o.tenant_id, o.alert_id, CAST(:now AS timestamptz), f.channel, f.target, 'queued', o.transition,
+         o.reminder_no, o.severity, 'dest:' || f.id::text, f.id, CAST(:now AS timestamptz),
+         'Sent to this fallback destination because the ' || d.channel || ' destination ' || d.id::text
+           || CASE WHEN r.status = 'failed' THEN ' failed for good: ' || coalesce(r.error, 'no reason given')
+                   ELSE ' is disabled: ' || coalesce(d.disabled_reason, 'no reason given') END,
+         o.id
+  FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:errors AS text[]))
+    AS r(tenant_id, id, status, error)
+  JOIN notify.notifications o ON o.tenant_id = r.tenant_id AND o.id = r.id AND o.claim_token = :token
+  JOIN notify.destinations d ON d.tenant_id = o.tenant_id AND d.id = o.destination_id AND d.fallback_id IS NOT NULL
+  JOIN notify.destinations f ON f.tenant_id = d.tenant_id AND f.id = d.fallback_id AND f.enabled
+  WHERE (r.status = 'failed' OR (r.status = 'skipped' AND NOT d.enabled))
+    AND o.origin_id IS NULL AND o.transition <> 'test'
+  ON CONFLICT DO NOTHING
 )
 UPDATE notify.notifications n
 SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
@@ -247,3 +270,25 @@ SELECT attempt, started_at, duration_ms, outcome, code, error, excerpt, address,
 FROM notify.delivery_attempts
 WHERE tenant_id = :tenant_id AND notification_id = :id
 ORDER BY started_at, attempt;
+
+-- name: plan_paused_fallbacks
+-- Fallback for waiting (ddl/notify/0011): a queued row that has waited longer than
+-- :fallback_after on a paused destination with a fallback goes to the fallback once (the row
+-- itself stays queued for its own destination). Read through the partial index of paused
+-- destinations, so this costs nothing while none is paused.
+INSERT INTO notify.notifications
+  (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+   destination_id, next_attempt_at, note, origin_id)
+SELECT o.tenant_id, o.alert_id, :now, f.channel, f.target, 'queued', o.transition, o.reminder_no, o.severity,
+       'dest:' || f.id::text, f.id, :now,
+       'Sent to this fallback destination because the ' || d.channel || ' destination ' || d.id::text
+         || ' is paused after ' || d.consecutive_failures || ' failed attempts in a row and this notification'
+         || ' has waited since ' || to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC',
+       o.id
+FROM notify.destinations d
+JOIN notify.destinations f ON f.tenant_id = d.tenant_id AND f.id = d.fallback_id AND f.enabled
+JOIN notify.notifications o ON o.tenant_id = d.tenant_id AND o.destination_id = d.id
+WHERE d.pause_level > 0 AND d.fallback_id IS NOT NULL
+  AND o.status = 'queued' AND o.created_at <= CAST(:now AS timestamptz) - CAST(:fallback_after AS float8) * interval '1 second'
+  AND o.origin_id IS NULL AND o.transition <> 'test'
+ON CONFLICT DO NOTHING;
