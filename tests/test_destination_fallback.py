@@ -61,7 +61,8 @@ def test_a_permanent_failure_goes_to_the_fallback_once_and_no_further(hook_app, 
 
 def test_a_destination_disabled_by_410_hands_its_notifications_to_the_fallback(hook_app, receiver):
     app, now = hook_app, hook_app.clock.now()
-    app.config.delivery.batch_size = 1         # one row meets the 410; the other is still queued then
+    # One row meets the 410; the other is still queued then (one claim of one row at a time).
+    app.config.delivery.batch_size, app.config.delivery.workers = 1, 1
     with app.databases.begin("notify") as conn:
         primary = add_dest(conn, now, "webhook", receiver.url("/status/410"))
         fallback = add_dest(conn, now, "webhook", receiver.url("/fallback"), kinds=["NONE"])
