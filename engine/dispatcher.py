@@ -6,7 +6,10 @@ unnest for the whole batch; while a slow send holds the batch up, one for the ou
 far every RESULT_FLUSH_INTERVAL, and the rows still in flight renew their lease every lease/3;
 sends still running STRAGGLER_AFTER after the batch's last one started finish on their own, and
 the worker claims its next batch). Each dispatcher runs `delivery.workers` such loops so the
-database round trips of one overlap the sends of another.
+database round trips of one overlap the sends of another. The same result statement appends every
+send to the attempt ledger (notify.delivery_attempts), keeps each destination's health (failures
+in a row pause it; the claim skips a paused destination's rows but one probe) and hands what
+failed for good to a fallback destination (docs/ARCHITECTURE.md "Deliver").
 
 At-least-once: a process killed mid-send leaves its claims to run out (delivery.lease) and be
 claimed again; the idempotency key (webhook-id, Message-ID) is the same on every attempt so a
