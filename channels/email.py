@@ -22,7 +22,7 @@ from typing import Optional
 
 import aiosmtplib
 
-from channels.base import Channel, DeliveryResult, Message
+from channels.base import Channel, DeliveryResult, Message, answer_excerpt, peer_address
 from engine.config import EmailChannelConfig
 from engine.errors import NotifyError
 from engine.messages import Composer, Recipient
@@ -128,11 +128,16 @@ class EmailChannel(Channel):
                     continue  # the server dropped an idle pooled connection: one fresh try
                 return DeliveryResult.transient("SMTP server disconnected")
             except aiosmtplib.SMTPRecipientsRefused as exc:
+                address = _peer(client)
                 self._release(client)
-                return _refused_result([e.code for e in exc.recipients], len(recipients))
+                return _refused_result([e.code for e in exc.recipients], len(recipients)).answered(
+                    str(max(e.code for e in exc.recipients)) if exc.recipients else None,
+                    answer_excerpt("; ".join(e.message for e in exc.recipients).encode()), address)
             except aiosmtplib.SMTPResponseException as exc:
+                address = _peer(client)
                 self._release(client)
-                return _reply_result(exc.code, exc.message)
+                return _reply_result(exc.code, exc.message).answered(
+                    str(exc.code), answer_excerpt((exc.message or "").encode()), address)
             except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
                 if client is not None:
                     client.close()
@@ -141,13 +146,19 @@ class EmailChannel(Channel):
                 # Accepted for some recipients: the message is out; retrying would repeat it to them.
                 codes = sorted({code for code, _ in refused.values()})
                 return DeliveryResult.sent(f"{len(refused)} of {len(recipients)} recipients refused "
-                                           f"({', '.join(map(str, codes))})")
-            return DeliveryResult.sent()
+                                           f"({', '.join(map(str, codes))})", code="250", address=_peer(client))
+            return DeliveryResult.sent(code="250", address=_peer(client))
         return DeliveryResult.transient("SMTP server disconnected")  # pragma: no cover
 
     def _release(self, client: Optional[aiosmtplib.SMTP]) -> None:
         if client is not None and client.is_connected:
             self._idle.append(client)
+
+
+def _peer(client: Optional[aiosmtplib.SMTP]) -> Optional[str]:
+    """The SMTP server's address this client is connected to, for the attempt ledger."""
+    transport = getattr(client, "transport", None)
+    return peer_address(transport.get_extra_info("peername")) if transport is not None else None
 
 
 def _reply_result(code: int, text: str) -> DeliveryResult:

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 
 import httptools
 
+from channels.base import EXCERPT_READ, peer_address
 from channels.ssrf import Resolve, SsrfRefused, canonical_host, check_url_host, resolve_checked, system_resolve
 
 MAX_IDLE_PER_ORIGIN = 256
@@ -43,6 +44,8 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 class Response:
     status: int
     retry_after: Optional[str]
+    peer: Optional[str] = None        # the address connected to ("ip:port"), for the attempt ledger
+    body_start: bytes = b""           # the body's first EXCERPT_READ bytes, kept only when not a 2xx
 
 
 class RequestTimeout(Exception):
@@ -66,11 +69,18 @@ class _Connection(asyncio.Protocol):
         self._received = 0        # bytes of this response so far
         self._header_count = 0
         self._overflow: Optional[str] = None
+        self.peer: Optional[str] = None
+        self._keep_body = False           # this response is no 2xx: its body's start is kept
+        self._body = bytearray()
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
         self._loop = asyncio.get_running_loop()
+        self.peer = peer_address(transport.get_extra_info("peername"))
+
+    def _response(self, status: int) -> Response:
+        return Response(status, self._retry_after, self.peer, bytes(self._body) if self._keep_body else b"")
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -91,14 +101,14 @@ class _Connection(asyncio.Protocol):
             waiter = self.waiter
             if waiter is not None and not waiter.done():
                 self._stop_timer()
-                waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), False))
+                waiter.set_result((self._response(self.parser.get_status_code()), False))
             self.close()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
         if exc is None and self._headers_complete and self.waiter is not None and not self.waiter.done():
             # A response without Content-Length or chunking ends when the server closes.
-            self.waiter.set_result((Response(self.parser.get_status_code(), self._retry_after), False))
+            self.waiter.set_result((self._response(self.parser.get_status_code()), False))
             return
         self._fail(exc or ConnectionResetError("connection closed before the response"))
 
@@ -112,7 +122,14 @@ class _Connection(asyncio.Protocol):
             self._retry_after = value.decode("latin-1").strip()
 
     def on_headers_complete(self) -> None:
-        self._headers_complete = self.parser.get_status_code() >= 200
+        status = self.parser.get_status_code()
+        self._headers_complete = status >= 200
+        self._keep_body = not 200 <= status < 300
+
+    def on_body(self, body: bytes) -> None:
+        # Only failures keep their start (the ledger's excerpt); a 2xx body is thrown away unread.
+        if self._keep_body and len(self._body) < EXCERPT_READ:
+            self._body += body[:EXCERPT_READ - len(self._body)]
 
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -126,7 +143,7 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             self._stop_timer()
-            waiter.set_result((Response(status, self._retry_after), keep_alive and self.parser.should_keep_alive()))
+            waiter.set_result((self._response(status), keep_alive and self.parser.should_keep_alive()))
 
     # use
     def _fail(self, exc: BaseException) -> None:
@@ -150,6 +167,9 @@ class _Connection(asyncio.Protocol):
         self._retry_after = None
         self._headers_complete = False
         self._received = self._header_count = 0
+        if self._body:
+            self._body = bytearray()
+        self._keep_body = False
         loop = self._loop
         self.waiter = loop.create_future()
         self._timer = loop.call_later(timeout, self._timed_out)
@@ -289,8 +309,9 @@ class Http1Client:
                     raise RequestTimeout()
             try:
                 response, keep_alive = await connection.send(request, send_timeout)
-            except (RequestTimeout, BadResponse):
+            except (RequestTimeout, BadResponse) as exc:
                 connection.close()
+                exc.peer = connection.peer  # type: ignore[attr-defined]  # for the attempt ledger
                 raise   # the receiver answered (or took too long): a second try would send twice
             except (ConnectionError, OSError):
                 connection.close()

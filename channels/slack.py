@@ -19,7 +19,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.base import Channel, DeliveryResult, Message, parse_retry_after
+from channels.base import Channel, DeliveryResult, Message, answer_excerpt, parse_retry_after
 from channels.ssrf import Resolve
 from channels.webhook import NotAnswered, encode_payload, guarded_session, post_guarded_answer
 from engine.config import SlackChannelConfig
@@ -88,20 +88,25 @@ class SlackChannel(Channel):
         assert self._client is not None
         try:
             await self._client.chat_postMessage(channel=message.recipient, text=text, blocks=blocks)
-            return DeliveryResult.sent()
+            return DeliveryResult.sent(code="ok")
         except SlackApiError as exc:
             response = exc.response
             code = response.get("error") if isinstance(response.data, dict) else None
+            # The ledger's code: Slack's error name, else the HTTP status.
+            answered = dict(code=str(code or response.status_code),
+                            excerpt=answer_excerpt(str(response.data).encode()) if response.data else None)
             if response.status_code == 429 or code == "ratelimited":
                 return DeliveryResult.transient("Slack rate limited (429)",
                                                 parse_retry_after(response.headers.get("Retry-After")
-                                                                  or response.headers.get("retry-after"), message.now))
+                                                                  or response.headers.get("retry-after"), message.now),
+                                                **answered)
             if code in PERMANENT_ERRORS:
-                return DeliveryResult.permanent(f"Slack error {code}")
+                return DeliveryResult.permanent(f"Slack error {code}", **answered)
             if code is None and 400 <= response.status_code < 500:
-                return DeliveryResult.permanent(f"Slack HTTP {response.status_code}")
+                return DeliveryResult.permanent(f"Slack HTTP {response.status_code}", **answered)
             # internal_error, fatal_error, 5xx: may heal (and may have posted: at-least-once).
-            return DeliveryResult.transient(f"Slack error {code or 'HTTP ' + str(response.status_code)}")
+            return DeliveryResult.transient(f"Slack error {code or 'HTTP ' + str(response.status_code)}",
+                                            **answered)
         except (SlackClientError, aiohttp.ClientError, OSError) as exc:
             return DeliveryResult.transient(f"Slack connection failed: {type(exc).__name__}")
         except asyncio.TimeoutError:
@@ -124,8 +129,13 @@ class SlackChannel(Channel):
             return result
         status = answer.status
         if 200 <= status < 300:
-            return DeliveryResult.sent()
+            return DeliveryResult.sent(code=str(status), address=answer.peer)
         body = answer.body_start[:40].decode("utf-8", "replace").strip()
+        return self._hook_failure(answer, status, body, message).answered(
+            str(status), answer_excerpt(answer.body_start), answer.peer)
+
+    @staticmethod
+    def _hook_failure(answer, status: int, body: str, message: Message) -> DeliveryResult:
         if status == 429 or status >= 500:
             return DeliveryResult.transient(f"Slack webhook HTTP {status}",
                                             parse_retry_after(answer.retry_after, message.now))

@@ -25,7 +25,7 @@ from typing import Any, Optional
 import aiohttp
 import orjson
 
-from channels.base import Channel, DeliveryResult, Message, parse_retry_after
+from channels.base import Channel, DeliveryResult, Message, answer_excerpt, parse_retry_after, peer_address
 from channels.http1 import BadResponse, Http1Client, RequestTimeout
 from channels.ssrf import GuardedResolver, Resolve, SsrfRefused, canonical_url, check_url_host
 
@@ -202,17 +202,18 @@ async def post_lean(client: Http1Client, url: str, body: bytes, headers: dict[st
         response = await client.post(url, body, headers)
     except SsrfRefused as exc:
         return DeliveryResult.permanent(str(exc))
-    except RequestTimeout:
-        return DeliveryResult.transient("timed out")
+    except RequestTimeout as exc:
+        return DeliveryResult.transient("timed out", address=getattr(exc, "peer", None))
     except BadResponse as exc:
-        return DeliveryResult.transient(str(exc))
+        return DeliveryResult.transient(str(exc), address=getattr(exc, "peer", None))
     except asyncio.TimeoutError:
         return DeliveryResult.transient("connection failed: timed out")
     except ssl.SSLError as exc:
         return DeliveryResult.transient(f"TLS failed: {type(exc).__name__}")
     except OSError as exc:
         return DeliveryResult.transient(f"connection failed: {type(exc).__name__}")
-    return classify(response.status, response.retry_after, now)
+    return classify(response.status, response.retry_after, now).answered(
+        str(response.status), answer_excerpt(response.body_start) if response.body_start else None, response.peer)
 
 
 @dataclass
@@ -220,6 +221,7 @@ class Answer:
     status: int
     retry_after: Optional[str]
     body_start: bytes    # at most MAX_BODY_READ bytes of the body
+    peer: Optional[str] = None   # the address connected to, for the attempt ledger
 
 
 class NotAnswered(Exception):
@@ -255,7 +257,7 @@ async def post_guarded_answer(session: aiohttp.ClientSession, url: str, body: by
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             # Read a little (so a short answer leaves the connection reusable), never the whole body.
             body_start = await response.content.read(MAX_BODY_READ)
-            return Answer(response.status, response.headers.get("Retry-After"), body_start)
+            return Answer(response.status, response.headers.get("Retry-After"), body_start, _peer_of(response))
     except SsrfRefused as exc:
         raise NotAnswered(DeliveryResult.permanent(str(exc))) from None
     except aiohttp.ClientConnectorError as exc:
@@ -275,10 +277,20 @@ async def post_guarded_answer(session: aiohttp.ClientSession, url: str, body: by
         raise NotAnswered(DeliveryResult.transient(f"connection error: {type(exc).__name__}")) from None
 
 
+def _peer_of(response: aiohttp.ClientResponse) -> Optional[str]:
+    """The address a response came from. A short answer has already given its connection back to
+    the pool (`response.connection` is None), so this asks the response's protocol, which aiohttp
+    keeps but does not document; None when a release of aiohttp drops it."""
+    protocol = getattr(response, "_protocol", None)
+    transport = getattr(protocol, "transport", None)
+    return peer_address(transport.get_extra_info("peername")) if transport is not None else None
+
+
 async def post_guarded(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
                        allow_private: bool, now) -> DeliveryResult:
     try:
         answer = await post_guarded_answer(session, url, body, headers, allow_private)
     except NotAnswered as exc:
         return exc.result
-    return classify(answer.status, answer.retry_after, now)
+    excerpt = None if 200 <= answer.status < 300 else answer_excerpt(answer.body_start)
+    return classify(answer.status, answer.retry_after, now).answered(str(answer.status), excerpt, answer.peer)

@@ -168,6 +168,15 @@ class DeliveryConfig:
     concurrency: dict[str, int] = field(default_factory=lambda: {"email": 4, "slack": 4, "webhook": 128})
     # A folder laid out like templates/ whose files override the shipped ones (same names).
     templates_dir: Optional[str] = None
+    # Destination health (issue 13): this many failed attempts in a row (across notifications)
+    # pause a destination for pause_base, doubling with each pause in a row up to pause_max; its
+    # notifications wait meanwhile, and one probes when the pause ends. 0 turns pausing off.
+    pause_after_failures: int = 5
+    pause_base: Duration = Duration(60)
+    pause_max: Duration = Duration(3600)
+    # Fallback (issue 13): a notification waiting this long on a paused destination that names a
+    # fallback also goes to the fallback, once. 0: only failures and disabled destinations fall back.
+    fallback_after: Duration = Duration(3600)
 
 
 @dataclass
@@ -769,6 +778,11 @@ def _check_delivery(config: Config, source: str) -> None:
     delivery = config.delivery
     if delivery.batch_size < 1 or delivery.workers < 1:
         raise ConfigError(f"{source}: delivery: batch_size and workers must be at least 1")
+    if delivery.pause_after_failures < 0:
+        raise ConfigError(f"{source}: delivery.pause_after_failures: cannot be negative (0 turns pausing off)")
+    if delivery.pause_base <= 0 or delivery.pause_max < delivery.pause_base:
+        raise ConfigError(f"{source}: delivery.pause_base, pause_max: pause_base must be longer than 0s and "
+                          "pause_max at least pause_base")
     for channel, limit in delivery.concurrency.items():
         if channel not in CHANNELS:
             raise ConfigError(f"{source}: delivery.concurrency.{channel}: unknown channel (known: {', '.join(CHANNELS)})")

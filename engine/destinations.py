@@ -124,7 +124,7 @@ def masked_target(target: Optional[str]) -> Optional[str]:
 def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_id: str, channel: str,
                     target: str, secret: Optional[str] = None, kinds: Optional[list[str]] = None,
                     min_severity: str = "info", timezone: Optional[str] = None,
-                    locale: Optional[str] = None) -> uuid.UUID:
+                    locale: Optional[str] = None, fallback: Optional[str] = None) -> uuid.UUID:
     try:
         tenant = uuid.UUID(tenant_id)
     except ValueError:
@@ -150,9 +150,25 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
         timezone = check_timezone(timezone).key
     if locale is not None:
         locale = check_locale(locale)
+    fallback_id = _fallback_of(conn, tenant, fallback) if fallback is not None else None
     return conn.execute(query("destinations", "add_destination"), dict(
         tenant_id=tenant, now=now, channel=channel, target=target, secret_ciphertext=ciphertext,
-        kinds=kinds or None, min_severity=min_severity, timezone=timezone, locale=locale)).scalar_one()
+        kinds=kinds or None, min_severity=min_severity, timezone=timezone, locale=locale,
+        fallback_id=fallback_id)).scalar_one()
+
+
+def _fallback_of(conn: Connection, tenant: uuid.UUID, fallback: str) -> uuid.UUID:
+    """--fallback ID: an enabled destination of the same tenant."""
+    try:
+        ident = uuid.UUID(fallback)
+    except ValueError:
+        raise BadInput(f"--fallback: a destination id must be a UUID, got {fallback!r}") from None
+    found = conn.execute(query("destinations", "fallback_candidate"), dict(tenant_id=tenant, id=ident)).first()
+    if found is None:
+        raise BadInput(f"--fallback: tenant {tenant} has no destination {fallback}")
+    if not found.enabled:
+        raise BadInput(f"--fallback: destination {fallback} is disabled")
+    return ident
 
 
 def list_destinations(conn: Connection, tenant_id: Optional[str] = None) -> list[dict]:

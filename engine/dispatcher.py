@@ -6,7 +6,10 @@ unnest for the whole batch; while a slow send holds the batch up, one for the ou
 far every RESULT_FLUSH_INTERVAL, and the rows still in flight renew their lease every lease/3;
 sends still running STRAGGLER_AFTER after the batch's last one started finish on their own, and
 the worker claims its next batch). Each dispatcher runs `delivery.workers` such loops so the
-database round trips of one overlap the sends of another.
+database round trips of one overlap the sends of another. The same result statement appends every
+send to the attempt ledger (notify.delivery_attempts), keeps each destination's health (failures
+in a row pause it; the claim skips a paused destination's rows but one probe) and hands what
+failed for good to a fallback destination (docs/ARCHITECTURE.md "Deliver").
 
 At-least-once: a process killed mid-send leaves its claims to run out (delivery.lease) and be
 claimed again; the idempotency key (webhook-id, Message-ID) is the same on every attempt so a
@@ -40,13 +43,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 from channels import build_channels
-from channels.base import Channel, DeliveryResult, Message
+from channels.base import EXCERPT_BYTES, Channel, DeliveryResult, Message
 from channels.ssrf import Resolve
 from engine import metrics
 from engine.app import App
 from engine.errors import NotifyError
+from engine.logging import REDACTOR
 from engine.queries import query, raw_query
-from engine.routing import DESTINATION_PREFIX, route_for_key
+from engine.routing import DESTINATION_PREFIX, route_for_key, route_parameters
 from engine.secretbox import SecretBox, SecretUnavailable
 from engine.templating import TemplateFailure
 
@@ -101,6 +105,11 @@ class Outcome:
     sent_at: Optional[datetime] = None
     disable_destination: bool = False
     refund_attempt: bool = False      # no attempt was made (no key decrypts the secret): give it back
+    # The attempt for the ledger (notify.delivery_attempts); None when nothing was sent.
+    result: Optional[DeliveryResult] = None
+    started_at: Optional[datetime] = None
+    duration_ms: int = 0
+    claimed_at: Optional[datetime] = None  # the engine clock when its batch was claimed
 
 
 def retry_delay(attempt: int, base: float, maximum: float, rng: random.Random,
@@ -205,17 +214,40 @@ class Dispatcher:
     # psycopg's. `claim` and `record` are the same steps on a fresh blocking connection (tests
     # and tools use them to play a crashed or slow dispatcher).
 
+    @property
+    def _health_params(self) -> dict:
+        """Destination health's part of record_results: the engine clock now and the pause settings."""
+        delivery = self.config.delivery
+        return dict(now=self.app.clock.now(), pause_after=delivery.pause_after_failures,
+                    pause_base=float(delivery.pause_base), pause_max=float(delivery.pause_max))
+
     def _claim_params(self, now: datetime, token: uuid.UUID) -> dict:
         delivery = self.config.delivery
         return dict(now=now, lease_until=now + timedelta(seconds=delivery.lease), token=token,
                     batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
 
-    @staticmethod
-    def _record_params(rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> dict:
+    def _record_params(self, rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> dict:
         sent_tenant_ids, sent_ids = [], []
         tenant_ids, ids, statuses, errors, next_attempt_ats, sent_ats = [], [], [], [], [], []
         sent_at = None
+        # The attempt ledger's rows, written by the same statement (record_results).
+        a_tenant_ids, a_ids, a_destination_ids, a_attempts, a_started_ats, a_durations = [], [], [], [], [], []
+        a_outcomes, a_codes, a_excerpts, a_addresses, a_errors, a_channels = [], [], [], [], [], []
         for row, outcome in zip(rows, outcomes):
+            result = outcome.result
+            if result is not None:
+                a_tenant_ids.append(row["tenant_id"])
+                a_ids.append(row["id"])
+                a_destination_ids.append(row["destination_id"] or "")
+                a_attempts.append(row["send_attempts"])
+                a_started_ats.append(outcome.started_at)
+                a_durations.append(outcome.duration_ms)
+                a_outcomes.append(result.kind)
+                a_codes.append(result.code)
+                a_excerpts.append(_excerpt(result.excerpt) if result.excerpt else None)
+                a_addresses.append(result.address)
+                a_errors.append(result.error)
+                a_channels.append(row["channel"])
             if outcome.status == "sent" and outcome.error is None and (sent_at is None or outcome.sent_at == sent_at):
                 sent_at = outcome.sent_at
                 sent_tenant_ids.append(row["tenant_id"])
@@ -229,14 +261,27 @@ class Dispatcher:
                 sent_ats.append(outcome.sent_at)
         return dict(token=token, sent_at=sent_at, sent_tenant_ids=",".join(map(str, sent_tenant_ids)),
                     sent_ids=",".join(map(str, sent_ids)), tenant_ids=tenant_ids, ids=ids, statuses=statuses,
-                    errors=errors, next_attempt_ats=next_attempt_ats, sent_ats=sent_ats)
+                    errors=errors, next_attempt_ats=next_attempt_ats, sent_ats=sent_ats,
+                    a_tenant_ids=",".join(a_tenant_ids), a_ids=",".join(a_ids),
+                    a_destination_ids=",".join(a_destination_ids), a_attempts=a_attempts,
+                    a_started_ats=a_started_ats, a_durations=a_durations, a_outcomes=a_outcomes, a_codes=a_codes,
+                    a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels,
+                    claimed_at=max((o.claimed_at for o in outcomes if o.claimed_at is not None), default=None),
+                    **self._health_params)
 
-    @staticmethod
-    def _disable_params(rows: list[dict], outcomes: list[Outcome]) -> list[dict]:
+    def _disable_params(self, rows: list[dict], outcomes: list[Outcome]) -> list[dict]:
+        disabled = [(row, outcome) for row, outcome in zip(rows, outcomes)
+                    if outcome.disable_destination and row["destination_id"] is not None]
+        if not disabled:
+            return []
+        routes = route_parameters(self.config)
+        now = self.app.clock.now()
         return [dict(tenant_id=row["tenant_id"], destination_id=row["destination_id"],
-                     reason=(outcome.error or "gone")[:200])
-                for row, outcome in zip(rows, outcomes)
-                if outcome.disable_destination and row["destination_id"] is not None]
+                     reason=(outcome.error or "gone")[:200], alert_id=row["alert_id"], origin_id=row["id"],
+                     severity=row["severity"] or row.get("alert_severity") or "warn", now=now,
+                     note=_disabled_note(row, outcome), route_names=routes["route_names"],
+                     route_channels=routes["route_channels"], route_targets=routes["route_targets"])
+                for row, outcome in disabled]
 
     @staticmethod
     def _refund_params(rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> Optional[dict]:
@@ -299,13 +344,14 @@ class Dispatcher:
 
     async def deliver_batch(self, conn: psycopg.AsyncConnection) -> DeliverySummary:
         now = self.app.clock.now()
+        now_at = asyncio.get_running_loop().time()
         token = uuid.uuid4()
         rows = await self._claim_async(conn, now, token)
         summary = DeliverySummary(claimed=len(rows))
         if not rows:
             return summary
         batch = BatchInFlight(rows, token, float(self.config.delivery.lease))
-        batch.sending = asyncio.ensure_future(self._send_batch(batch, now))
+        batch.sending = asyncio.ensure_future(self._send_batch(batch, now, now_at))
         if not await self._record_while_sending(conn, batch, leave_stragglers_after=STRAGGLER_AFTER):
             # Every row has started and some are still sending after STRAGGLER_AFTER: they finish
             # (recorded, lease renewed) on their own, and this worker claims its next batch.
@@ -345,6 +391,7 @@ class Dispatcher:
         (see deliver_batch) are waited for unless `wait_for_stragglers` is False (the long-running
         loop: they finish while it waits for work, and `close` waits for them)."""
         total = DeliverySummary()
+        await self._plan_paused_fallbacks()
 
         async def worker() -> None:
             conn, kept = await self._connection()
@@ -374,6 +421,26 @@ class Dispatcher:
         total.add(self._stragglers_summary)
         self._stragglers_summary = DeliverySummary()
         return total
+
+    async def _plan_paused_fallbacks(self) -> None:
+        """Rows waiting past delivery.fallback_after on a paused destination go to its fallback
+        once (one statement per pass; nothing to read while no destination is paused)."""
+        fallback_after = float(self.config.delivery.fallback_after)
+        if fallback_after <= 0:
+            return
+        params = dict(now=self.app.clock.now(), fallback_after=fallback_after)
+        conn, kept = await self._connection()
+        try:
+            try:
+                await conn.execute(raw_query("dispatcher", "plan_paused_fallbacks"), params)
+            except psycopg.OperationalError:
+                if not (kept and conn.broken):
+                    raise
+                await conn.close()   # a kept connection died meanwhile (see deliver_until_idle): one fresh try
+                conn, _ = await self._connection(kept=False)
+                await conn.execute(raw_query("dispatcher", "plan_paused_fallbacks"), params)
+        finally:
+            self._give_back(conn)
 
     async def finish_stragglers(self) -> None:
         """Waits until every send left straggling has ended and been recorded."""
@@ -458,7 +525,7 @@ class Dispatcher:
             token=batch.token, lease_until=lease_until, tenant_ids=[row["tenant_id"] for row in unrecorded],
             ids=[row["id"] for row in unrecorded]))
 
-    async def _send_batch(self, batch: BatchInFlight, now: datetime) -> None:
+    async def _send_batch(self, batch: BatchInFlight, now: datetime, now_at: float) -> None:
         """Fills in every row's outcome, appending its index to `batch.finished` as it is known.
         Rows that need no send (skipped, out of attempts) are settled first; the rest are sent per
         channel by at most `delivery.concurrency[channel]` lanes, each a coroutine that holds one
@@ -474,10 +541,11 @@ class Dispatcher:
             else:
                 by_channel.setdefault(row["channel"], []).append(index)
         if by_channel:
-            await asyncio.gather(*(self._send_channel(name, indexes, batch, now)
+            await asyncio.gather(*(self._send_channel(name, indexes, batch, now, now_at)
                                    for name, indexes in by_channel.items()))
 
-    async def _send_channel(self, name: str, indexes: list[int], batch: BatchInFlight, now: datetime) -> None:
+    async def _send_channel(self, name: str, indexes: list[int], batch: BatchInFlight, now: datetime,
+                            now_at: float) -> None:
         assert self.limits is not None
         channel = self.channels[name]
         slots = self.limits(name)
@@ -488,7 +556,7 @@ class Dispatcher:
             async with slots:
                 for index in pending:
                     batch.started += 1
-                    outcomes[index] = await self._deliver_one(channel, rows[index], now)
+                    outcomes[index] = await self._deliver_one(channel, rows[index], now, now_at)
                     finished.append(index)
 
         lanes = min(self.limits.limit(name), len(indexes))
@@ -509,11 +577,15 @@ class Dispatcher:
             return Outcome("failed", error=f"no channel {row['channel']!r}")
         return None
 
-    async def _deliver_one(self, channel: Channel, row: dict, now: datetime) -> Outcome:
+    async def _deliver_one(self, channel: Channel, row: dict, now: datetime, now_at: float) -> Outcome:
+        """`now_at`: the loop's time when `now` was read (the attempt's start is `now` plus the
+        loop time since, so its order and duration need no second read of the engine clock)."""
         try:
             message = self._message(row, now)
         except SecretUnavailable as exc:
             return self._held_for_key(row, exc, now)
+        loop_time = asyncio.get_running_loop().time
+        started = loop_time()
         try:
             result = await channel.send(message)
         except TemplateFailure as exc:
@@ -523,7 +595,12 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - one bad notification never stops the batch
             log.warning("notification %s: unexpected %s", row["id"], type(exc).__name__)
             result = DeliveryResult.transient(f"internal error: {type(exc).__name__}")
-        return self._outcome(row, result, now)
+        outcome = self._outcome(row, result, now)
+        outcome.result = result
+        outcome.started_at = now + timedelta(seconds=started - now_at)
+        outcome.duration_ms = round((loop_time() - started) * 1000)
+        outcome.claimed_at = now
+        return outcome
 
     def _held_for_key(self, row: dict, exc: SecretUnavailable, now: datetime) -> Outcome:
         """No configured key decrypts the destination's secret: an operator's config mistake that
@@ -578,6 +655,9 @@ class Dispatcher:
                      severity=row["alert_severity"], status=row["alert_status"], dedupe_key=row["dedupe_key"],
                      first_seen_at=row["first_seen_at"], last_seen_at=row["last_seen_at"],
                      context=_load_context(row["context"]))
+        if row.get("note"):
+            # A notice (a disabled destination): why this message exists, shown with the context.
+            alert["context"] = {**alert["context"], "notice": row["note"]}
         return Message(notification_id=row["id"], tenant_id=row["tenant_id"],
                        alert_id=row["alert_id"], channel=row["channel"], recipient=recipient,
                        idempotency_key=row["idempotency_key"], transition=row["transition"] or "opened",
@@ -608,7 +688,23 @@ class Dispatcher:
         settled = self._settle_without_sending(row)
         if settled is not None:
             return settled
-        return await self._deliver_one(self.channels[row["channel"]], row, now)
+        return await self._deliver_one(self.channels[row["channel"]], row, now, asyncio.get_running_loop().time())
+
+
+def _disabled_note(row: dict, outcome: Outcome) -> str:
+    """The notice the tenant's other destinations and the ops routes get when one is disabled."""
+    from engine.destinations import masked_target
+
+    return (f"The {row['channel']} destination {masked_target(row['recipient'])} ({row['destination_id']}) was "
+            f"disabled: {outcome.error or 'gone'}. Nothing more is sent to it until it is added again.")
+
+
+def _excerpt(text: str) -> str:
+    """An answer's start as the ledger keeps it: redacted like every log line (a receiver may echo
+    a token or an address), then cut to EXCERPT_BYTES of UTF-8."""
+    redacted = REDACTOR.redact(text)
+    cut = redacted.encode()[:EXCERPT_BYTES]
+    return cut.decode("utf-8", "ignore")
 
 
 def _load_context(text: Optional[str]) -> dict:

@@ -98,7 +98,8 @@ def reset_for_tests() -> None:
 
 
 class DatabaseStateCollector(Collector):
-    """Alerts by status and kind, notifications by channel and status, the queue's depth and age."""
+    """Alerts by status and kind, notifications by channel and status, the queue's depth and age,
+    paused destinations."""
 
     def __init__(self, databases: Callable[[], Optional[Databases]], now: Callable[[], datetime],
                  cache_seconds: float = 10.0) -> None:
@@ -131,6 +132,7 @@ class DatabaseStateCollector(Collector):
                 alerts = conn.execute(query("metrics", "alerts_by_status")).all()
                 notes = conn.execute(query("metrics", "notifications_by_channel_status")).all()
                 queue = conn.execute(query("metrics", "queue_depth"), {"now": self._now()}).one()
+                paused = conn.execute(query("metrics", "destinations_paused"), {"now": self._now()}).scalar()
         except Exception as exc:  # noqa: BLE001 - a scrape reports what it can; health says why
             log.warning("metrics: database state unavailable: %s", type(exc).__name__)
             return None
@@ -148,7 +150,10 @@ class DatabaseStateCollector(Collector):
         age = GaugeMetricFamily("notify_queue_oldest_age_seconds",
                                 "Age of the oldest queued notification (0 when the queue is empty)")
         age.add_metric([], float(queue.oldest_age_seconds or 0))
-        return [alerts_family, notes_family, depth, age]
+        paused_family = GaugeMetricFamily("notify_destinations_paused",
+                                          "Destinations paused after failed attempts in a row (their notifications wait)")
+        paused_family.add_metric([], paused or 0)
+        return [alerts_family, notes_family, depth, age, paused_family]
 
 
 def render() -> bytes:

@@ -93,3 +93,20 @@ def _uuid_or_none(value: str) -> Optional[uuid.UUID]:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+def show_notification(app: App, notification_id: uuid.UUID) -> dict:
+    """One notification with its attempts from the ledger (notify.delivery_attempts), oldest first.
+    BadInput when no notification has that id. The recipient is masked as in every listing."""
+    from engine.destinations import masked_target
+
+    with app.databases.begin("notify") as conn:
+        found = conn.execute(query("dispatcher", "show_notification"), dict(id=notification_id)).mappings().first()
+        if found is None:
+            raise BadInput(f"ID: no notification {notification_id}")
+        note = dict(found)
+        attempts = [dict(r) for r in conn.execute(query("dispatcher", "notification_attempts"),
+                                                  dict(tenant_id=note["tenant_id"], id=note["id"])).mappings()]
+    note["recipient"] = masked_target(note["recipient"])
+    note["attempts"] = attempts
+    return note

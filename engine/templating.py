@@ -40,6 +40,7 @@ TRANSITION_TEXT = {
     "opened": "opened", "reopened": "re-opened", "escalated": "escalated",
     "resolved": "resolved", "reminder": "still open (reminder)", "acked": "acknowledged",
     "test": "test notification, no action needed",
+    "destination_disabled": "a destination of this tenant was disabled",
 }
 
 

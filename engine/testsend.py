@@ -90,7 +90,8 @@ def send_test_notification(app: App, destination_id: str, *, resolve: Optional[R
     outcome, latency_ms = run_event_loop(attempt())
     if outcome.status == "queued":
         # One attempt, now: a failure that a batch would retry ends here (run the test again).
-        outcome = Outcome("failed", error=outcome.error)
+        outcome = Outcome("failed", error=outcome.error, result=outcome.result, started_at=outcome.started_at,
+                          duration_ms=outcome.duration_ms)
     if outcome.status == "skipped" and row["disabled_reason"]:
         outcome.error = f"{outcome.error}: {row['disabled_reason']}"
     dispatcher.record([row], [outcome], token)

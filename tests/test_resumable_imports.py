@@ -125,8 +125,8 @@ def test_prune_failing_part_way_lists_what_was_archived_and_dropped(tmp_path, da
     seed_old_rows(databases, clock)
     archive = tmp_path / "archive"
     archive.mkdir()
-    # Partitions go in name order: admin_log's, data_activity's, then notify's, whose archive
-    # folder cannot be made (a file is in the way).
+    # Partitions go in name order: admin_log's, data_activity's, then notify's (the attempt
+    # ledger's first), whose archive folder cannot be made (a file is in the way).
     (archive / "notify").write_text("in the way")
     code, out, err = run(capsys, "partitions", "prune", "--keep-months", "6", "--archive", str(archive),
                          "--config", str(config_file()))
@@ -134,7 +134,7 @@ def test_prune_failing_part_way_lists_what_was_archived_and_dropped(tmp_path, da
     assert "dropped admin_log.admin_events_202603" in out and "1 rows archived" in out
     assert "dropped data_activity.api_access_logs_202603" in out and "250 rows archived" in out
     [message] = err.strip().splitlines()
-    assert "stopped at notify.quota_snapshots_202603" in message
+    assert "stopped at notify.delivery_attempts_202603" in message
     done = message.split("archived and dropped before it: ")[1]
     assert "admin_log.admin_events_202603" in done and "data_activity.api_access_logs_202603" in done
     assert "notify." not in done

@@ -62,8 +62,8 @@ def test_defect2_fixed_every_partitioned_table_is_keyed_by_its_timestamptz(conn)
         "SELECT p.partrelid::regclass::text, a.attname FROM pg_partitioned_table p "
         "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] "
         "JOIN pg_class c ON c.oid = p.partrelid WHERE NOT c.relispartition").fetchall())
-    assert len(keys) == 8
-    assert set(keys.values()) == {"occurred_at", "captured_at"}
+    assert len(keys) == 9   # the seed's eight log tables and the attempt ledger (notify 0009)
+    assert set(keys.values()) == {"occurred_at", "captured_at", "started_at"}
     assert keys.get("notify.quota_snapshots", keys.get("quota_snapshots")) == "captured_at"
 
 
@@ -77,9 +77,9 @@ def test_defect3_fixed_primary_keys_carry_the_time_column(conn):
     keys = conn.execute(
         "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE contype = 'p' AND conrelid IN (SELECT partrelid FROM pg_partitioned_table)").fetchall()
-    assert len(keys) == 8
+    assert len(keys) == 9
     for table, definition in keys:
-        assert "occurred_at" in definition or "captured_at" in definition, table
+        assert any(column in definition for column in ("occurred_at", "captured_at", "started_at")), table
 
 
 def test_defect4_seed_window_column_is_a_syntax_error(conn):

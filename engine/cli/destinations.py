@@ -29,6 +29,9 @@ def register(subparsers, common) -> None:
     add.add_argument("--min-severity", choices=SEVERITIES, default="info", help="lowest severity sent (default: info)")
     add.add_argument("--timezone", metavar="TZ", help="IANA time zone of its messages' times (default: messages.timezone)")
     add.add_argument("--locale", metavar="L", help="language of its messages, e.g. en, de (default: messages.locale)")
+    add.add_argument("--fallback", metavar="ID",
+                     help="a destination of the same tenant that gets a notification this one fails for good, "
+                          "is disabled for, or holds paused past delivery.fallback_after (once; never further)")
     add.set_defaults(handler=add_command)
 
     listing = actions.add_parser("list", parents=[common], help="list destinations (secrets masked)")
@@ -82,7 +85,7 @@ def add_command(app, args) -> int:
         destination_id = add_destination(conn, app.config, app.clock.now(), tenant_id=args.tenant,
                                          channel=args.channel, target=args.target, secret=secret,
                                          kinds=kinds, min_severity=args.min_severity,
-                                         timezone=args.timezone, locale=args.locale)
+                                         timezone=args.timezone, locale=args.locale, fallback=args.fallback)
     print(destination_id)
     return 0
 
@@ -96,7 +99,7 @@ def list_command(app, args) -> int:
         for row in rows:
             row["kinds"] = ",".join(row["kinds"]) if row["kinds"] else "*"
         print_table(rows, ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity",
-                           "enabled", "disabled_reason"])
+                           "enabled", "disabled_reason", "last_success_at", "consecutive_failures", "paused_until"])
     return 0
 
 

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from engine.cli.output import print_json, print_table
+from engine.cli.output import format_time, print_json, print_table
 from engine.config import CHANNELS, Duration
 from engine.destinations import masked_target
 from engine.errors import BadInput
-from engine.notifications import RETRYABLE, RetryFilter, retry_matching, retry_notification
+from engine.notifications import RETRYABLE, RetryFilter, retry_matching, retry_notification, show_notification
 from engine.queries import query
 
 STATUSES = ("queued", "sent", "failed", "skipped")
+ATTEMPT_COLUMNS = ["attempt", "started_at", "duration_ms", "outcome", "code", "address", "error", "excerpt"]
 LISTED = ["id", "alert_id", "channel", "recipient", "status", "send_attempts", "last_attempt_at", "error"]
 
 
@@ -39,6 +41,10 @@ def register(subparsers, common) -> None:
     retry.add_argument("--dry-run", action="store_true", help="print how many would be re-queued; change nothing")
     retry.add_argument("--actor", metavar="NAME", help="who re-drives, for the audit row (default: the OS user)")
     retry.set_defaults(handler=retry_command)
+    show = actions.add_parser("show", parents=[common], help="one notification and its attempts")
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", dest="show_json", action="store_true", help="print one JSON object")
+    show.set_defaults(handler=show_command)
 
 
 def _uuid(value: str, where: str) -> uuid.UUID:
@@ -93,4 +99,22 @@ def retry_command(app, args) -> int:
     if counts.skipped:
         line += f"; skipped {counts.skipped} whose destination is removed or disabled"
     print(line)
+    return 0
+
+
+def show_command(app, args) -> int:
+    note = show_notification(app, _uuid(args.id, "ID"))
+    if args.show_json or args.json:
+        print_json(note)
+        return 0
+    attempts = note.pop("attempts")
+    width = max(len(k) for k in note)
+    for key, value in note.items():
+        shown = "-" if value is None else format_time(value) if isinstance(value, datetime) else value
+        print(f"{key.ljust(width)}  {shown}")
+    print()
+    if attempts:
+        print_table(attempts, ATTEMPT_COLUMNS)
+    else:
+        print("no attempts")
     return 0

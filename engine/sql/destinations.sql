@@ -1,16 +1,21 @@
 -- name: add_destination
 -- Stores one tenant destination; the signing secret arrives already encrypted.
 INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity,
-                                 timezone, locale)
+                                 timezone, locale, fallback_id)
 VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level),
-        :timezone, :locale)
+        :timezone, :locale, CAST(:fallback_id AS uuid))
 RETURNING id;
+
+-- name: fallback_candidate
+-- The destination --fallback names, if it belongs to :tenant_id (any other tenant's is not found).
+SELECT id, enabled FROM notify.destinations WHERE tenant_id = :tenant_id AND id = :id;
 
 -- name: list_destinations
 -- Destinations for listing; the ciphertext itself never leaves this query, only whether there is one.
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
        kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at,
-       timezone, locale, opted_out_kinds
+       timezone, locale, opted_out_kinds, last_success_at, consecutive_failures,
+       CASE WHEN pause_level > 0 THEN paused_until END AS paused_until, fallback_id
 FROM notify.destinations
 WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = CAST(:tenant_id AS uuid)
 ORDER BY tenant_id, created_at, id;
@@ -27,17 +32,55 @@ WHERE tenant_id = :tenant_id AND destination_id = :destination_id AND status = '
 
 -- name: disable_destination
 -- The endpoint is gone for good (HTTP 410): stop planning to it and skip what is queued for it.
+-- The first time (it was enabled), the tenant's other enabled destinations and every ops route
+-- get one notice (transition 'destination_disabled', ddl/notify/0011) about the alert whose
+-- notification (:origin_id) met the 410, unless that was a test send (no alert).
 WITH disabled AS (
   UPDATE notify.destinations
   SET enabled = false, disabled_reason = :reason
-  WHERE tenant_id = :tenant_id AND id = :destination_id
+  WHERE tenant_id = :tenant_id AND id = :destination_id AND enabled
   RETURNING tenant_id, id
+),
+noticed AS (
+  INSERT INTO notify.notifications
+    (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+     destination_id, next_attempt_at, note, origin_id)
+  SELECT t.tenant_id, CAST(:alert_id AS uuid), :now, t.channel, t.recipient, 'queued', 'destination_disabled', 0,
+         CAST(:severity AS public.sev_level), t.route_key, t.destination_id, :now, :note, CAST(:origin_id AS uuid)
+  FROM (
+    SELECT d.tenant_id, d.channel, d.target AS recipient, 'dest:' || d.id::text AS route_key, d.id AS destination_id
+    FROM disabled x JOIN notify.destinations d ON d.tenant_id = x.tenant_id AND d.id <> x.id AND d.enabled
+    UNION ALL
+    SELECT x.tenant_id, r.channel, r.target, 'route:' || r.name, NULL
+    FROM disabled x
+    CROSS JOIN unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]), CAST(:route_targets AS text[]))
+      AS r(name, channel, target)
+  ) AS t
+  WHERE CAST(:alert_id AS uuid) IS NOT NULL
+  ON CONFLICT DO NOTHING
+),
+skipped AS (
+  UPDATE notify.notifications n
+  SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL, lease_until = NULL
+  FROM disabled
+  WHERE n.tenant_id = disabled.tenant_id AND n.destination_id = disabled.id
+    AND n.status = 'queued' AND n.claim_token IS NULL
+  RETURNING n.tenant_id, n.id, n.alert_id, n.transition, n.reminder_no, n.severity, n.origin_id, n.destination_id
 )
-UPDATE notify.notifications n
-SET status = 'skipped', error = 'destination disabled: ' || :reason, claim_token = NULL, lease_until = NULL
-FROM disabled
-WHERE n.tenant_id = disabled.tenant_id AND n.destination_id = disabled.id
-  AND n.status = 'queued' AND n.claim_token IS NULL;
+-- The skipped rows go once to the destination's fallback (ddl/notify/0012), as in record_results.
+INSERT INTO notify.notifications
+  (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+   destination_id, next_attempt_at, note, origin_id)
+SELECT o.tenant_id, o.alert_id, :now, f.channel, f.target, 'queued', o.transition, o.reminder_no, o.severity,
+       'dest:' || f.id::text, f.id, :now,
+       'Sent to this fallback destination because the ' || d.channel || ' destination ' || d.id::text
+         || ' is disabled: ' || :reason,
+       o.id
+FROM skipped o
+JOIN notify.destinations d ON d.tenant_id = o.tenant_id AND d.id = o.destination_id AND d.fallback_id IS NOT NULL
+JOIN notify.destinations f ON f.tenant_id = d.tenant_id AND f.id = d.fallback_id AND f.enabled
+WHERE o.origin_id IS NULL AND o.transition <> 'test'
+ON CONFLICT DO NOTHING;
 
 -- name: lock_destination_credentials
 -- Every destination that holds a credential (encrypted, or a Slack incoming-webhook URL still in

@@ -6,13 +6,42 @@
 -- change, so the update can be HOT (ddl/notify/0006). Returns each row with its alert and
 -- destination, one statement per batch; ids as text and the context as JSON text, which is what
 -- the channels use (no UUID objects, no JSON parse for webhooks).
-WITH due AS (
+-- Destination health (ddl/notify/0010): rows of a paused destination (pause_level > 0) are not
+-- claimed; once its pause has ended, one claim takes one of its rows as the probe and holds the
+-- destination's pause until that claim's lease ends, so racing claims never both probe (the
+-- second waits for the first's row lock, then sees the pause held). The paused set is read once
+-- per claim through a partial index that holds only paused destinations (usually none).
+WITH probed AS (
+  UPDATE notify.destinations d
+  SET paused_until = :lease_until
+  WHERE d.pause_level > 0 AND d.paused_until <= :now
+    AND EXISTS (SELECT 1 FROM notify.notifications n
+                WHERE n.tenant_id = d.tenant_id AND n.destination_id = d.id AND n.status = 'queued'
+                  AND n.next_attempt_at <= :now AND (n.lease_until IS NULL OR n.lease_until <= :now))
+  RETURNING d.tenant_id, d.id
+),
+due AS (
   SELECT tenant_id, id, claim_token
   FROM notify.notifications
   WHERE status = 'queued' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)
+    AND (destination_id IS NULL
+         OR destination_id <> ALL (ARRAY(SELECT id FROM notify.destinations WHERE pause_level > 0)))
   ORDER BY next_attempt_at
   LIMIT :batch_size
   FOR UPDATE SKIP LOCKED
+),
+probe AS (
+  SELECT q.tenant_id, q.id, q.claim_token
+  FROM probed p
+  CROSS JOIN LATERAL (
+    SELECT n.tenant_id, n.id, n.claim_token
+    FROM notify.notifications n
+    WHERE n.tenant_id = p.tenant_id AND n.destination_id = p.id AND n.status = 'queued'
+      AND n.next_attempt_at <= :now AND (n.lease_until IS NULL OR n.lease_until <= :now)
+    ORDER BY n.next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+  ) q
 ),
 claimed AS (
   UPDATE notify.notifications n
@@ -21,15 +50,16 @@ claimed AS (
                       + CASE WHEN due.claim_token IS NOT NULL AND n.send_attempts >= :max_attempts THEN 0 ELSE 1 END,
       last_attempt_at = :now,
       lease_until = :lease_until, claim_token = :token
-  FROM due
+  FROM (SELECT * FROM due UNION ALL SELECT * FROM probe) AS due
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
-            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at
+            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at, n.note
 )
 SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS alert_id,
        c.destination_id::text AS destination_id, c.route_key, c.channel, c.recipient, c.lease_expired,
        c.transition, c.reminder_no, c.severity::text AS severity, c.send_attempts, c.idempotency_key, c.created_at,
+       c.note,
        a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id::text AS base_id,
        a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context::text AS context,
        (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext,
@@ -45,6 +75,115 @@ LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destin
 -- two comma-joined id lists (cheap to build and to send); every other outcome as parallel arrays.
 -- Only rows still held by this claim are written: a claim whose lease ran out and was taken over
 -- must not be overwritten (its late result never counts; the new holder's does).
+-- The same statement appends the batch's attempts to the ledger (notify.delivery_attempts), one
+-- row per send that was made, so the ledger costs no round trip of its own. Not fenced by the
+-- claim: a late attempt did happen (the receiver may have got it), so it is logged under its own
+-- attempt number; only the notification's status ignores it. ON CONFLICT: a retry restarts the
+-- count, and under a clock that does not move an attempt could repeat its key; it is then dropped
+-- rather than failing the batch's results.
+-- It also keeps each destination's health (ddl/notify/0010), one row per destination of the flush:
+-- a success resets it; failures in a row count up, and :pause_after of them (0: never) pause it
+-- for :pause_base doubling per pause in a row up to :pause_max, pushing its queued rows past the
+-- pause. Only a failure claimed after the current pause began (the probe's; :claimed_at is the
+-- flush's batch claim time) pauses again: sends in flight when it paused do not stack pauses. A healthy destination's row is written at
+-- most once a second (last_success_at), not once per flush.
+WITH attempted AS (
+  SELECT * FROM unnest(CAST(string_to_array(:a_tenant_ids, ',') AS uuid[]),
+                       CAST(string_to_array(:a_ids, ',') AS uuid[]),
+                       CAST(string_to_array(:a_destination_ids, ',', '') AS uuid[]),
+                       CAST(:a_attempts AS integer[]), CAST(:a_started_ats AS timestamptz[]),
+                       CAST(:a_durations AS integer[]), CAST(:a_outcomes AS text[]), CAST(:a_codes AS text[]),
+                       CAST(:a_excerpts AS text[]), CAST(:a_addresses AS text[]), CAST(:a_errors AS text[]),
+                       CAST(:a_channels AS text[]))
+    AS a(tenant_id, notification_id, destination_id, attempt, started_at, duration_ms, outcome, code, excerpt,
+         address, error, channel)
+),
+logged AS (
+  INSERT INTO notify.delivery_attempts (tenant_id, notification_id, destination_id, attempt, started_at, duration_ms,
+                                        outcome, code, excerpt, address, error, channel)
+  SELECT * FROM attempted
+  ON CONFLICT DO NOTHING
+),
+flushed AS (
+  SELECT tenant_id, destination_id,
+         max(started_at) FILTER (WHERE outcome = 'sent') AS last_success_at,
+         max(started_at) FILTER (WHERE outcome <> 'sent') AS last_failure_at,
+         -- failures after the flush's last success (all of them when none succeeded)
+         count(*) FILTER (WHERE outcome <> 'sent' AND after_success IS NOT FALSE) AS trailing_failures
+  FROM (SELECT tenant_id, destination_id, outcome, started_at,
+               started_at > max(started_at) FILTER (WHERE outcome = 'sent')
+                            OVER (PARTITION BY tenant_id, destination_id) AS after_success
+        FROM attempted WHERE destination_id IS NOT NULL) AS a
+  GROUP BY tenant_id, destination_id
+),
+health AS (
+  -- The pause condition is written out in each column it decides (an UPDATE's FROM cannot see the
+  -- row being updated, and only that row is current when two flushes race for one destination).
+  UPDATE notify.destinations d
+  SET last_success_at = coalesce(h.last_success_at, d.last_success_at),
+      last_failure_at = coalesce(h.last_failure_at, d.last_failure_at),
+      consecutive_failures = CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures + h.trailing_failures
+                                  ELSE h.trailing_failures END,
+      pause_level = CASE WHEN (CAST(:pause_after AS integer) > 0
+                   AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
+                       >= CAST(:pause_after AS integer)
+                   AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
+                        OR CAST(:claimed_at AS timestamptz) > d.paused_at)) THEN d.pause_level + 1
+                         WHEN h.last_success_at IS NOT NULL THEN 0 ELSE d.pause_level END,
+      paused_at = CASE WHEN (CAST(:pause_after AS integer) > 0
+                   AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
+                       >= CAST(:pause_after AS integer)
+                   AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
+                        OR CAST(:claimed_at AS timestamptz) > d.paused_at)) THEN CAST(:now AS timestamptz)
+                       WHEN h.last_success_at IS NOT NULL THEN NULL ELSE d.paused_at END,
+      paused_until = CASE WHEN (CAST(:pause_after AS integer) > 0
+                   AND h.trailing_failures + CASE WHEN h.last_success_at IS NULL THEN d.consecutive_failures ELSE 0 END
+                       >= CAST(:pause_after AS integer)
+                   AND (d.pause_level = 0 OR d.paused_until <= CAST(:now AS timestamptz)
+                        OR CAST(:claimed_at AS timestamptz) > d.paused_at))
+                          THEN CAST(:now AS timestamptz)
+                               + least(CAST(:pause_max AS float8),
+                                       CAST(:pause_base AS float8) * 2 ^ least(d.pause_level, 30))
+                                 * interval '1 second'
+                          WHEN h.last_success_at IS NOT NULL THEN NULL ELSE d.paused_until END
+  FROM flushed h
+  WHERE d.tenant_id = h.tenant_id AND d.id = h.destination_id
+    AND (h.last_failure_at IS NOT NULL OR d.consecutive_failures <> 0 OR d.pause_level <> 0
+         OR d.last_success_at IS NULL OR d.last_success_at < h.last_success_at - interval '1 second')
+  -- paused_at is :now only on a row paused by this statement (the push below needs those).
+  RETURNING d.tenant_id, d.id, d.paused_until, d.pause_level > 0 AND d.paused_at = CAST(:now AS timestamptz) AS pause
+),
+pushed AS (
+  -- A destination paused now: its queued rows that no claim holds wait for the pause to end.
+  UPDATE notify.notifications n
+  SET next_attempt_at = h.paused_until
+  FROM health h
+  WHERE h.pause AND n.tenant_id = h.tenant_id AND n.destination_id = h.id AND n.status = 'queued'
+    AND n.claim_token IS NULL AND n.next_attempt_at < h.paused_until
+),
+fell_back AS (
+  -- Fallback (ddl/notify/0012): a row of this flush that failed for good, or was skipped because
+  -- its destination is disabled, goes once to its destination's fallback, if it has one and is
+  -- no copy itself (origin_id set: a fallback's fallback is not followed). Only the flush's
+  -- non-sent rows are read, so a batch of successes pays nothing here.
+  INSERT INTO notify.notifications
+    (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+     destination_id, next_attempt_at, note, origin_id)
+  SELECT o.tenant_id, o.alert_id, CAST(:now AS timestamptz), f.channel, f.target, 'queued', o.transition,
+         o.reminder_no, o.severity, 'dest:' || f.id::text, f.id, CAST(:now AS timestamptz),
+         'Sent to this fallback destination because the ' || d.channel || ' destination ' || d.id::text
+           || CASE WHEN r.status = 'failed' THEN ' failed for good: ' || coalesce(r.error, 'no reason given')
+                   ELSE ' is disabled: ' || coalesce(d.disabled_reason, 'no reason given') END,
+         o.id
+  FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:errors AS text[]))
+    AS r(tenant_id, id, status, error)
+  JOIN notify.notifications o ON o.tenant_id = r.tenant_id AND o.id = r.id AND o.claim_token = :token
+  JOIN notify.destinations d ON d.tenant_id = o.tenant_id AND d.id = o.destination_id AND d.fallback_id IS NOT NULL
+  JOIN notify.destinations f ON f.tenant_id = d.tenant_id AND f.id = d.fallback_id AND f.enabled
+  WHERE (r.status = 'failed' OR (r.status = 'skipped' AND NOT d.enabled))
+    AND o.origin_id IS NULL AND o.transition <> 'test'
+  ON CONFLICT DO NOTHING
+)
 UPDATE notify.notifications n
 SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
     sent_at = r.sent_at, claim_token = NULL, lease_until = NULL
@@ -81,7 +220,11 @@ WHERE n.tenant_id = r.tenant_id AND n.id = r.id AND n.claim_token = :token;
 -- name: next_due
 -- When the earliest queued notification falls due (the dispatcher sleeps until then at most); a
 -- claimed one falls due again when its lease runs out.
-SELECT min(greatest(next_attempt_at, lease_until)) FROM notify.notifications WHERE status = 'queued';
+-- A paused destination's rows fall due when its pause ends.
+SELECT min(greatest(n.next_attempt_at, n.lease_until, d.paused_until))
+FROM notify.notifications n
+LEFT JOIN notify.destinations d ON d.tenant_id = n.tenant_id AND d.id = n.destination_id AND d.pause_level > 0
+WHERE n.status = 'queued';
 
 -- name: list_notifications
 -- Delivery records for `notifyctl notifications`, newest first.
@@ -115,3 +258,39 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
          AS failed_last_hour
 FROM notify.notifications
 WHERE status = 'queued' OR (status = 'failed' AND last_attempt_at >= CAST(:now AS timestamptz) - interval '1 hour');
+
+-- name: show_notification
+-- One notification by id for `notifyctl notifications show` (ids are unique; not_note_id finds it).
+SELECT id, tenant_id, alert_id, destination_id, route_key, channel, recipient, status, transition, reminder_no,
+       send_attempts, last_attempt_at, next_attempt_at, sent_at, created_at, error
+FROM notify.notifications
+WHERE id = :id;
+
+-- name: notification_attempts
+-- A notification's attempts from the ledger, oldest first (the key leads with tenant and notification).
+SELECT attempt, started_at, duration_ms, outcome, code, error, excerpt, address, channel, destination_id
+FROM notify.delivery_attempts
+WHERE tenant_id = :tenant_id AND notification_id = :id
+ORDER BY started_at, attempt;
+
+-- name: plan_paused_fallbacks
+-- Fallback for waiting (ddl/notify/0012): a queued row that has waited longer than
+-- :fallback_after on a paused destination with a fallback goes to the fallback once (the row
+-- itself stays queued for its own destination). Read through the partial index of paused
+-- destinations, so this costs nothing while none is paused.
+INSERT INTO notify.notifications
+  (tenant_id, alert_id, created_at, channel, recipient, status, transition, reminder_no, severity, route_key,
+   destination_id, next_attempt_at, note, origin_id)
+SELECT o.tenant_id, o.alert_id, :now, f.channel, f.target, 'queued', o.transition, o.reminder_no, o.severity,
+       'dest:' || f.id::text, f.id, :now,
+       'Sent to this fallback destination because the ' || d.channel || ' destination ' || d.id::text
+         || ' is paused after ' || d.consecutive_failures || ' failed attempts in a row and this notification'
+         || ' has waited since ' || to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC',
+       o.id
+FROM notify.destinations d
+JOIN notify.destinations f ON f.tenant_id = d.tenant_id AND f.id = d.fallback_id AND f.enabled
+JOIN notify.notifications o ON o.tenant_id = d.tenant_id AND o.destination_id = d.id
+WHERE d.pause_level > 0 AND d.fallback_id IS NOT NULL
+  AND o.status = 'queued' AND o.created_at <= CAST(:now AS timestamptz) - CAST(:fallback_after AS float8) * interval '1 second'
+  AND o.origin_id IS NULL AND o.transition <> 'test'
+ON CONFLICT DO NOTHING;

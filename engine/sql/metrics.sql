@@ -22,3 +22,9 @@ SELECT count(*) AS depth,
        EXTRACT(EPOCH FROM (CAST(:now AS timestamptz) - min(created_at))) AS oldest_age_seconds
 FROM notify.notifications
 WHERE status = 'queued';
+
+-- name: destinations_paused
+-- notify_destinations_paused: destinations paused right now (ddl/notify/0010; partial index).
+SELECT count(*) AS paused
+FROM notify.destinations
+WHERE pause_level > 0 AND paused_until > CAST(:now AS timestamptz);
