@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -144,7 +145,8 @@ def _engine_app(url: str, workers: int = 2):
 
     config = Config(databases=DatabasesConfig(url, url, url, url), source="<bench>")
     config.channels.webhook.allow_private_networks = True   # the receiver is on loopback
-    config.channels.webhook.summary = os.environ.get("BENCH_SUMMARY", "1") == "1"
+    # BENCH_SUMMARY=1: the payload carries its one-line summary (off by default: its CPU cost).
+    config.channels.webhook.summary = os.environ.get("BENCH_SUMMARY", "0") == "1"
     config.delivery.workers = workers
     return App(config)
 
@@ -174,14 +176,14 @@ def deliver_child(url: str, go, queue, workers: int) -> None:
                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int, workers: int) -> dict:
-    import psycopg
-
+@contextlib.contextmanager
+def bench_cluster(data_dir: Path):
+    """A private PostgreSQL cluster with the schema applied; yields the URL every section uses."""
     from engine.db import Databases
     from engine.embedded import EmbeddedCluster, find_bin_dir
     from engine.migrations import apply_migrations
 
-    cluster = EmbeddedCluster(workdir / "pg", find_bin_dir(None), "postgres" if os.geteuid() == 0 else None,
+    cluster = EmbeddedCluster(data_dir, find_bin_dir(None), "postgres" if os.geteuid() == 0 else None,
                               settings={"shared_buffers": "256MB", "max_connections": "100"})
     cluster.acquire()
     try:
@@ -189,6 +191,15 @@ def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int,
         databases = Databases({s: url for s in ("admin_log", "portal_log", "data_activity", "notify")})
         apply_migrations(databases)
         databases.dispose()
+        yield url
+    finally:
+        cluster.release()
+
+
+def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int, workers: int) -> dict:
+    import psycopg
+
+    with bench_cluster(workdir / "pg") as url:
         prepare_database(url, alerts, f"http://127.0.0.1:{receiver_port}/notify-engine")
         spawn = multiprocessing.get_context("spawn")
         queue = spawn.Queue()
@@ -216,8 +227,6 @@ def run_engine(alerts: int, receiver_port: int, workdir: Path, dispatchers: int,
                 "SELECT count(*) FROM notify.notifications WHERE status = 'sent' AND sent_at IS NOT NULL"
                 " AND send_attempts = 1").fetchone()[0]
         return result
-    finally:
-        cluster.release()
 
 
 def ingest_child(url: str, go, queue, alerts: int, batch: int) -> None:
@@ -262,18 +271,7 @@ def run_engine_same_work(alerts: int, receiver_port: int, workdir: Path, dispatc
     webhook)."""
     import psycopg
 
-    from engine.db import Databases
-    from engine.embedded import EmbeddedCluster, find_bin_dir
-    from engine.migrations import apply_migrations
-
-    cluster = EmbeddedCluster(workdir / "pg-same-work", find_bin_dir(None), "postgres" if os.geteuid() == 0 else None,
-                              settings={"shared_buffers": "256MB", "max_connections": "100"})
-    cluster.acquire()
-    try:
-        url = cluster.url("notify")
-        databases = Databases({s: url for s in ("admin_log", "portal_log", "data_activity", "notify")})
-        apply_migrations(databases)
-        databases.dispose()
+    with bench_cluster(workdir / "pg-same-work") as url:
         path = "/notify-engine-same-work"
         prepare_database(url, alerts, f"http://127.0.0.1:{receiver_port}{path}", with_alerts=False)
         spawn = multiprocessing.get_context("spawn")
@@ -308,8 +306,6 @@ def run_engine_same_work(alerts: int, receiver_port: int, workdir: Path, dispatc
                     ingest_seconds=ingest["ingest_finished"] - start, recorded_sent=recorded,
                     received=receiver_counts(receiver_port).get(path, 0),
                     peak_rss_mb=sum(p["peak_rss_mb"] for p in parts if "peak_rss_mb" in p))
-    finally:
-        cluster.release()
 
 
 # ------------------------------------------------------------------------------ Alertmanager
