@@ -82,6 +82,10 @@ def _check_string(schema: dict, value: str, path: str, errors: list[dict]) -> No
         # PostgreSQL text and jsonb cannot hold NUL.
         errors.append({"field": field, "message": "must not contain NUL characters"})
         return
+    if not _encodable(value):
+        # JSON's \ud800 escapes decode to lone surrogates, which no database encoding holds.
+        errors.append({"field": field, "message": "not valid Unicode (a lone surrogate escape)"})
+        return
     if "enum" in schema and value not in schema["enum"]:
         errors.append({"field": field, "message": f"expected one of {', '.join(map(str, schema['enum']))}, "
                                                   f"got {value[:60]!r}"})
@@ -96,14 +100,22 @@ def _check_string(schema: dict, value: str, path: str, errors: list[dict]) -> No
             errors.append({"field": field, "message": f"must be a UUID, got {value[:60]!r}"})
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _check_object(schema: dict, value: dict, path: str, errors: list[dict], depth: int) -> None:
     properties = schema.get("properties", {})
     for name in schema.get("required", []):
         if name not in value:
             errors.append({"field": _join(path, name), "message": "is required"})
     for key, item in value.items():
-        if "\x00" in key:
-            errors.append({"field": path or "body", "message": "a key must not contain NUL characters"})
+        if "\x00" in key or not _encodable(key):
+            errors.append({"field": path or "body", "message": "a key must not contain NUL characters or lone surrogates"})
         elif key in properties:
             check(properties[key], item, _join(path, key), errors, depth + 1)
         elif schema.get("additionalProperties", True) is False:
