@@ -358,3 +358,23 @@ def test_unsubscribe_answers_501_until_its_module_exists(client, monkeypatch):
     monkeypatch.setitem(sys.modules, "engine.unsubscribe", None)   # import fails, as before the merge
     assert_problem(client.get("/v1/unsubscribe/some-token"), 501)
     assert_problem(client.post("/v1/unsubscribe/some-token", data={"List-Unsubscribe": "One-Click"}), 501)
+
+
+# ---------------------------------------------------------------------------------- config
+
+
+def test_the_shipped_config_serves_the_api_on_loopback_and_bad_api_keys_are_named():
+    from pathlib import Path
+
+    from engine.config import load_config, parse_config
+    from engine.errors import ConfigError
+
+    shipped = load_config(Path(__file__).resolve().parent.parent / "config.yaml", environ={})
+    assert shipped.api.listen == "127.0.0.1:9465" and shipped.api.max_body_bytes == 1024 * 1024
+    assert parse_config({}, environ={}).api.listen is None   # left out: the API is off
+    for raw, where in [({"api": {"listen": "nowhere"}}, "api.listen"), ({"api": {"max_body_bytes": 0}}, "api.max_body_bytes"),
+                       ({"api": {"page_max": 0}}, "api.page_max"), ({"api": {"auth_failure_interval": "0s"}},
+                                                                   "api.auth_failure_interval"),
+                       ({"api": {"tokens": []}}, "api.tokens")]:
+        with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+            parse_config(raw, environ={})
