@@ -334,7 +334,7 @@ class RedactionConfig:
 class IngestConfig:
     """The HTTP ingestion endpoint for services not written in Python (POST /v1/logs/<table>)."""
 
-    listen: Optional[str] = None    # e.g. 127.0.0.1:9465; leave out to turn it off
+    listen: Optional[str] = None    # e.g. 127.0.0.1:9466; leave out to turn it off
     token: Optional[str] = None     # bearer token callers send; e.g. ${NOTIFY_INGEST_TOKEN}
     max_body_bytes: int = 16 * 1024 * 1024
 
