@@ -55,20 +55,20 @@ class Route:
 
 
 ROUTES: list[Route] = []
+_BY_HANDLER: dict = {}
 
 
 def route(method: str, path: str, *, scope: Optional[str], summary: str, **spec):
     def register(handler: Handler) -> Handler:
         ROUTES.append(Route(method, path, handler, scope, summary, **spec))
+        _BY_HANDLER[handler] = ROUTES[-1]
         return handler
     return register
 
 
 def route_of(handler) -> Optional[Route]:
-    for r in ROUTES:
-        if r.handler is handler:
-            return r
-    return None
+    """The declaration of a matched handler; None for aiohttp's own (404, 405) handlers."""
+    return _BY_HANDLER.get(handler)
 
 
 # ------------------------------------------------------------------------- shared machinery
