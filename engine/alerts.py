@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 
 from engine import metrics
-from engine.config import RedactionConfig
+from engine.config import SEVERITIES, RedactionConfig
 from engine.destinations import masked_target
 from engine.errors import BadInput, NotFound
 from engine.logwriter.redaction import Redactor
@@ -223,11 +223,14 @@ def event_dedupe_key(event_kind, base: Optional[uuid.UUID], dedup_key: Optional[
 
 def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
                 context: Optional[dict] = None, dedup_key: Optional[str] = None,
-                actor: Optional[str] = None) -> ActionResult:
+                actor: Optional[str] = None, severity: Optional[str] = None) -> ActionResult:
     """Records an event-driven condition as an open alert (or re-opens / refreshes it). Idempotent
     on the dedupe key: raising it again while it is open or acked changes only last_seen_at and
-    the context (`transition` is then `refreshed`)."""
+    the context (`transition` is then `refreshed`). `severity` replaces the kind's for a new
+    alert (a sender that grades its own alerts, as Prometheus rules do)."""
     event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
+    if severity is not None and severity not in SEVERITIES:
+        raise BadInput(f"--severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}")
     if context is not None and not isinstance(context, dict):
         raise BadInput("--context: expected a JSON object")
     dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
@@ -237,7 +240,7 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
         stored["raised_by"] = actor
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("alerts", "raise_event"), {
-            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": event_kind.severity,
+            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": severity or event_kind.severity,
             "dedupe_key": dedupe_key, "now": now, "context": json.dumps(stored)}).one()
         plan_transitions_of_this_transaction(conn, app.config, now)
     if row.transitioned:  # opened or re-opened, not a refresh of an open alert

@@ -182,6 +182,9 @@ class HttpConfig:
     listen: Optional[str] = None
 
 
+ALERT_LABEL_DEFAULTS = {"tenant_id": "tenant_id", "kind": "kind", "severity": "severity", "base_id": "base_id"}
+
+
 @dataclass
 class ApiConfig:
     """The HTTP API (docs/API.md): POST /v1/events, /v1/snapshots, alerts, on its own listener."""
@@ -193,6 +196,8 @@ class ApiConfig:
     # one every auth_failure_interval; past it, 429 with Retry-After.
     auth_failure_burst: int = 10
     auth_failure_interval: Duration = Duration(6)
+    # POST /api/v2/alerts (Alertmanager's API): which label names the tenant, kind, severity, base.
+    alert_labels: dict[str, str] = field(default_factory=lambda: dict(ALERT_LABEL_DEFAULTS))
 
 
 @dataclass
@@ -646,6 +651,13 @@ def _check_api(api: ApiConfig, source: str) -> None:
             raise ConfigError(f"{source}: api.{key}: must be at least 1")
     if api.auth_failure_interval <= 0:
         raise ConfigError(f"{source}: api.auth_failure_interval: must be longer than 0s")
+    for key, label in api.alert_labels.items():
+        if key not in ALERT_LABEL_DEFAULTS:
+            raise ConfigError(f"{source}: api.alert_labels.{key}: unknown (known: {', '.join(ALERT_LABEL_DEFAULTS)})")
+        if not label:
+            raise ConfigError(f"{source}: api.alert_labels.{key}: a label name cannot be empty")
+    # A partial mapping keeps the defaults for the keys it leaves out.
+    api.alert_labels = {**ALERT_LABEL_DEFAULTS, **api.alert_labels}
 
 
 def _check_logs(logs: "LogsConfig", source: str) -> None:

@@ -378,3 +378,63 @@ def test_the_shipped_config_serves_the_api_on_loopback_and_bad_api_keys_are_name
                        ({"api": {"tokens": []}}, "api.tokens")]:
         with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
             parse_config(raw, environ={})
+
+
+# ------------------------------------------------------------------ Alertmanager's API v2
+
+
+def prometheus_alert(**labels):
+    return {"labels": {"alertname": "PaymentFailed", "tenant_id": TENANT, "kind": "PAYMENT_FAILED", **labels},
+            "annotations": {"summary": "card declined"}, "startsAt": "2026-11-25T11:59:00.123456789Z",
+            "endsAt": "2026-11-25T12:04:00Z", "generatorURL": "http://prometheus.local/graph"}
+
+
+def test_prometheus_alerts_open_once_per_label_set_and_resolve_when_ended(client, tokens, databases, clock):
+    post = lambda alerts: client.post("/api/v2/alerts", json=alerts, headers=auth(tokens["events"]))  # noqa: E731
+    assert post([prometheus_alert(severity="warn"), prometheus_alert(instance="b")]).status_code == 200
+    clock.advance(timedelta(seconds=30))
+    assert post([prometheus_alert(severity="warn")]).status_code == 200   # Prometheus resends while firing
+    with databases.begin("notify") as conn:
+        rows = conn.exec_driver_sql("SELECT severity::text, status, context FROM notify.alerts ORDER BY severity").all()
+    assert [(r[0], r[1]) for r in rows] == [("critical", "open"), ("warn", "open")]   # the kind's own, the label's
+    assert rows[1][2]["event"]["labels"]["alertname"] == "PaymentFailed" and rows[1][2]["raised_by"] == "svc-events"
+    ended = {**prometheus_alert(severity="warn"), "endsAt": "2026-11-25T12:00:10Z"}   # before the clock's now
+    assert post([ended]).status_code == 200
+    with databases.begin("notify") as conn:
+        assert conn.exec_driver_sql("SELECT severity::text, status FROM notify.alerts ORDER BY severity").all() == \
+            [("critical", "open"), ("warn", "resolved")]
+
+
+def test_a_bad_alert_in_a_batch_is_named_and_the_others_are_applied(client, tokens, databases):
+    no_tenant = prometheus_alert()
+    del no_tenant["labels"]["tenant_id"]
+    alerts = [prometheus_alert(), no_tenant, prometheus_alert(kind="HighLatency"), {**prometheus_alert(), "endsAt": "soon"}]
+    response = client.post("/api/v2/alerts", json=alerts, headers=auth(tokens["events"]))
+    problem = assert_problem(response, 400)
+    assert [e["field"] for e in problem["errors"]] == ["[1].labels.tenant_id", "[2].labels.kind", "[3].endsAt"]
+    assert scalar(databases, "SELECT count(*) FROM notify.alerts") == 1
+
+
+def test_alert_labels_are_configurable(app, tokens):
+    settings = ApiConfig(listen="127.0.0.1:0", alert_labels={"tenant_id": "customer", "kind": "alertname",
+                                                              "severity": "severity", "base_id": "base_id"})
+    server = ApiServer(app, settings).start()
+    try:
+        alert = {"labels": {"customer": TENANT, "alertname": "PAYMENT_FAILED"}}
+        response = httpx.post(f"{server.url}/api/v2/alerts", json=[alert], headers=auth(tokens["events"]),
+                              trust_env=False, timeout=10)
+        assert response.status_code == 200, response.text
+    finally:
+        server.stop()
+    with app.databases.begin("notify") as conn:
+        assert conn.exec_driver_sql("SELECT tenant_id::text, kind FROM notify.alerts").one() == (TENANT, "PAYMENT_FAILED")
+
+
+def test_alertmanager_status_and_scopes(client, tokens):
+    status = client.get("/api/v2/status", headers=auth(tokens["read"]))
+    assert status.status_code == 200
+    body = status.json()
+    assert body["cluster"]["status"] == "disabled" and body["config"]["original"].startswith("#")
+    assert set(body["versionInfo"]) == {"version", "revision", "branch", "buildUser", "buildDate", "goVersion"}
+    assert_problem(client.get("/api/v2/status", headers=auth(tokens["events"])), 403)
+    assert_problem(client.post("/api/v2/alerts", json=[prometheus_alert()], headers=auth(tokens["read"])), 403)

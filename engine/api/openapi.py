@@ -42,8 +42,11 @@ def build_document(routes, *, version: str, alerts_query: dict) -> dict:
                            "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}}
         responses: dict = {}
         for status, (description, schema) in r.responses.items():
-            content = {r.content_type: {"schema": schema}} if schema is not None else {r.content_type: {}}
-            responses[str(status)] = {"description": description, "content": content}
+            responses[str(status)] = {"description": description}
+            if schema is not None:
+                responses[str(status)]["content"] = {r.content_type: {"schema": schema}}
+            elif r.content_type != "application/json":   # an HTML page; an empty JSON answer has no content
+                responses[str(status)]["content"] = {r.content_type: {}}
         if parameters or r.body is not None or r.path.startswith("/v1/unsubscribe/"):
             responses["400"] = _problem("Bad input: malformed JSON, unknown field, wrong type, bad parameter; each named")
         if r.scope is not None:

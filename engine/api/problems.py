@@ -16,7 +16,7 @@ TYPE_PREFIX = "urn:notify-engine:problem:"
 ENGINE_FIELDS = {"--tenant": "tenant_id", "--kind": "kind", "--base": "base_id", "--context": "context",
                  "--dedup-key": "dedup_key", "--status": "status", "ALERT_ID": "id", "ID": "id",
                  "--target": "target", "--channel": "channel", "--secret": "secret",
-                 "--min-severity": "min_severity"}
+                 "--min-severity": "min_severity", "--severity": "severity"}
 
 
 class ApiProblem(Exception):

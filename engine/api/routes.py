@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import html
 import importlib
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -80,6 +82,7 @@ SETTINGS_KEY = web.AppKey("api_settings", object)
 RUN_KEY = web.AppKey("run_blocking", object)
 ALERTS_QUERY_KEY = web.AppKey("alerts_query", dict)
 OPENAPI_KEY = web.AppKey("openapi", dict)
+STARTED_KEY = web.AppKey("started_at", datetime)
 
 
 def _json_default(value: Any) -> Any:
@@ -535,6 +538,147 @@ def _in_transaction(app, fn, *args):
     # engine.destinations works inside its caller's transaction, as the CLI calls it.
     with app.databases.begin("notify") as conn:
         return fn(conn, *args)
+
+
+# ------------------------------------------------------------ Alertmanager's API v2 (the part clients use)
+# Prometheus posts here as to an Alertmanager (alerting.alertmanagers[].authorization carries the
+# token); labels name the tenant, kind, severity and base (api.alert_labels). Each distinct label
+# set is its own alert (its fingerprint is the dedup key); an alert whose endsAt has passed
+# resolves. Kinds are the engine's event kinds for now.
+
+AM_ALERT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["labels"],
+    "properties": {
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "startsAt": {"type": "string", "format": "date-time"},
+        "endsAt": {"type": "string", "format": "date-time"},
+        "generatorURL": {"type": "string", "maxLength": 2000},
+    },
+}
+MAX_AM_ALERTS = 10_000
+AM_ALERTS_BODY = {"type": "array", "maxItems": MAX_AM_ALERTS, "items": AM_ALERT}
+AM_STATUS = {
+    "type": "object",
+    "required": ["cluster", "versionInfo", "config", "uptime"],
+    "properties": {
+        "cluster": {"type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string", "enum": ["ready", "settling", "disabled"]},
+                                   "name": {"type": "string"}, "peers": {"type": "array"}}},
+        "versionInfo": {"type": "object",
+                        "required": ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"],
+                        "properties": {k: {"type": "string"} for k in
+                                       ("version", "revision", "branch", "buildUser", "buildDate", "goVersion")}},
+        "config": {"type": "object", "required": ["original"], "properties": {"original": {"type": "string"}}},
+        "uptime": TIME,
+    },
+}
+# Go writes nanoseconds; Python's datetime holds microseconds.
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_rfc3339(value: str) -> Optional[datetime]:
+    match = _RFC3339.match(value)
+    if match is None:
+        return None
+    fraction = (match.group(2) or "")[:7]
+    zone = "+00:00" if match.group(3) in ("Z", "z") else match.group(3)
+    try:
+        return datetime.fromisoformat(match.group(1).replace("t", "T").replace(" ", "T") + fraction + zone)
+    except ValueError:
+        return None
+
+
+def _am_event(alert: dict, index: int, labels_config: dict, now: datetime) -> tuple[dict, list[dict]]:
+    """One posted alert as raise/clear arguments, or the errors naming its bad parts."""
+    where = f"[{index}]"
+    labels = alert["labels"]
+    errors: list[dict] = []
+    args: dict[str, Any] = {}
+    for key in ("tenant_id", "kind", "severity", "base_id"):
+        name = labels_config[key]
+        if name in labels:
+            args[key] = labels[name]
+        elif key in ("tenant_id", "kind"):
+            errors.append({"field": f"{where}.labels.{name}", "message": f"required: the label naming the {key}"})
+    times = {}
+    for key in ("startsAt", "endsAt"):
+        if alert.get(key):
+            times[key] = parse_rfc3339(alert[key])
+            if times[key] is None:
+                errors.append({"field": f"{where}.{key}", "message": f"not an RFC 3339 time: {alert[key][:40]!r}"})
+    ends = times.get("endsAt")
+    # Go's zero time (0001-01-01) is how clients say "no end".
+    args["resolved"] = ends is not None and ends.year > 1 and ends <= now
+    fingerprint = hashlib.sha256(json.dumps(sorted(labels.items())).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    args["dedup_key"] = f"am:{fingerprint}"
+    args["context"] = {"labels": labels, "annotations": alert.get("annotations") or {},
+                       **({"generator_url": alert["generatorURL"]} if alert.get("generatorURL") else {}),
+                       **({"starts_at": alert["startsAt"]} if alert.get("startsAt") else {})}
+    return args, errors
+
+
+@route("POST", "/api/v2/alerts", scope="events", tag="alertmanager", body=AM_ALERTS_BODY,
+       summary="Alertmanager's POST /api/v2/alerts: what Prometheus sends",
+       description="Labels name the tenant, kind, severity and base (api.alert_labels). Each label set is one "
+                   "alert; an alert whose endsAt has passed resolves. Valid alerts are applied even when "
+                   "others in the batch are not; then the answer is a 400 naming the bad ones.",
+       responses={200: ("Every alert applied", None)})
+async def post_alertmanager_alerts(request: web.Request) -> web.Response:
+    alerts = await read_body(request, AM_ALERTS_BODY)
+    settings = request.app[SETTINGS_KEY]
+    now = request.app[APP_KEY].clock.now()
+    errors: list[dict] = []
+    events = []
+    for index, alert in enumerate(alerts):
+        args, alert_errors = _am_event(alert, index, settings.alert_labels, now)
+        errors.extend(alert_errors)
+        if not alert_errors:
+            events.append((index, args))
+
+    def apply(engine_app) -> list[dict]:
+        failed = []
+        for index, args in events:
+            common = dict(base_id=args.get("base_id"), dedup_key=args["dedup_key"], actor=actor(request))
+            try:
+                if args["resolved"]:
+                    engine_alerts.clear_event(engine_app, args["tenant_id"], args["kind"], **common)
+                else:
+                    engine_alerts.raise_event(engine_app, args["tenant_id"], args["kind"], context=args["context"],
+                                              severity=args.get("severity"), **common)
+            except BadInput as exc:
+                item = from_engine_message(str(exc))
+                label = settings.alert_labels.get(item["field"])
+                field = f"[{index}].labels.{label}" if label else f"[{index}]"
+                failed.append({"field": field, "message": item["message"]})
+        return failed
+
+    errors.extend(await request.app[RUN_KEY](functools.partial(apply, request.app[APP_KEY])))
+    if errors:
+        errors.sort(key=lambda e: int(e["field"][1:e["field"].index("]")]))
+        raise ApiProblem(400, "invalid-request", "Invalid request",
+                         f"{len(alerts) - len({e['field'].split('.')[0] for e in errors})} of {len(alerts)} alerts "
+                         f"applied; {errors[0]['field']}: {errors[0]['message']}", errors=errors[:100])
+    return web.Response(status=200)
+
+
+@route("GET", "/api/v2/status", scope="read", tag="alertmanager",
+       summary="Alertmanager's GET /api/v2/status (amtool, Grafana and Prometheus probe it)",
+       responses={200: ("The status", AM_STATUS)})
+async def alertmanager_status(request: web.Request) -> web.Response:
+    read_query(request, {})
+    from engine.cli import package_version
+
+    return respond({
+        "cluster": {"status": "disabled", "peers": []},
+        "versionInfo": {"version": package_version(), "revision": "", "branch": "", "buildUser": "notify-engine",
+                        "buildDate": "", "goVersion": "none (notify-engine, Python)"},
+        # Alertmanager shows its YAML; ours holds secrets, so only where it came from is said.
+        "config": {"original": f"# notify-engine: configured by {request.app[APP_KEY].config.source}\n"},
+        "uptime": request.app[STARTED_KEY],
+    })
 
 
 # ---------------------------------------------------------------------- unsubscribe (RFC 8058)

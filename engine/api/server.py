@@ -92,6 +92,7 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     app[routes.SETTINGS_KEY] = settings
     app[routes.RUN_KEY] = run_blocking
     app[LIMITER_KEY] = limiter
+    app[routes.STARTED_KEY] = engine_app.clock.now()
     alerts_query = {**routes.ALERTS_QUERY, "limit": {**routes.ALERTS_QUERY["limit"], "maximum": settings.page_max}}
     app[routes.ALERTS_QUERY_KEY] = alerts_query
     from engine.cli import package_version
