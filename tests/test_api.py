@@ -438,3 +438,32 @@ def test_alertmanager_status_and_scopes(client, tokens):
     assert set(body["versionInfo"]) == {"version", "revision", "branch", "buildUser", "buildDate", "goVersion"}
     assert_problem(client.get("/api/v2/status", headers=auth(tokens["events"])), 403)
     assert_problem(client.post("/api/v2/alerts", json=[prometheus_alert()], headers=auth(tokens["read"])), 403)
+
+
+# ---------------------------------------------------------------------------- notifications
+
+
+def test_notifications_are_paged_and_a_failed_one_is_retried_by_an_operate_token(app, client, tokens, databases):
+    with app.databases.begin("notify") as conn:
+        for n in range(5):
+            add_destination(conn, app.config, app.clock.now(), tenant_id=TENANT, channel="email",
+                            target=f"ops{n}@example.com")
+    alert_id = trigger(client, tokens["events"]).json()["alert_id"]
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/notifications", params={"alert_id": alert_id, "limit": 2, **({"cursor": cursor} if cursor else {})},
+                          headers=auth(tokens["read"])).json()
+        seen += [n["id"] for n in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    with databases.begin("notify") as conn:
+        conn.exec_driver_sql(f"UPDATE notify.notifications SET status = 'failed', error = 'gave up' WHERE id = '{seen[0]}'")
+    assert_problem(client.post(f"/v1/notifications/{seen[0]}/retry", headers=auth(tokens["read"])), 403)
+    retried = client.post(f"/v1/notifications/{seen[0]}/retry", headers=auth(tokens["operate"]))
+    assert retried.status_code == 200 and retried.json() == {"id": seen[0], "status": "queued"}
+    assert scalar(databases, f"SELECT status FROM notify.notifications WHERE id = '{seen[0]}'") == "queued"
+    assert_problem(client.post(f"/v1/notifications/{seen[0]}/retry", headers=auth(tokens["operate"])), 409)
+    assert_problem(client.post(f"/v1/notifications/{uuid.uuid4()}/retry", headers=auth(tokens["operate"])), 404, "id")
+    assert_problem(client.get("/v1/notifications", params={"status": "lost"}, headers=auth(tokens["read"])), 400, "status")

@@ -13,7 +13,8 @@ def _problem(description: str) -> dict:
     return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
-def build_document(routes, *, version: str, alerts_query: dict) -> dict:
+def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
+    """`queries`: a listing's query parameters with api.page_max in place (path -> schemas)."""
     paths: dict[str, dict] = {}
     for r in routes:
         operation: dict = {"operationId": r.handler.__name__, "summary": r.summary, "tags": [r.tag]}
@@ -23,7 +24,7 @@ def build_document(routes, *, version: str, alerts_query: dict) -> dict:
         for name in _PARAM.findall(r.path):
             schema = {"type": "string"} if name == "token" else {"type": "string", "format": "uuid"}
             parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
-        query = alerts_query if r.path == "/v1/alerts" and r.method == "GET" else r.query
+        query = queries.get(r.path, r.query) if r.method == "GET" else r.query
         for name, schema in query.items():
             parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
         if parameters:
@@ -42,6 +43,9 @@ def build_document(routes, *, version: str, alerts_query: dict) -> dict:
                            "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}}
         responses: dict = {}
         for status, (description, schema) in r.responses.items():
+            if status >= 400:
+                responses[str(status)] = _problem(description)
+                continue
             responses[str(status)] = {"description": description}
             if schema is not None:
                 responses[str(status)]["content"] = {r.content_type: {"schema": schema}}

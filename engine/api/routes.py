@@ -83,6 +83,7 @@ RUN_KEY = web.AppKey("run_blocking", object)
 ALERTS_QUERY_KEY = web.AppKey("alerts_query", dict)
 OPENAPI_KEY = web.AppKey("openapi", dict)
 STARTED_KEY = web.AppKey("started_at", datetime)
+NOTIFICATIONS_QUERY_KEY = web.AppKey("notifications_query", dict)
 
 
 def _json_default(value: Any) -> Any:
@@ -538,6 +539,56 @@ def _in_transaction(app, fn, *args):
     # engine.destinations works inside its caller's transaction, as the CLI calls it.
     with app.databases.begin("notify") as conn:
         return fn(conn, *args)
+
+
+# -------------------------------------------------------------------------- notifications
+
+NOTIFICATIONS_QUERY = {
+    "status": {"type": "string", "enum": ["queued", "sent", "failed", "skipped"]},
+    "alert_id": UUID,
+    **_page_query(500),  # the maximum is replaced by api.page_max in make_api_app
+}
+NOTIFICATION_PAGE = {"type": "object", "required": ["items", "next_cursor"],
+                     "properties": {"items": {"type": "array", "items": NOTIFICATION},
+                                    "next_cursor": {"type": ["string", "null"]}}}
+
+
+@route("GET", "/v1/notifications", scope="read", tag="notifications", query=NOTIFICATIONS_QUERY,
+       summary="List delivery records, newest first, one page at a time (as `notifyctl notifications`)",
+       responses={200: ("One page of notifications", NOTIFICATION_PAGE)})
+async def list_notifications(request: web.Request) -> web.Response:
+    from engine.notifications import list_notifications as listing
+
+    params = read_query(request, request.app[NOTIFICATIONS_QUERY_KEY])
+    limit = params.get("limit", DEFAULT_LIMIT)
+    after = decode_cursor(params["cursor"]) if "cursor" in params else None
+    try:
+        rows = await blocking(request, listing, status=params.get("status"), alert_id=params.get("alert_id"),
+                              limit=limit + 1, after=after)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+
+
+@route("POST", "/v1/notifications/{id}/retry", scope="operate", tag="notifications",
+       summary="Put a failed or skipped notification back in the queue, due now (as `notifyctl notifications retry`)",
+       responses={200: ("Queued", {"type": "object", "required": ["id", "status"],
+                                   "properties": {"id": UUID, "status": {"type": "string", "enum": ["queued"]}}}),
+                  409: ("The notification is neither failed nor skipped", None)})
+async def retry_notification(request: web.Request) -> web.Response:
+    from engine.notifications import retry_notification as retry
+
+    read_query(request, {})
+    ident = path_uuid(request)
+    try:
+        await blocking(request, retry, ident)
+    except NotFound as exc:
+        raise engine_problem(exc) from None
+    except BadInput as exc:
+        raise ApiProblem(409, "conflict", "Conflict", from_engine_message(str(exc))["message"]) from None
+    log.info("api: %s re-queued notification %s", actor(request), ident)
+    return respond({"id": ident, "status": "queued"})
 
 
 # ------------------------------------------------------------ Alertmanager's API v2 (the part clients use)

@@ -95,9 +95,12 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     app[routes.STARTED_KEY] = engine_app.clock.now()
     alerts_query = {**routes.ALERTS_QUERY, "limit": {**routes.ALERTS_QUERY["limit"], "maximum": settings.page_max}}
     app[routes.ALERTS_QUERY_KEY] = alerts_query
+    app[routes.NOTIFICATIONS_QUERY_KEY] = {**routes.NOTIFICATIONS_QUERY,
+                                           "limit": {**routes.NOTIFICATIONS_QUERY["limit"], "maximum": settings.page_max}}
     from engine.cli import package_version
 
-    app[routes.OPENAPI_KEY] = build_document(routes.ROUTES, version=package_version(), alerts_query=alerts_query)
+    app[routes.OPENAPI_KEY] = build_document(routes.ROUTES, version=package_version(),
+                                                queries={"/v1/alerts": alerts_query, "/v1/notifications": app[routes.NOTIFICATIONS_QUERY_KEY]})
     for r in routes.ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
 

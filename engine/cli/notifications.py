@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from engine.cli.output import print_json, print_table
-from engine.destinations import masked_target
-from engine.errors import BadInput
-from engine.queries import query
+from engine.notifications import STATUSES, list_notifications, retry_notification
 
-STATUSES = ("queued", "sent", "failed", "skipped")
 LISTED = ["id", "alert_id", "channel", "recipient", "status", "send_attempts", "last_attempt_at", "error"]
 
 
@@ -26,22 +21,8 @@ def register(subparsers, common) -> None:
     retry.set_defaults(handler=retry_command)
 
 
-def _uuid(value: str, where: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput(f"{where}: expected a UUID, got {value!r}") from None
-
-
 def list_command(app, args) -> int:
-    alert_id = _uuid(args.alert, "--alert") if args.alert else None
-    if args.limit < 1:
-        raise BadInput("--limit: must be at least 1")
-    with app.databases.begin("notify") as conn:
-        rows = [dict(r) for r in conn.execute(query("dispatcher", "list_notifications"),
-                                              dict(status=args.status, alert_id=alert_id, limit=args.limit)).mappings()]
-    for row in rows:
-        row["recipient"] = masked_target(row["recipient"])
+    rows = list_notifications(app, status=args.status, alert_id=args.alert, limit=args.limit)
     if args.json:
         print_json(rows)
     else:
@@ -50,14 +31,6 @@ def list_command(app, args) -> int:
 
 
 def retry_command(app, args) -> int:
-    notification_id = _uuid(args.id, "ID")
-    with app.databases.begin("notify") as conn:
-        requeued = conn.execute(query("dispatcher", "retry_notification"),
-                                dict(id=notification_id, now=app.clock.now())).first()
-        if requeued is None:
-            status = conn.execute(query("dispatcher", "notification_status"), dict(id=notification_id)).scalar()
-            if status is None:
-                raise BadInput(f"ID: no notification {args.id}")
-            raise BadInput(f"ID: notification {args.id} is {status}; only failed or skipped ones are retried")
+    retry_notification(app, args.id)
     print(f"queued {args.id}")
     return 0
