@@ -247,7 +247,12 @@ def test_listing_filters_and_bad_parameters(client, tokens):
     (json.dumps({"action": "trigger", "tenant_id": TENANT}).encode(), "kind"),                # missing field
     (json.dumps({"action": "trigger", "tenant_id": TENANT, "kind": "PAYMENT_FAILED",
                  "context": {"note": "a\u0000b"}}).encode(), "context.note"),                  # NUL: jsonb refuses it
+    (b'{"action": "trigger", "tenant_id": "%s", "kind": "PAYMENT_FAILED", "context": {"note": "\\ud800"}}'
+     % TENANT.encode(), "context.note"),                                                       # a lone surrogate
+    (b'{"action": "trigger", "tenant_id": "%s", "kind": "PAYMENT_FAILED", "context": %s}'
+     % (TENANT.encode(), b'{"a": ' * 40 + b'1' + b'}' * 40), "context.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a"),
     (json.dumps(["trigger"]).encode(), "body"),
+    (b"[" * 30_000 + b"]" * 30_000, "body"),                                                  # past Python's recursion
 ])
 def test_bad_event_bodies_are_named_400s_and_write_nothing(client, tokens, databases, body, field):
     response = client.post("/v1/events", content=body, headers={**auth(tokens["events"]),
