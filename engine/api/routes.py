@@ -28,7 +28,7 @@ from aiohttp import web
 
 from engine import alerts as engine_alerts
 from engine import destinations as engine_destinations
-from engine.api.problems import PROBLEM_SCHEMA, ApiProblem, from_engine_message, invalid
+from engine.api.problems import ApiProblem, from_engine_message, invalid
 from engine.api.validation import check, parse_json, validated
 from engine.config import CHANNELS, SEVERITIES
 from engine.errors import BadInput, NotFound
@@ -192,7 +192,6 @@ UUID = {"type": "string", "format": "uuid"}
 NULLABLE_UUID = {"type": ["string", "null"], "format": "uuid"}
 TIME = {"type": "string", "format": "date-time"}
 NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
-EVENT_KINDS_SCHEMA = {"type": "string", "description": "an event kind, e.g. PAYMENT_FAILED"}
 
 
 def _event_kinds() -> list[str]:
