@@ -58,7 +58,8 @@ def build_payload(message: Message) -> dict[str, Any]:
     alert = message.alert
     return {
         "version": PAYLOAD_VERSION,
-        "type": f"alert.{message.transition}",
+        # A test send (`notifyctl destinations test`) is about no alert; receivers can tell by type.
+        "type": "destination.test" if message.transition == "test" else f"alert.{message.transition}",
         "id": message.idempotency_key,
         "timestamp": message.now.isoformat(),
         "data": {

@@ -2,8 +2,11 @@
 
 One batch is three steps: `claim_due` (one statement: FOR UPDATE SKIP LOCKED, attempt counted,
 lease taken), concurrent sends within per-channel limits, `record_results` (one UPDATE ... FROM
-unnest for the whole batch). Each dispatcher runs `delivery.workers` such loops so the database
-round trips of one overlap the sends of another.
+unnest for the whole batch; while a slow send holds the batch up, one for the outcomes finished so
+far every RESULT_FLUSH_INTERVAL, and the rows still in flight renew their lease every lease/3;
+sends still running STRAGGLER_AFTER after the batch's last one started finish on their own, and
+the worker claims its next batch). Each dispatcher runs `delivery.workers` such loops so the
+database round trips of one overlap the sends of another.
 
 At-least-once: a process killed mid-send leaves its claims to run out (delivery.lease) and be
 claimed again; the idempotency key (webhook-id, Message-ID) is the same on every attempt so a
@@ -51,6 +54,12 @@ log = logging.getLogger(__name__)
 
 WAKE_CHANNEL = "notify_engine_deliveries"
 MIN_RETRY_DELAY = 1.0  # a transient failure is never due again within the same instant
+# While a batch still sends, the outcomes finished so far are recorded this often (seconds): a
+# batch of healthy receivers ends before the first flush and is still one statement.
+RESULT_FLUSH_INTERVAL = 0.1
+# A batch whose rows have all started and that still waits for some this long after (seconds)
+# leaves them to finish on their own: its worker claims the next batch meanwhile.
+STRAGGLER_AFTER = 1.0
 # Session settings of the dispatcher's own connections (claims and results only):
 #   * synchronous_commit off: claims and results commit without waiting for the WAL flush. Safe
 #     here: a claim or a result lost to a server crash only means the notification is sent again
@@ -124,6 +133,24 @@ class ChannelLimits:
         return self._limits.get(channel, self.DEFAULT)
 
 
+class BatchInFlight:
+    """A claimed batch while it sends: each row's outcome as it becomes known, and which of them
+    are recorded (row indexes)."""
+
+    def __init__(self, rows: list[dict], token: uuid.UUID, lease: float):
+        self.rows = rows
+        self.token = token
+        self.outcomes: list[Optional[Outcome]] = [None] * len(rows)
+        self.started = 0                  # rows whose send has begun (or that need none)
+        self.finished: list[int] = []     # outcome known, not yet recorded
+        self.recorded: list[int] = []     # in the order recorded
+        self.counted = 0                  # how many of `recorded` are in a summary and the metrics
+        self.sending: asyncio.Future = None  # type: ignore[assignment]  # set by deliver_batch
+        self.all_started_at: Optional[float] = None    # loop time
+        self.renew_every = lease / 3      # the lease of rows still unrecorded is renewed this often
+        self.renew_at = asyncio.get_running_loop().time() + self.renew_every
+
+
 class Dispatcher:
     def __init__(self, app: App, *, resolve: Optional[Resolve] = None,
                  channels: Optional[dict[str, Channel]] = None, rng: Optional[random.Random] = None):
@@ -136,6 +163,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.limits: Optional[ChannelLimits] = None
         self._connections: list[psycopg.AsyncConnection] = []
+        self._stragglers: set[asyncio.Future] = set()      # sends left to finish (deliver_batch)
+        self._stragglers_summary = DeliverySummary()
         # A destination's secret is decrypted once per dispatcher, not once per notification
         # (Fernet's HMAC and AES per message). Held in memory only, like the key itself.
         self._decrypt = functools.lru_cache(maxsize=1024)(self.secrets.decrypt)
@@ -147,6 +176,7 @@ class Dispatcher:
             await channel.open()
 
     async def close(self) -> None:
+        await self.finish_stragglers()
         while self._connections:
             try:
                 await self._connections.pop().close()
@@ -273,10 +303,23 @@ class Dispatcher:
         summary = DeliverySummary(claimed=len(rows))
         if not rows:
             return summary
-        outcomes = await self._send_batch(rows, now)
-        await self._record_async(conn, rows, outcomes, token)
+        batch = BatchInFlight(rows, token, float(self.config.delivery.lease))
+        batch.sending = asyncio.ensure_future(self._send_batch(batch, now))
+        if not await self._record_while_sending(conn, batch, leave_stragglers_after=STRAGGLER_AFTER):
+            # Every row has started and some are still sending after STRAGGLER_AFTER: they finish
+            # (recorded, lease renewed) on their own, and this worker claims its next batch.
+            straggling = asyncio.ensure_future(self._finish_stragglers(batch))
+            self._stragglers.add(straggling)
+            straggling.add_done_callback(self._stragglers.discard)
+        self._count_recorded(batch, summary)
+        return summary
+
+    def _count_recorded(self, batch: BatchInFlight, summary: DeliverySummary) -> None:
+        """Counts the outcomes recorded since the last count (summary and metrics)."""
         attempts: dict[tuple[str, str], int] = {}
-        for row, outcome in zip(rows, outcomes):
+        for index in batch.recorded[batch.counted:]:
+            row, outcome = batch.rows[index], batch.outcomes[index]
+            assert outcome is not None
             if outcome.status == "sent":
                 summary.sent += 1
                 # Planned in the transition's own transaction: created_at is the transition's time.
@@ -290,13 +333,16 @@ class Dispatcher:
                 summary.skipped += 1
             key = (row["channel"], ATTEMPT_OUTCOMES[outcome.status])
             attempts[key] = attempts.get(key, 0) + 1
+        batch.counted = len(batch.recorded)
         for (channel, outcome), count in attempts.items():  # recorded: count them
             metrics.DELIVERY_ATTEMPTS.labels(channel=channel, outcome=outcome).inc(count)
-        return summary
 
-    async def deliver_until_idle(self, stop_event: Optional[threading.Event] = None) -> DeliverySummary:
+    async def deliver_until_idle(self, stop_event: Optional[threading.Event] = None, *,
+                                 wait_for_stragglers: bool = True) -> DeliverySummary:
         """Runs delivery.workers loops until a claim comes back empty (or stop_event is set: the
-        batches in flight finish and are recorded, no new one is claimed)."""
+        batches in flight finish and are recorded, no new one is claimed). Sends left straggling
+        (see deliver_batch) are waited for unless `wait_for_stragglers` is False (the long-running
+        loop: they finish while it waits for work, and `close` waits for them)."""
         total = DeliverySummary()
 
         async def worker() -> None:
@@ -322,38 +368,127 @@ class Dispatcher:
                 self._give_back(conn)
 
         await asyncio.gather(*(worker() for _ in range(self.config.delivery.workers)))
+        if wait_for_stragglers:
+            await self.finish_stragglers()
+        total.add(self._stragglers_summary)
+        self._stragglers_summary = DeliverySummary()
         return total
 
-    async def _send_batch(self, rows: list[dict], now: datetime) -> list[Outcome]:
-        """Every row's outcome, in row order. Rows that need no send (skipped, out of attempts)
-        are settled first; the rest are sent per channel by at most `delivery.concurrency[channel]`
-        lanes, each a coroutine that holds one of the channel's slots and sends row after row
-        (not one task per row: task, semaphore and timer churn per row was a tenth of the
-        dispatcher's CPU)."""
-        outcomes: list[Optional[Outcome]] = [None] * len(rows)
+    async def finish_stragglers(self) -> None:
+        """Waits until every send left straggling has ended and been recorded."""
+        while self._stragglers:
+            await asyncio.gather(*list(self._stragglers), return_exceptions=True)
+
+    async def _finish_stragglers(self, batch: BatchInFlight) -> None:
+        try:
+            conn, _ = await self._connection()
+            try:
+                await self._record_while_sending(conn, batch)
+            finally:
+                if len(self._connections) < self.config.delivery.workers:
+                    self._give_back(conn)
+                else:
+                    await conn.close()
+        except Exception as exc:  # noqa: BLE001 - nothing awaits this task; the rows' claims run out
+            from engine.scheduler import is_connection_error, one_line
+
+            log.log(logging.DEBUG if is_connection_error(exc) else logging.WARNING,
+                    "results of slow sends not recorded (sent again once their lease runs out): %s", one_line(exc))
+            await asyncio.wait((batch.sending,))
+        self._count_recorded(batch, self._stragglers_summary)
+
+    async def _record_while_sending(self, conn: psycopg.AsyncConnection, batch: BatchInFlight, *,
+                                    leave_stragglers_after: Optional[float] = None) -> bool:
+        """Records the batch's outcomes under its claim token; True once every send has ended and
+        been recorded. A batch that finishes within RESULT_FLUSH_INTERVAL (the common case) is
+        recorded in one statement. While one still sends, every RESULT_FLUSH_INTERVAL the outcomes
+        finished so far are recorded together, and every lease/3 the rows still unrecorded get a
+        fresh lease: a slow receiver holds up only its own rows, and the others are neither left
+        unrecorded past their lease nor claimed and sent again by another dispatcher (issue 12).
+        Returns False, sends still running, once every row has started and some are still sending
+        `leave_stragglers_after` seconds later."""
+        loop = asyncio.get_running_loop()
+        sending = batch.sending
+        try:
+            while not sending.done():
+                wait = min(RESULT_FLUSH_INTERVAL, max(0.0, batch.renew_at - loop.time()))
+                await asyncio.wait((sending,), timeout=wait)
+                if sending.done():
+                    break
+                await self._record_finished(conn, batch)
+                if loop.time() >= batch.renew_at:
+                    await self._renew_lease_async(conn, batch)
+                    batch.renew_at = loop.time() + batch.renew_every
+                if leave_stragglers_after is not None and batch.started == len(batch.rows):
+                    # Timed from when the last row started (seen at a flush): a batch merely slow
+                    # under load ends within one send of that; a slow receiver does not.
+                    batch.all_started_at = batch.all_started_at or loop.time()
+                    if loop.time() - batch.all_started_at >= leave_stragglers_after:
+                        return False
+        except asyncio.CancelledError:
+            sending.cancel()
+            raise
+        except Exception:
+            # A failed write (the database went away): the sends in flight still finish; their
+            # rows keep the claim until the lease runs out and are then sent again (at-least-once).
+            await asyncio.wait((sending,))
+            raise
+        sending.result()
+        await self._record_finished(conn, batch)
+        return True
+
+    async def _record_finished(self, conn: psycopg.AsyncConnection, batch: BatchInFlight) -> None:
+        """Records the outcomes finished and not yet recorded (one statement)."""
+        if not batch.finished:
+            return
+        indexes = batch.finished[:]
+        del batch.finished[:len(indexes)]
+        await self._record_async(conn, [batch.rows[i] for i in indexes],
+                                 [batch.outcomes[i] for i in indexes], batch.token)  # type: ignore[misc]
+        batch.recorded += indexes
+
+    async def _renew_lease_async(self, conn: psycopg.AsyncConnection, batch: BatchInFlight) -> None:
+        recorded = set(batch.recorded)
+        unrecorded = [row for index, row in enumerate(batch.rows) if index not in recorded]
+        if not unrecorded:
+            return
+        lease_until = self.app.clock.now() + timedelta(seconds=self.config.delivery.lease)
+        await conn.execute(raw_query("dispatcher", "renew_lease"), dict(
+            token=batch.token, lease_until=lease_until, tenant_ids=[row["tenant_id"] for row in unrecorded],
+            ids=[row["id"] for row in unrecorded]))
+
+    async def _send_batch(self, batch: BatchInFlight, now: datetime) -> None:
+        """Fills in every row's outcome, appending its index to `batch.finished` as it is known.
+        Rows that need no send (skipped, out of attempts) are settled first; the rest are sent per
+        channel by at most `delivery.concurrency[channel]` lanes, each a coroutine that holds one
+        of the channel's slots and sends row after row (not one task per row: task, semaphore
+        and timer churn per row was a tenth of the dispatcher's CPU)."""
         by_channel: dict[str, list[int]] = {}
-        for index, row in enumerate(rows):
+        for index, row in enumerate(batch.rows):
             settled = self._settle_without_sending(row)
             if settled is not None:
-                outcomes[index] = settled
+                batch.outcomes[index] = settled
+                batch.finished.append(index)
+                batch.started += 1
             else:
                 by_channel.setdefault(row["channel"], []).append(index)
         if by_channel:
-            await asyncio.gather(*(self._send_channel(name, indexes, rows, outcomes, now)
+            await asyncio.gather(*(self._send_channel(name, indexes, batch, now)
                                    for name, indexes in by_channel.items()))
-        return outcomes  # type: ignore[return-value]
 
-    async def _send_channel(self, name: str, indexes: list[int], rows: list[dict],
-                            outcomes: list[Optional[Outcome]], now: datetime) -> None:
+    async def _send_channel(self, name: str, indexes: list[int], batch: BatchInFlight, now: datetime) -> None:
         assert self.limits is not None
         channel = self.channels[name]
         slots = self.limits(name)
         pending = iter(indexes)
+        rows, outcomes, finished = batch.rows, batch.outcomes, batch.finished
 
         async def lane() -> None:
             async with slots:
                 for index in pending:
+                    batch.started += 1
                     outcomes[index] = await self._deliver_one(channel, rows[index], now)
+                    finished.append(index)
 
         lanes = min(self.limits.limit(name), len(indexes))
         if lanes == 1:
@@ -459,6 +594,17 @@ class Dispatcher:
                             delivery.retry_after_max)
         return Outcome("queued", error=result.error, next_attempt_at=now + timedelta(seconds=delay))
 
+    # ------------------------------------------------------------------ one row, outside a batch
+
+    async def attempt_one(self, row: dict, now: datetime) -> Outcome:
+        """One claimed row (claim_due's shape) through a batch's own per-row path: settled without
+        sending, or message, send and outcome. For `destinations test` (engine.testsend), which
+        then writes the outcome with `record`, the statement of every batch."""
+        settled = self._settle_without_sending(row)
+        if settled is not None:
+            return settled
+        return await self._deliver_one(self.channels[row["channel"]], row, now)
+
 
 def _load_context(text: Optional[str]) -> dict:
     if not text:
@@ -526,7 +672,8 @@ async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[
                         listener = _listen(app, quiet=listen_failed)
                         listen_failed = listener is None
                     try:
-                        summary = await dispatcher.deliver_until_idle(stop_event)
+                        # Sends left straggling finish while this loop waits for work (close waits for them).
+                        summary = await dispatcher.deliver_until_idle(stop_event, wait_for_stragglers=False)
                         if summary.claimed:
                             log.info("delivered: %s", summary)
                     except Exception as exc:  # noqa: BLE001 - the loop survives a database hiccup

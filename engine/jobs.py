@@ -20,7 +20,7 @@ from engine.collect import run_collection
 from engine.detect import run_detection
 from engine.partitions import ensure_partitions, prune_partitions
 from engine.retention import delete_old_job_runs, delete_resolved_alerts
-from engine.scheduler import PeriodicJob, Worker, is_connection_error, one_line
+from engine.scheduler import PeriodicJob, Worker, is_connection_error, job_lock, one_line
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,6 @@ def detect_on_push_worker(app: App, stop_event) -> None:
     pass then finds little or nothing to fold). Off when jobs.detect is 0. A missed NOTIFY (the
     listener reconnecting) costs nothing but latency: the periodic tick still folds everything.
     """
-    from sqlalchemy import text
-
-    from engine.queries import query
-
     listener = app.databases.connect_raw("notify", autocommit=True)
     try:
         listener.execute(f"LISTEN {SNAPSHOTS_CHANNEL}")
@@ -101,10 +97,8 @@ def detect_on_push_worker(app: App, stop_event) -> None:
                 pass   # the burst's other wake-ups: this pass covers them
             if stop_event.is_set() or float(app.config.jobs.detect) <= 0:
                 continue
-            with app.databases.begin("notify") as lock:
-                # Bounded, so a stop is never stuck behind a very long pass.
-                lock.execute(text("SET LOCAL lock_timeout = '10s'"))
-                lock.execute(query("scheduler", "wait_job_lock"), {"job_name": "detect"})
+            # Waiting is bounded, so a stop is never stuck behind a very long pass.
+            with job_lock(app, "detect", wait_seconds=10):
                 started = time.monotonic()
                 try:
                     run_detection(app)

@@ -86,9 +86,10 @@ DATABASE_UP = Gauge(
 
 
 def reset_for_tests() -> None:
-    """Counters are process-wide; in-process tests that assert on them start from zero."""
+    """Counters are process-wide; in-process tests that assert on them start from zero. Only
+    labelled metrics can be cleared (prometheus-client before 0.26 raises on the others)."""
     for metric in (SNAPSHOTS_RECORDED, ALERT_TRANSITIONS, DELIVERY_ATTEMPTS, DELIVERY_LATENCY, JOB_RUNS,
-                   JOB_FAILURES, JOB_DURATION, JOB_LAST_SUCCESS, PUSH_DETECTION_PASSES, PUSH_DETECTION_DURATION,
+                   JOB_FAILURES, JOB_DURATION, JOB_LAST_SUCCESS, PUSH_DETECTION_PASSES,
                    WORKER_RESTARTS, DATABASE_UP):
         metric.clear()
 

@@ -6,12 +6,15 @@ triggers aligned to the Unix epoch, so every notifyd copy ticks at the same inst
 
 1. skips quietly while a database is known to be down (DatabaseHealth probes it with backoff and
    wakes every job when it answers again);
-2. opens a transaction on the notify DB and takes `pg_try_advisory_xact_lock` for the job: a copy
-   that does not get it skips (another copy is running the job right now);
+2. takes the job's advisory lock (`pg_try_advisory_lock`, session level) on a notify connection of
+   its own that stays outside any transaction while the job runs (`job_lock`): a copy that does
+   not get it skips (another copy is running the job right now);
 3. skips when notify.job_runs already holds a run for this tick's slot (another copy ran it a
-   moment ago): lock + slot together make "once per interval across all copies";
-4. runs the job, then records the run (ok or error, duration, who) in notify.job_runs and commits,
-   which releases the lock. A job's exception is logged and recorded; it never stops the daemon.
+   moment ago; a short transaction of its own): lock + slot together make "once per interval
+   across all copies";
+4. runs the job, records the run (ok or error, duration, who) in notify.job_runs in a short
+   transaction, then releases the lock. A job's exception is logged and recorded; it never stops
+   the daemon.
 
 Workers are long-running loops (issue 4's dispatcher) started in their own thread with a stop
 event; one that raises is restarted with backoff. `Supervisor.stop(grace)` stops claiming new
@@ -20,6 +23,7 @@ ticks, sets the stop event, and waits up to `grace` for in-flight work.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -28,10 +32,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import psycopg
 import sqlalchemy.exc
+from sqlalchemy import text
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -94,6 +99,41 @@ def is_connection_error(exc: BaseException) -> bool:
         return False
     return isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)) or isinstance(
         exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+
+
+@contextlib.contextmanager
+def job_lock(app, job_name: str, *, wait_seconds: Optional[float] = None) -> Iterator[bool]:
+    """Holds the job's advisory lock while the block runs; yields whether it was taken (with
+    `wait_seconds`, waits that long for it and raises when it is not free by then).
+
+    A session lock on a pooled connection of its own, not a transaction-scoped one: the tick's
+    connection would otherwise sit idle in a transaction for the whole job, and a server's
+    idle_in_transaction_session_timeout would end it mid-job, the run going unrecorded. A session
+    lock outlives the transaction that took it and would leak to the pool's next user (PITFALLS),
+    so it is released in `finally`; when that fails the connection is thrown away, and a dead
+    session holds no lock."""
+    conn = app.databases.engine("notify").connect()
+    locked = False
+    try:
+        params = {"job_name": job_name}
+        if wait_seconds is None:
+            locked = bool(conn.execute(query("scheduler", "try_job_lock"), params).scalar())
+        else:
+            # Local to the transaction that waits: the setting does not stay with the pooled connection.
+            conn.execute(text("SELECT set_config('lock_timeout', :timeout, true)"),
+                         {"timeout": f"{int(wait_seconds * 1000)}ms"})
+            conn.execute(query("scheduler", "wait_job_lock"), params)
+            locked = True
+        conn.commit()   # out of the transaction: the lock stays, nothing sits idle in a transaction
+        yield locked
+    finally:
+        try:
+            if locked:
+                conn.execute(query("scheduler", "unlock_job"), {"job_name": job_name})
+                conn.commit()
+        except Exception:  # noqa: BLE001 - never pool a connection that might still hold the lock
+            conn.invalidate()
+        conn.close()
 
 
 # --------------------------------------------------------------------------- database health
@@ -257,11 +297,15 @@ class Supervisor:
         started_at = app.clock.now()
         slot = slot_start(started_at, interval)
         try:
-            with app.databases.begin("notify") as conn:
-                if not conn.execute(query("scheduler", "try_job_lock"), {"job_name": job.name}).scalar():
+            # No transaction stays open while the job runs: the lock is a session's, the slot check
+            # and the record are short transactions of their own.
+            with job_lock(app, job.name) as locked:
+                if not locked:
                     return "skipped", None
-                if conn.execute(query("scheduler", "slot_taken"), {"job_name": job.name, "slot_start": slot}).scalar():
-                    return "skipped", None
+                with app.databases.begin("notify") as conn:
+                    if conn.execute(query("scheduler", "slot_taken"),
+                                    {"job_name": job.name, "slot_start": slot}).scalar():
+                        return "skipped", None
                 began = time.monotonic()
                 error: Optional[str] = None
                 try:
@@ -274,10 +318,11 @@ class Supervisor:
                     log.error("job %s failed: %s", job.name, error, exc_info=error != state.last_error,
                               extra={"job": job.name})
                 duration = time.monotonic() - began
-                conn.execute(query("scheduler", "record_run"), {
-                    "job_name": job.name, "slot_start": slot, "started_at": started_at,
-                    "finished_at": app.clock.now(), "status": "error" if error else "ok",
-                    "duration_seconds": duration, "error": error, "ran_by": RAN_BY})
+                with app.databases.begin("notify") as conn:
+                    conn.execute(query("scheduler", "record_run"), {
+                        "job_name": job.name, "slot_start": slot, "started_at": started_at,
+                        "finished_at": app.clock.now(), "status": "error" if error else "ok",
+                        "duration_seconds": duration, "error": error, "ran_by": RAN_BY})
         except Exception as exc:
             if is_connection_error(exc):
                 self.health.probe()

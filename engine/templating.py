@@ -32,6 +32,7 @@ HEADLINES = {
 TRANSITION_TEXT = {
     "opened": "opened", "reopened": "re-opened", "escalated": "escalated",
     "resolved": "resolved", "reminder": "still open (reminder)", "acked": "acknowledged",
+    "test": "test notification, no action needed",
 }
 
 

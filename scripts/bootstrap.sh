@@ -39,9 +39,12 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 # The editable install maps top-level packages when it runs: a new package means a reinstall too.
-stamp=".venv/.installed-$( (cat pyproject.toml; ls -d */__init__.py) | sha256sum | cut -c1-16)${extras:+-$extras}"
+stamp=".venv/.installed-$( (cat pyproject.toml requirements.lock; ls -d */__init__.py) | sha256sum | cut -c1-16)${extras:+-$extras}"
 if [ ! -e "$stamp" ]; then
-    .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    # The versions the container image installs (requirements.lock) are the ones tested here; the
+    # hashes are dropped because pip checks none when the project itself is installed editable.
+    sed -e '/--hash=/d' -e '/^ *#/d' -e 's/ *\\$//' requirements.lock > .venv/constraints.txt
+    .venv/bin/pip install --quiet --disable-pip-version-check -c .venv/constraints.txt -e ".${extras:+[$extras]}"
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -15,9 +15,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from engine.scheduler import slot_start
 
 NOTIFYD = Path(sys.executable).parent / "notifyd"
 DEADLINE = 20.0
@@ -37,6 +40,14 @@ def wait_for(condition, what: str, timeout: float = DEADLINE):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def slots_spanned(since: datetime, interval: float) -> int:
+    """How many epoch-aligned slots of `interval` seconds the wall clock has touched since `since`
+    (1 unless a boundary, such as 00:00 UTC for a daily job, passed meanwhile): what a test of a
+    real process may expect of job ticks without depending on the date it runs."""
+    now = datetime.now(timezone.utc)
+    return int((slot_start(now, interval) - slot_start(since, interval)).total_seconds() // interval) + 1
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:

@@ -161,6 +161,65 @@ async def slack_responder(request: web.Request, body: bytes) -> web.StreamRespon
     return web.json_response({"ok": True, "channel": channel, "ts": "1700000000.000100"})
 
 
+class DripReceiver:
+    """A webhook endpoint that reads the request, then answers one header line every `interval`
+    until `release` is set, then completes a 200: a slow (or hostile) receiver whose answer
+    outlives the dispatcher's lease without ever going silent long enough for a read timeout.
+    One line a second keeps a long drip within a client's bound on header lines. Raw asyncio,
+    since aiohttp's server writes a response's head at once."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self.release = threading.Event()
+        self.webhook_ids: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.port = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            headers = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+            headers = {name.strip().lower(): value.strip() for name, value in headers.items()}
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            self.webhook_ids.append(headers.get("webhook-id", ""))
+            writer.write(b"HTTP/1.1 200 OK\r\n")
+            line = 0
+            while not self.release.is_set():
+                writer.write(f"X-Drip-{line}: still here\r\n".encode())
+                await writer.drain()
+                line += 1
+                await asyncio.to_thread(self.release.wait, self.interval)   # the drip's pace, or released
+            writer.write(b"Content-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass   # the client gave up
+        finally:
+            writer.close()
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def start(self) -> "DripReceiver":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+
+        async def close() -> None:
+            self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def url(self, path: str = "/drip") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
 # --------------------------------------------------------------------------- SMTP server
 
 

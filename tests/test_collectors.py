@@ -181,7 +181,7 @@ def test_http_source_reads_json_and_a_failing_source_does_not_stop_the_others(ap
     port = json_server.server_address[1]
     app.config.collect = CollectConfig(data_activity=False, http=[
         HttpSourceConfig(name="down", url="http://127.0.0.1:9/", timeout=2),
-        HttpSourceConfig(name="usage", url=f"http://127.0.0.1:{port}/usage", timeout=2),
+        HttpSourceConfig(name="usage", url=f"http://127.0.0.1:{port}/usage", timeout=10),
     ])
     summary = run_collection(app)
     down, usage = summary.results
@@ -195,7 +195,7 @@ def test_http_source_non_json_body_is_a_clear_error(app, json_server):
     _JsonHandler.body = b"<html>"
     port = json_server.server_address[1]
     app.config.collect = CollectConfig(data_activity=False,
-                                       http=[HttpSourceConfig(name="usage", url=f"http://127.0.0.1:{port}/", timeout=2)])
+                                       http=[HttpSourceConfig(name="usage", url=f"http://127.0.0.1:{port}/", timeout=10)])
     [result] = run_collection(app).results
     assert result.error == "http:usage: the body is not JSON"
 

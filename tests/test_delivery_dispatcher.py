@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
-from tests.delivery_support import add_dest, insert_alert, notifications
+from tests.daemon_harness import wait_for
+from tests.delivery_support import OTHER_TENANT, add_dest, insert_alert, notifications
 from engine.dispatcher import Dispatcher, deliver_due, run_dispatcher
 from engine.planner import plan_notifications
 
@@ -72,6 +74,99 @@ def test_a_late_result_from_an_expired_claim_does_not_overwrite_the_new_one(hook
     slow.record(claimed, [Outcome("failed", error="late")], token)
     (row,) = rows(hook_app)
     assert row["status"] == "sent" and row["error"] is None
+
+
+def test_a_slow_receiver_holds_up_only_its_own_notification_and_keeps_its_lease(hook_app, receiver):
+    # Issue 12: the batch's other outcomes are recorded while the slow send still runs, and the
+    # slow row's lease is renewed, so a dispatcher claiming after the original lease takes nothing.
+    app = hook_app
+    app.config.delivery.lease = 0.6      # renewed every 0.2 s (real time) while the send runs
+    arrived, release = threading.Event(), threading.Event()
+    answer = receiver.responder
+
+    async def slow_or_ok(request, body):
+        if request.path == "/slow":
+            arrived.set()
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+        return await answer(request, body)
+
+    receiver.responder = slow_or_ok
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, now, "webhook", receiver.url("/slow"), tenant_id=OTHER_TENANT)
+        add_dest(conn, now, "webhook", receiver.url("/ok"))
+        slow_alert = insert_alert(conn, now, tenant_id=OTHER_TENANT)
+        for _ in range(5):
+            insert_alert(conn, now)
+        plan_notifications(conn, app.config, now)
+    first = threading.Thread(target=deliver_due, args=(app,))    # one batch claims all six
+    first.start()
+    try:
+        assert arrived.wait(10)
+
+        def slow_row() -> dict:
+            return next(r for r in rows(app) if str(r["alert_id"]) == slow_alert)
+
+        wait_for(lambda: all(r["status"] == "sent" for r in rows(app) if str(r["alert_id"]) != slow_alert),
+                 "the healthy notifications recorded while the slow one is still in flight", timeout=10)
+        assert slow_row()["status"] == "queued" and slow_row()["claim_token"] is not None
+        lease_end = slow_row()["lease_until"]
+        for _ in range(3):   # time passes in steps shorter than the lease, each seen by a renewal
+            app.clock.advance(timedelta(seconds=0.3))
+            wait_for(lambda: slow_row()["lease_until"] >= app.clock.now() + timedelta(seconds=0.6),
+                     "the slow row's lease renewed", timeout=10)
+        assert app.clock.now() > lease_end
+        assert deliver_due(app).claimed == 0       # past the claim's own lease, nothing is taken over
+    finally:
+        release.set()
+        first.join(15)
+    assert {(r["status"], r["send_attempts"]) for r in rows(app)} == {("sent", 1)}
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == 6 and len(set(ids)) == 6
+
+
+def test_a_notification_queued_while_a_slow_send_runs_does_not_wait_for_it(hook_app, receiver):
+    # Issue 12: once every row of a batch has started, its stragglers finish on their own and
+    # the long-running dispatcher goes on claiming; it waits for them only when it stops.
+    app = hook_app
+    app.config.delivery.poll_interval = 60    # only NOTIFY wakes it: no poll helps the test pass
+    app.config.channels.webhook.read_timeout = 60   # the slow send outlasts the wait below
+    arrived, release = threading.Event(), threading.Event()
+    answer = receiver.responder
+
+    async def slow_or_ok(request, body):
+        if request.path == "/slow":
+            arrived.set()
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+        return await answer(request, body)
+
+    receiver.responder = slow_or_ok
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, now, "webhook", receiver.url("/slow"), tenant_id=OTHER_TENANT)
+        add_dest(conn, now, "webhook", receiver.url("/ok"))
+        slow_alert = insert_alert(conn, now, tenant_id=OTHER_TENANT)
+        plan_notifications(conn, app.config, now)
+    stop = threading.Event()
+    dispatcher = threading.Thread(target=run_dispatcher, args=(app, stop))
+    dispatcher.start()
+    try:
+        assert arrived.wait(10)
+        with app.databases.begin("notify") as conn:
+            later_alert = insert_alert(conn, now)
+            plan_notifications(conn, app.config, now)   # NOTIFYs the dispatcher at commit
+        wait_for(lambda: [r["status"] for r in rows(app) if str(r["alert_id"]) == later_alert] == ["sent"],
+                 "the later notification sent while the slow one is still in flight", timeout=15)
+        assert [r["status"] for r in rows(app) if str(r["alert_id"]) == slow_alert] == ["queued"]
+    finally:
+        release.set()
+        stop.set()
+        dispatcher.join(15)
+    assert not dispatcher.is_alive()
+    assert {(r["status"], r["send_attempts"]) for r in rows(app)} == {("sent", 1)}   # the straggler too, at stop
+    assert len(receiver.received) == 2
 
 
 def test_two_dispatchers_on_one_queue_send_each_notification_once(hook_app, receiver):

@@ -243,7 +243,9 @@ def test_two_concurrent_detection_passes_produce_one_alert(app, config, database
 
     tenants = [str(uuid.uuid4()) for _ in range(200)]
     record_snapshots(app, [{"tenant_id": t, "metric": "api_calls", "value": 2_000_000} for t in tenants])
-    barrier = threading.Barrier(2)
+    # Bounded waits: a pass that never reaches the barrier breaks it for the other thread, and a
+    # pass that never ends fails the test here instead of stalling the run.
+    barrier = threading.Barrier(2, timeout=60)
     errors = []
 
     def pass_in_own_app():
@@ -254,11 +256,12 @@ def test_two_concurrent_detection_passes_produce_one_alert(app, config, database
         except Exception as exc:  # noqa: BLE001 - reported by the assert below
             errors.append(exc)
 
-    threads = [threading.Thread(target=pass_in_own_app) for _ in range(2)]
+    threads = [threading.Thread(target=pass_in_own_app, daemon=True) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a detection pass did not finish within 60 s"
     assert errors == []
     alerts = list_alerts(app)
     assert len(alerts) == 400  # 80 % and 100 % per tenant, each exactly once

@@ -14,6 +14,7 @@ from engine import metrics
 from engine.app import App
 from engine.db import Databases
 from engine.scheduler import PeriodicJob, Supervisor, Worker, slot_start
+from tests.daemon_harness import wait_for
 
 
 class CountingJob:
@@ -114,6 +115,63 @@ def test_a_tick_after_the_servers_backends_were_terminated_succeeds(app, clock, 
     assert len(job_runs(app.databases, "sample")) == 2
 
 
+@pytest.mark.fresh_database   # its own database: the server setting below is per database
+def test_a_job_outlasting_idle_in_transaction_session_timeout_is_still_recorded(config, clock, database_urls):
+    # Issue 12: nothing of the tick sits idle in a transaction while the job runs (the lock is a
+    # session's), so the server's idle_in_transaction_session_timeout cannot end it mid-job.
+    url = database_urls["notify"]
+    name = make_url(url).database
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{name}\" SET idle_in_transaction_session_timeout = '200ms'")
+    try:
+        def outlasting_job(app):
+            # Ends once the server has ended a session left idle in a transaction after the job
+            # began: whatever of the tick had been idle in a transaction since before, it ended too.
+            canary = psycopg.connect(url)
+            canary.execute("SELECT 1")
+            pid = canary.info.backend_pid
+            with psycopg.connect(url, autocommit=True) as watcher:
+                wait_for(lambda: not watcher.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+                         "the server to end an idle transaction", timeout=10)
+            canary.close()
+
+        job = every_minute("outlasting", outlasting_job)
+        with App(config, clock) as app:    # opened after the setting, so every session has it
+            assert Supervisor(app, [job]).run_tick(job) == "ok"
+            assert [r["status"] for r in job_runs(app.databases, "outlasting")] == ["ok"]
+            # The lock went back with its connection: the next tick takes it (and finds the slot run).
+            assert Supervisor(app, [job]).run_tick(job) == "skipped"
+            with psycopg.connect(url, autocommit=True) as other_copy:
+                assert other_copy.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended('notifyd.job:' || 'outlasting', 0))").fetchone()[0]
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" RESET idle_in_transaction_session_timeout')
+
+
+def test_a_job_whose_lock_session_died_is_still_recorded_and_leaves_the_lock_free(app, clock, database_urls):
+    # The lock's own connection dies mid-job: the lock goes with the session, the run is recorded
+    # through another connection, and the dead one is not handed out again by the pool.
+    url = database_urls["notify"]
+
+    def job_losing_its_lock(app):
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
+        assert killed == [(True,)]
+
+    job = every_minute("orphaned", job_losing_its_lock)
+    supervisor = Supervisor(app, [job])
+    assert supervisor.run_tick(job) == "ok"
+    assert [r["status"] for r in job_runs(app.databases, "orphaned")] == ["ok"]
+    with psycopg.connect(url, autocommit=True) as other_copy:
+        assert other_copy.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()").fetchone()[0] == 0
+    clock.advance(timedelta(seconds=60))
+    assert supervisor.run_tick(every_minute("sample", CountingJob())) == "ok"
+
+
 def test_an_unreachable_database_is_logged_once_and_recovery_wakes_the_jobs(config, clock, database_urls, caplog):
     # The same database on a port nothing listens on stands for a server that went away.
     name = make_url(database_urls["notify"]).database
@@ -210,13 +268,16 @@ def test_a_worker_that_raises_is_restarted_and_stops_on_the_stop_event(app):
 def test_healthz_calls_a_job_stale_after_two_intervals_without_a_tick(app):
     job = PeriodicJob("sample", CountingJob(), interval=lambda config: 86400)
     supervisor = Supervisor(app, [job])
-    supervisor.start()     # ticks every job once at start; the next daily tick is hours away
+    supervisor.start()     # ticks every job once at start
     try:
         deadline = threading.Event()
         for _ in range(200):
             if supervisor.job_states["sample"].last_tick is not None:
                 break
             deadline.wait(0.05)
+        # The daily trigger follows the wall clock: run across 00:00 UTC, a real tick would land
+        # between the two reports below. Paused, the scheduler still counts as running.
+        supervisor._scheduler.pause()
         healthy, body = supervisor.health_report()
         assert healthy and body["jobs"]["sample"] == "ok"
         supervisor.job_states["sample"].last_tick -= 2 * 86400 + 61    # as if no tick finished since

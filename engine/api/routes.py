@@ -278,7 +278,7 @@ NOTIFICATION = {
     "type": "object",
     "required": ["id", "alert_id", "channel", "recipient", "status", "send_attempts", "last_attempt_at", "error"],
     "properties": {
-        "id": UUID, "alert_id": UUID, "channel": {"type": "string"}, "recipient": {"type": ["string", "null"]},
+        "id": UUID, "alert_id": NULLABLE_UUID, "channel": {"type": "string"}, "recipient": {"type": ["string", "null"]},
         "status": {"type": "string"}, "send_attempts": {"type": "integer"}, "last_attempt_at": NULLABLE_TIME,
         "error": {"type": ["string", "null"]},
     },
@@ -581,7 +581,8 @@ async def retry_notification(request: web.Request) -> web.Response:
     read_query(request, {})
     ident = path_uuid(request)
     try:
-        await blocking(request, retry, ident)
+        await blocking(request, lambda engine_app: _in_transaction(
+            engine_app, lambda conn: retry(conn, uuid.UUID(ident), engine_app.clock.now())))
     except NotFound as exc:
         raise engine_problem(exc) from None
     except BadInput as exc:

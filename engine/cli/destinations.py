@@ -1,4 +1,4 @@
-"""notifyctl destinations add | list | remove | rekey."""
+"""notifyctl destinations add | list | remove | rekey | test."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def register(subparsers, common) -> None:
     remove = actions.add_parser("remove", parents=[common], help="remove a destination; its queued notifications end skipped")
     remove.add_argument("id", metavar="ID")
     remove.set_defaults(handler=remove_command)
+
+    test = actions.add_parser("test", parents=[common],
+                              help="send a sample notification now through the real channel path; "
+                                   "exit 0 sent, 1 not")
+    test.add_argument("id", metavar="ID")
+    test.add_argument("--json", action="store_true", help="print one JSON object")
+    test.set_defaults(handler=test_command)
 
 
 def read_secret(args) -> Optional[str]:
@@ -103,3 +110,16 @@ def rekey_command(app, args) -> int:
     print(f"re-encrypted {counts['reencrypted']} destination secrets under the first key; "
           f"encrypted {counts['encrypted_urls']} Slack incoming-webhook URLs stored in plain text")
     return 0
+
+
+def test_command(app, args) -> int:
+    from engine.testsend import send_test_notification
+
+    result = send_test_notification(app, args.id)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        line = (f"{result.outcome}: {result.channel} test notification {result.notification_id} to "
+                f"{result.recipient} in {result.latency_ms:.0f} ms")
+        print(line + (f": {result.error}" if result.error else ""))
+    return 0 if result.sent else 1

@@ -64,3 +64,32 @@ WHERE tenant_id = :tenant_id AND destination_id = :destination_id AND recipient 
 UNION
 (SELECT id, secret_ciphertext FROM notify.destinations WHERE secret_ciphertext IS NOT NULL
  ORDER BY created_at DESC, id DESC LIMIT 1);
+
+-- name: insert_test_notification
+-- `destinations test`: the test send's notification row (transition 'test', no alert), written
+-- already holding its claim (:token) and as failed with a note, so no dispatcher claims it and a
+-- test killed mid-send leaves that trace; the dispatcher's record_results writes the outcome.
+-- Returned shaped like claim_due's rows (ids as text), with the destination's fields.
+WITH dest AS (
+  SELECT tenant_id, id, channel, target, secret_ciphertext, kinds, min_severity, enabled, disabled_reason
+  FROM notify.destinations
+  WHERE id = :id
+),
+inserted AS (
+  INSERT INTO notify.notifications
+    (tenant_id, alert_id, created_at, channel, recipient, status, send_attempts, last_attempt_at, error,
+     transition, reminder_no, severity, route_key, destination_id, claim_token)
+  SELECT tenant_id, NULL, :now, channel, target, 'failed', 1, :now,
+         'test send interrupted before its outcome was recorded', 'test', 0, min_severity,
+         'dest:' || id::text, id, :token
+  FROM dest
+  RETURNING tenant_id, id, destination_id, route_key, channel, recipient, transition, reminder_no, severity,
+            send_attempts, idempotency_key, created_at
+)
+SELECT i.tenant_id::text AS tenant_id, i.id::text AS id, i.destination_id::text AS destination_id, i.route_key,
+       i.channel, i.recipient, false AS lease_expired, i.transition, i.reminder_no, i.severity::text AS severity,
+       i.send_attempts, i.idempotency_key, i.created_at,
+       true AS destination_exists, d.enabled AS destination_enabled, d.disabled_reason, d.secret_ciphertext,
+       d.kinds
+FROM inserted i
+JOIN dest d ON d.tenant_id = i.tenant_id AND d.id = i.destination_id;

@@ -38,10 +38,11 @@ JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
 LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destination_id;
 
 -- name: record_results
--- Writes a whole batch's outcomes in one statement. The common outcome, sent at the batch's
--- time with no note, comes as two comma-joined id lists (cheap to build and to send); every
--- other outcome as parallel arrays. Only rows still held by this claim are written: a claim
--- whose lease ran out and was taken over must not be overwritten.
+-- Writes a batch's outcomes in one statement (the whole batch; while a slow send holds it up, the
+-- outcomes finished so far). The common outcome, sent at the batch's time with no note, comes as
+-- two comma-joined id lists (cheap to build and to send); every other outcome as parallel arrays.
+-- Only rows still held by this claim are written: a claim whose lease ran out and was taken over
+-- must not be overwritten (its late result never counts; the new holder's does).
 UPDATE notify.notifications n
 SET status = r.status, error = r.error, next_attempt_at = r.next_attempt_at,
     sent_at = r.sent_at, claim_token = NULL, lease_until = NULL
@@ -65,6 +66,15 @@ UPDATE notify.notifications n
 SET send_attempts = greatest(n.send_attempts - 1, 0)
 FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[])) AS h(tenant_id, id)
 WHERE n.tenant_id = h.tenant_id AND n.id = h.id AND n.claim_token = :token;
+
+-- name: renew_lease
+-- A batch still sending (a slow receiver) extends the lease of its rows not yet recorded, every
+-- lease/3, so they are not claimed and sent again meanwhile. Only rows still held by this claim: a
+-- claim already taken over stays with its new holder. lease_until is unindexed, so this is HOT.
+UPDATE notify.notifications n
+SET lease_until = :lease_until
+FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[])) AS r(tenant_id, id)
+WHERE n.tenant_id = r.tenant_id AND n.id = r.id AND n.claim_token = :token;
 
 -- name: next_due
 -- When the earliest queued notification falls due (the dispatcher sleeps until then at most); a

@@ -1,13 +1,18 @@
 -- name: try_job_lock
--- The job's advisory lock for this transaction only (released at commit or rollback, so it can
--- never leak to the next user of a pooled connection). Keyed by a hash of the job's name.
-SELECT pg_try_advisory_xact_lock(hashtextextended('notifyd.job:' || :job_name, 0)) AS locked;
+-- The job's advisory lock, keyed by a hash of the job's name. Session level, held while the job
+-- runs on a connection outside any transaction (engine/scheduler.py, job_lock), so a server's
+-- idle_in_transaction_session_timeout cannot end it; job_lock releases it (unlock_job) or, when
+-- that fails, closes the connection, so it never leaks to the pool's next user.
+SELECT pg_try_advisory_lock(hashtextextended('notifyd.job:' || :job_name, 0)) AS locked;
 
 -- name: wait_job_lock
 -- The same lock, waited for (bounded by the caller's lock_timeout): the detection pass a pushed
 -- snapshot wakes must run after a pass already in progress, which may have started before that
 -- snapshot committed, rather than be skipped.
-SELECT pg_advisory_xact_lock(hashtextextended('notifyd.job:' || :job_name, 0));
+SELECT pg_advisory_lock(hashtextextended('notifyd.job:' || :job_name, 0));
+
+-- name: unlock_job
+SELECT pg_advisory_unlock(hashtextextended('notifyd.job:' || :job_name, 0));
 
 -- name: slot_taken
 -- Has any notifyd copy already run this job for this tick (or a later one)?
