@@ -14,20 +14,24 @@ from engine.config import Config
 
 
 def build_channels(config: Config, *, resolve: Optional[Resolve] = None,
-                   templates_root: Optional[Path] = None) -> dict[str, Channel]:
+                   templates_root: Optional[Path] = None, app=None) -> dict[str, Channel]:
     from channels.email import EmailChannel
     from channels.slack import SlackChannel
     from channels.webhook import WebhookChannel
 
+    from engine.messages import Composer
+
     webhook = config.channels.webhook
+    composer = Composer(config, app)   # the app lets it load messages.names_sql
     return {
-        "email": EmailChannel(config.channels.email, templates_root=templates_root),
+        "email": EmailChannel(config.channels.email, templates_root=templates_root, composer=composer),
         "slack": SlackChannel(config.channels.slack, allow_private_networks=webhook.allow_private_networks,
-                              resolve=resolve, templates_root=templates_root),
+                              resolve=resolve, templates_root=templates_root, composer=composer),
         "webhook": WebhookChannel(allow_private_networks=webhook.allow_private_networks,
                                   connect_timeout=webhook.connect_timeout, read_timeout=webhook.read_timeout,
                                   resolve=resolve, connection_limit=config.delivery.concurrency.get("webhook", 128),
-                                  client=webhook.client, timeout=webhook.timeout),
+                                  client=webhook.client, timeout=webhook.timeout, composer=composer,
+                                  templates_root=templates_root, summary=webhook.summary),
     }
 
 

@@ -28,6 +28,10 @@ class Message:
     now: datetime
     alert: dict[str, Any] = field(default_factory=dict)
     secret: Optional[str] = field(default=None, repr=False)   # webhook signing secret, never logged
+    # The tenant destination it goes to (None for an ops route), and how its messages read.
+    destination_id: Optional[str] = None
+    timezone: Optional[str] = None
+    locale: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,18 @@
 Connections are pooled and reused across sends for as long as the dispatcher runs. Security is
 explicit (none | starttls | tls): aiosmtplib's default would upgrade only when the server offers
 STARTTLS, which a man in the middle can strip. RFC 5321: 4xx transient, 5xx permanent. The
-Message-ID is derived from the notification's idempotency key, identical on every attempt.
+Message-ID is derived from the notification's idempotency key, identical on every attempt; every
+email of one alert names the same thread root in References (and In-Reply-To after the first), so
+its reminders and resolution thread under the first. `Auto-Submitted: auto-generated` (RFC 3834)
+keeps vacation responders quiet; a tenant destination's email carries List-Unsubscribe with
+one-click POST (RFC 8058) when messages.public_url is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -18,19 +24,45 @@ import aiosmtplib
 
 from channels.base import Channel, DeliveryResult, Message
 from engine.config import EmailChannelConfig
-from engine.templating import message_context, render
+from engine.errors import NotifyError
+from engine.messages import Composer, Recipient
+from engine.templating import render
+from engine.unsubscribe import make_unsubscribe_token, unsubscribe_url
+
+log = logging.getLogger(__name__)
 
 
 class EmailChannel(Channel):
     name = "email"
 
-    def __init__(self, config: EmailChannelConfig, *, templates_root: Optional[Path] = None):
+    def __init__(self, config: EmailChannelConfig, *, templates_root: Optional[Path] = None,
+                 composer: Optional[Composer] = None):
         self.config = config
+        self.composer = composer or Composer()
+        self._warned_unsigned = False
         self.templates_root = templates_root
         self._idle: list[aiosmtplib.SMTP] = []
 
+    def _unsubscribe_link(self, message: Message) -> Optional[str]:
+        full = self.composer.config
+        if not message.destination_id or not full.messages.public_url:
+            return None  # ops routes cannot unsubscribe; without a public URL there is nothing to click
+        try:
+            token = make_unsubscribe_token(full, uuid.UUID(message.destination_id),
+                                           str(message.alert.get("kind")), message.now)
+        except NotifyError as exc:
+            if not self._warned_unsigned:
+                self._warned_unsigned = True
+                log.warning("email: no List-Unsubscribe header: %s", exc)
+            return None
+        return unsubscribe_url(full, token)
+
     def build(self, message: Message) -> EmailMessage:
-        context = message_context(message.alert, message.transition, message.severity, message.reminder_no)
+        link = self._unsubscribe_link(message)
+        context = self.composer.context(
+            message.alert, message.transition, message.severity, message.reminder_no,
+            Recipient(message.destination_id, message.timezone, message.locale, message.recipient),
+            unsubscribe_url=link)
         kind = message.alert.get("kind", "default")
         subject = render("email", kind, "subject", context, root=self.templates_root)
         text = render("email", kind, "text", context, root=self.templates_root)
@@ -43,9 +75,20 @@ class EmailChannel(Channel):
         domain = self.config.sender.rpartition("@")[2] or "notify-engine"
         email["Message-ID"] = f"<{message.idempotency_key}@{domain}>"
         email["X-Notify-Alert-Id"] = message.alert_id
+        email["Auto-Submitted"] = "auto-generated"
+        thread_root = f"<alert-{message.alert_id}@{domain}>"
+        email["References"] = thread_root
+        if message.transition != "opened":
+            email["In-Reply-To"] = thread_root
+        if link:
+            email["List-Unsubscribe"] = f"<{link}>"
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email.set_content(text + "\n")
         email.add_alternative(html, subtype="html")
         return email
+
+    async def open(self) -> None:
+        await self.composer.prepare()
 
     async def _connect(self) -> aiosmtplib.SMTP:
         cfg = self.config

@@ -23,7 +23,8 @@ from channels.base import Channel, DeliveryResult, Message, parse_retry_after
 from channels.ssrf import Resolve
 from channels.webhook import NotAnswered, encode_payload, guarded_session, post_guarded_answer
 from engine.config import SlackChannelConfig
-from engine.templating import message_context, render, render_json
+from engine.messages import Composer, Recipient
+from engine.templating import render, render_json
 
 # Errors that do not heal by retrying (Slack Web API docs; PITFALLS.md).
 PERMANENT_ERRORS = frozenset({
@@ -39,8 +40,10 @@ class SlackChannel(Channel):
     name = "slack"
 
     def __init__(self, config: SlackChannelConfig, *, allow_private_networks: bool = False,
-                 resolve: Optional[Resolve] = None, templates_root: Optional[Path] = None):
+                 resolve: Optional[Resolve] = None, templates_root: Optional[Path] = None,
+                 composer: Optional[Composer] = None):
         self.config = config
+        self.composer = composer or Composer()
         self.allow_private_networks = allow_private_networks
         self.templates_root = templates_root
         self._resolve = resolve
@@ -49,6 +52,7 @@ class SlackChannel(Channel):
         self._client: Optional[AsyncWebClient] = None
 
     async def open(self) -> None:
+        await self.composer.prepare()
         if self._api_session is None:
             timeout = aiohttp.ClientTimeout(total=self.config.timeout)
             self._api_session = aiohttp.ClientSession(timeout=timeout, trust_env=False)
@@ -65,12 +69,18 @@ class SlackChannel(Channel):
         self._api_session = self._hook_session = None
         self._client = None
 
-    async def send(self, message: Message) -> DeliveryResult:
-        await self.open()
-        context = message_context(message.alert, message.transition, message.severity, message.reminder_no)
+    def build(self, message: Message) -> tuple[str, list]:
+        """The notification's fallback text and its Block Kit blocks."""
+        context = self.composer.context(
+            message.alert, message.transition, message.severity, message.reminder_no,
+            Recipient(message.destination_id, message.timezone, message.locale, None))
         kind = message.alert.get("kind", "default")
         text = render("slack", kind, "text", context, root=self.templates_root)
-        blocks = render_json("slack", kind, "blocks", context, root=self.templates_root)
+        return text, render_json("slack", kind, "blocks", context, root=self.templates_root)
+
+    async def send(self, message: Message) -> DeliveryResult:
+        await self.open()
+        text, blocks = self.build(message)
         if message.recipient.startswith(("https://", "http://")):
             return await self._send_incoming_webhook(message, text, blocks)
         if not self.config.token:

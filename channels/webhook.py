@@ -54,7 +54,7 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def build_payload(message: Message) -> dict[str, Any]:
+def build_payload(message: Message, summary: Optional[str] = None) -> dict[str, Any]:
     alert = message.alert
     return {
         "version": PAYLOAD_VERSION,
@@ -62,6 +62,8 @@ def build_payload(message: Message) -> dict[str, Any]:
         "type": "destination.test" if message.transition == "test" else f"alert.{message.transition}",
         "id": message.idempotency_key,
         "timestamp": message.now.isoformat(),
+        # For people (a chat relay, a ticket title): the message's one line, as the email's subject.
+        "summary": summary,
         "data": {
             "notification": {
                 "id": message.notification_id,
@@ -99,8 +101,12 @@ class WebhookChannel(Channel):
 
     def __init__(self, *, allow_private_networks: bool, connect_timeout: float, read_timeout: float,
                  resolve: Optional[Resolve] = None, connection_limit: int = 128, client: str = "http1",
-                 timeout: Optional[float] = None):
+                 timeout: Optional[float] = None, composer: Optional[Any] = None,
+                 templates_root: Optional[Any] = None, summary: bool = True):
         self.allow_private_networks = allow_private_networks
+        self.composer = composer
+        self.templates_root = templates_root
+        self.with_summary = summary
         self.client = client
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         # The one deadline of a send; sock_read alone resets with every byte a receiver drips.
@@ -123,6 +129,17 @@ class WebhookChannel(Channel):
             self._session = guarded_session(self.allow_private_networks, self._resolve, self._timeout,
                                             self._connection_limit)
 
+    def summary(self, message: Message) -> str:
+        from engine.messages import Composer, Recipient
+        from engine.templating import render
+
+        if self.composer is None:
+            self.composer = Composer()
+        context = self.composer.context(message.alert, message.transition, message.severity, message.reminder_no,
+                                        Recipient(message.destination_id, message.timezone, message.locale, None))
+        return " ".join(render("webhook", message.alert.get("kind", "default"), "summary", context,
+                               root=self.templates_root).split())
+
     async def close(self) -> None:
         if self._http1 is not None:
             await self._http1.close()
@@ -133,7 +150,7 @@ class WebhookChannel(Channel):
 
     async def send(self, message: Message) -> DeliveryResult:
         await self.open()
-        body = encode_payload(build_payload(message))
+        body = encode_payload(build_payload(message, self.summary(message) if self.with_summary else None))
         timestamp = int(message.now.timestamp())
         headers = {
             "content-type": "application/json",

@@ -70,6 +70,7 @@ class PlanConfig:
     records_count: Optional[float] = None
     api_calls: Optional[float] = None
     wallet_floor_cents: Optional[int] = None
+    currency: str = "USD"     # ISO 4217: how messages show the plan's money amounts (all in cents)
 
     def limit(self, metric: str) -> Optional[float]:
         return getattr(self, metric) if metric in QUOTA_METRICS else None
@@ -117,6 +118,10 @@ class WebhookChannelConfig:
     # HTTP client of the webhook hot path: http1 (asyncio + httptools, the lean default measured in
     # BENCHMARKS.md) or aiohttp.
     client: str = "http1"
+    # The payload's `summary` (the message in one line for people, docs/WEBHOOKS.md). Rendering it
+    # costs about 0.3-0.5 ms of CPU per delivery (Babel formats and the words templates), several
+    # times the rest of a webhook send: false leaves it null for receivers that never show it.
+    summary: bool = True
 
 
 @dataclass
@@ -205,6 +210,41 @@ class PartitionsConfig:
     months_ahead: int = 3
     keep_months: int = 6
     archive_dir: Optional[str] = None
+
+
+@dataclass
+class MessageLinkConfig:
+    """A call to action in a kind's messages; `url` may hold {tenant_id}, {base_id}, {alert_id},
+    {kind} (filled in with str.format_map on those values only: no template is compiled)."""
+
+    url: str
+    label: Optional[str] = None    # None: the kind's own wording (Upgrade your plan, Top up your wallet, ...)
+
+
+@dataclass
+class NamesSourceConfig:
+    database: str      # a section name (admin_log, portal_log, data_activity, notify) or a libpq URL
+    query: str
+
+
+@dataclass
+class MessagesConfig:
+    """How messages read (issue 14): defaults for destinations that set no time zone or locale,
+    display names in place of UUIDs, links, and the public base URL of the API for alert links and
+    one-click unsubscribe."""
+
+    timezone: str = "UTC"          # IANA name; a destination's --timezone wins
+    locale: str = "en"             # a destination's --locale wins; a missing translation falls back to en
+    # Where the API (api.listen) is reachable from outside, e.g. https://notify.example.com. Unset:
+    # no link to the alert and no List-Unsubscribe header.
+    public_url: Optional[str] = None
+    unsubscribe_ttl: Duration = Duration(365 * 86400)   # how long an unsubscribe link keeps working
+    names: dict[str, str] = field(default_factory=dict)   # tenant or base UUID -> display name
+    # A query returning (uuid, name) rows for tenants and bases, e.g. from the platform database;
+    # it wins over `names` for an id listed in both, and is reloaded every names_refresh.
+    names_sql: Optional[NamesSourceConfig] = None
+    names_refresh: Duration = Duration(300)
+    links: dict[str, MessageLinkConfig] = field(default_factory=dict)   # alert kind -> action link
 
 
 # --------------------------------------------------------------- collect and detect (issue 3)
@@ -370,6 +410,7 @@ class Config:
     logs: LogsConfig = field(default_factory=LogsConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    messages: MessagesConfig = field(default_factory=MessagesConfig)
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -639,6 +680,35 @@ def _check_references(config: Config, source: str) -> None:
     _check_api(config.api, source)
     _check_logs(config.logs, source)
     _check_collect_detect(config, source)
+    _check_messages(config, source)
+
+
+def _check_messages(config: Config, source: str) -> None:
+    from engine.messages import check_currency, check_link_url, check_locale, check_timezone  # here: messages imports this module
+    from engine.errors import BadInput
+
+    messages = config.messages
+    try:
+        check_timezone(messages.timezone, where="messages.timezone")
+        check_locale(messages.locale, where="messages.locale")
+        for name, plan in config.plans.items():
+            check_currency(plan.currency, where=f"plans.{name}.currency")
+    except BadInput as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if messages.public_url is not None and not re.match(r"^https?://[^/\s]+", messages.public_url):
+        raise ConfigError(f"{source}: messages.public_url: expected an http(s):// URL, got {messages.public_url!r}")
+    for key in messages.names:
+        try:
+            uuid.UUID(key)
+        except ValueError:
+            raise ConfigError(f"{source}: messages.names.{key}: expected a tenant or base UUID") from None
+    for kind, link in messages.links.items():
+        if not link.url.startswith(("https://", "http://")):
+            raise ConfigError(f"{source}: messages.links.{kind}.url: expected an http(s):// URL")
+        try:
+            check_link_url(link.url, where=f"messages.links.{kind}.url")
+        except BadInput as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
 
 def _check_api(api: ApiConfig, source: str) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from engine.config import CHANNELS, SEVERITIES, Config
 from engine.errors import BadInput, NotFound
+from engine.messages import check_locale, check_timezone
 from engine.queries import query
 from engine.secretbox import KEY_SETTING, SecretBox, SecretUnavailable, generated_key_path
 
@@ -122,7 +123,8 @@ def masked_target(target: Optional[str]) -> Optional[str]:
 
 def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_id: str, channel: str,
                     target: str, secret: Optional[str] = None, kinds: Optional[list[str]] = None,
-                    min_severity: str = "info") -> uuid.UUID:
+                    min_severity: str = "info", timezone: Optional[str] = None,
+                    locale: Optional[str] = None) -> uuid.UUID:
     try:
         tenant = uuid.UUID(tenant_id)
     except ValueError:
@@ -144,9 +146,13 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
             target, option="--target (a Slack incoming-webhook URL)")
         target = masked_target(target)
     kinds = [k.strip() for k in kinds if k.strip()] if kinds else None
+    if timezone is not None:
+        timezone = check_timezone(timezone).key
+    if locale is not None:
+        locale = check_locale(locale)
     return conn.execute(query("destinations", "add_destination"), dict(
         tenant_id=tenant, now=now, channel=channel, target=target, secret_ciphertext=ciphertext,
-        kinds=kinds or None, min_severity=min_severity)).scalar_one()
+        kinds=kinds or None, min_severity=min_severity, timezone=timezone, locale=locale)).scalar_one()
 
 
 def list_destinations(conn: Connection, tenant_id: Optional[str] = None) -> list[dict]:

@@ -158,7 +158,8 @@ class Dispatcher:
         self.config = app.config
         templates_dir = self.config.delivery.templates_dir
         self.channels = channels or build_channels(self.config, resolve=resolve,
-                                                   templates_root=Path(templates_dir) if templates_dir else None)
+                                                   templates_root=Path(templates_dir) if templates_dir else None,
+                                                   app=app)
         self.secrets = SecretBox.for_config(self.config)
         self.rng = rng or random.Random()
         self.limits: Optional[ChannelLimits] = None
@@ -549,6 +550,8 @@ class Dispatcher:
                 return "destination removed"
             if not row["destination_enabled"]:
                 return "destination disabled"
+            if row.get("destination_opted_out"):
+                return f"destination unsubscribed from {row['kind']}"  # one-click (engine/unsubscribe.py)
         elif route_for_key(self.config, row["route_key"] or "") is None:
             return "route no longer configured"
         return None
@@ -579,7 +582,9 @@ class Dispatcher:
                        alert_id=row["alert_id"], channel=row["channel"], recipient=recipient,
                        idempotency_key=row["idempotency_key"], transition=row["transition"] or "opened",
                        reminder_no=row["reminder_no"], severity=row["severity"] or row["alert_severity"],
-                       attempt=row["send_attempts"], now=now, alert=alert, secret=secret)
+                       attempt=row["send_attempts"], now=now, alert=alert, secret=secret,
+                       destination_id=row["destination_id"], timezone=row.get("destination_timezone"),
+                       locale=row.get("destination_locale"))
 
     def _outcome(self, row: dict, result: DeliveryResult, now: datetime) -> Outcome:
         if result.kind == "sent":

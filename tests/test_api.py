@@ -472,3 +472,24 @@ def test_notifications_are_paged_and_a_failed_one_is_retried_by_an_operate_token
     assert_problem(client.post(f"/v1/notifications/{seen[0]}/retry", headers=auth(tokens["operate"])), 409)
     assert_problem(client.post(f"/v1/notifications/{uuid.uuid4()}/retry", headers=auth(tokens["operate"])), 404, "id")
     assert_problem(client.get("/v1/notifications", params={"status": "lost"}, headers=auth(tokens["read"])), 400, "status")
+
+
+def test_one_click_unsubscribe_over_http_opts_the_destination_out_and_a_bad_token_is_a_400(app, client, databases):
+    from cryptography.fernet import Fernet
+
+    from engine.unsubscribe import make_unsubscribe_token
+
+    app.config.channels.webhook.secret_key = Fernet.generate_key().decode()
+    with app.databases.begin("notify") as conn:
+        destination = add_destination(conn, app.config, app.clock.now(), tenant_id=TENANT, channel="email",
+                                      target="owner@example.com")
+    token = make_unsubscribe_token(app.config, destination, "RUNS_THRESHOLD", app.clock.now())
+    page = client.get(f"/v1/unsubscribe/{token}")   # no token header: the signed link is the authority
+    assert page.status_code == 200 and 'name="List-Unsubscribe" value="One-Click"' in page.text
+    assert scalar(databases, "SELECT cardinality(opted_out_kinds) FROM notify.destinations") in (0, None)  # GET changes nothing
+    done = client.post(f"/v1/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200, done.text
+    assert scalar(databases, "SELECT opted_out_kinds FROM notify.destinations") == ["RUNS_THRESHOLD"]
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert_problem(client.post(f"/v1/unsubscribe/{forged}", data={"List-Unsubscribe": "One-Click"}), 400, "token")
+    assert_problem(client.post(f"/v1/unsubscribe/{token}", data={"other": "x"}), 400, "List-Unsubscribe")

@@ -162,3 +162,19 @@ def test_run_once_plans_and_delivers_an_event_alert_end_to_end(config_file, caps
         assert len(json.loads(out)) == 1
     finally:
         receiver.stop()
+
+
+def test_destinations_add_takes_a_time_zone_and_a_locale_and_refuses_bad_ones(cfg, capsys, app):
+    code, out, _ = run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "email", "--target",
+                       "owner@tenant.example", "--timezone", "Europe/Berlin", "--locale", "de", "--config", cfg)
+    assert code == 0
+    code, out, _ = run(capsys, "destinations", "list", "--json", "--config", cfg)
+    (listed,) = json.loads(out)
+    assert (listed["timezone"], listed["locale"], listed["opted_out_kinds"]) == ("Europe/Berlin", "de", [])
+    code, _, err = run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "email", "--target",
+                       "owner@tenant.example", "--timezone", "Berlin", "--config", cfg)
+    assert code == 2 and err.strip() == ("notifyctl: --timezone: not an IANA time zone name "
+                                         "(such as UTC or Europe/Berlin): 'Berlin'")
+    code, _, err = run(capsys, "destinations", "add", "--tenant", TENANT, "--channel", "email", "--target",
+                       "owner@tenant.example", "--locale", "xx-nowhere", "--config", cfg)
+    assert code == 2 and err.startswith("notifyctl: --locale: not a known language tag")

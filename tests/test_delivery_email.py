@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.delivery_support import SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
+from tests.delivery_support import TENANT, SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
 
@@ -29,12 +29,16 @@ def mail_app(app, smtp):
     return app
 
 
-def queue(app, recipients: list[str], *, kind: str = "RUNS_THRESHOLD") -> list[str]:
+RUNS_CONTEXT = {"metric": "runs_used", "value": 850, "limit": 1000, "percent": 85.0, "level_percent": 80,
+                "plan": "default", "period": "2026-11", "captured_at": "2026-11-30T09:12:00+00:00"}
+
+
+def queue(app, recipients: list[str], *, kind: str = "RUNS_THRESHOLD", context: dict | None = None) -> list[str]:
     now = app.clock.now()
     with app.databases.begin("notify") as conn:
         for recipient in recipients:
             add_dest(conn, now, "email", recipient)
-        alert = insert_alert(conn, now, kind=kind, context={"percent": 80, "note": "<b>not markup</b>"})
+        alert = insert_alert(conn, now, kind=kind, context=context or RUNS_CONTEXT)
         plan_notifications(conn, app.config, now)
     return [alert]
 
@@ -46,6 +50,7 @@ def rows(app) -> list[dict]:
 
 def test_a_multipart_message_is_delivered_with_a_stable_message_id(mail_app, smtp):
     handler, _ = smtp
+    mail_app.config.messages.names = {TENANT: "<b>Acme</b>"}   # alert data: escaped in HTML, as is in text
     (alert,) = queue(mail_app, ["owner@tenant.example"])
     assert deliver_due(mail_app).sent == 1
     (envelope,) = handler.messages
@@ -53,13 +58,14 @@ def test_a_multipart_message_is_delivered_with_a_stable_message_id(mail_app, smt
     message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
     (row,) = rows(mail_app)
     assert message["Message-ID"] == f"<{row['idempotency_key']}@notify.example>"
-    assert message["Subject"] == "[WARN] Runs quota threshold reached"
+    assert message["Subject"] == "You have used 85 % of your monthly runs"
     assert message["To"] == "owner@tenant.example" and message["X-Notify-Alert-Id"] == alert
+    assert message.get_content_type() == "multipart/alternative"
     plain = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert "Runs quota threshold reached" in plain and alert in plain and "<b>not markup</b>" in plain
-    assert "<h2>Runs quota threshold reached</h2>" in html
-    assert "&lt;b&gt;not markup&lt;/b&gt;" in html and "<b>not markup</b>" not in html   # autoescaped
+    assert "<b>Acme</b> has used 85 % of its monthly runs: 850 of 1,000." in plain and alert in plain
+    assert "&lt;b&gt;Acme&lt;/b&gt; has used 85 % of its monthly runs" in html
+    assert "<b>Acme</b>" not in html   # autoescaped
     assert row["status"] == "sent" and row["error"] is None
 
 
@@ -71,12 +77,18 @@ def test_one_connection_is_reused_across_a_batch(mail_app, smtp):
     assert len(handler.messages) == 5 and handler.connections == 1
 
 
-def test_a_kind_template_overrides_the_default_subject(mail_app, smtp):
+def test_a_kind_template_overrides_the_default_subject(mail_app, smtp, tmp_path):
     handler, _ = smtp
-    queue(mail_app, ["billing@tenant.example"], kind="PAYMENT_FAILED")
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "PAYMENT_FAILED.subject.j2").write_text("[{{ severity | upper }}] Billing: {{ headline }}")
+    mail_app.config.delivery.templates_dir = str(tmp_path)
+    queue(mail_app, ["billing@tenant.example"], kind="PAYMENT_FAILED", context={"event": {"invoice_number": "INV-7"}})
+    queue(mail_app, ["owner@tenant.example"])
     deliver_due(mail_app)
-    message = email.message_from_bytes(handler.messages[0].original_content, policy=email.policy.default)
-    assert message["Subject"] == "[WARN] Payment failed"
+    subjects = {email.message_from_bytes(m.original_content, policy=email.policy.default)["Subject"]
+                for m in handler.messages}
+    # The override wins for its kind only; other kinds keep the shipped words.
+    assert subjects == {"You have used 85 % of your monthly runs", "[WARN] Billing: Payment failed"}
 
 
 def test_a_4xx_reply_is_transient(mail_app, smtp):
@@ -179,3 +191,20 @@ def test_starttls_required_but_not_offered_sends_nothing_in_clear(mail_app, smtp
     (row,) = rows(mail_app)
     assert row["status"] == "queued" and row["error"].startswith("SMTP connection failed")
     assert handler.messages == []
+
+
+def test_the_destinations_locale_and_time_zone_reach_its_email(mail_app, smtp):
+    from sqlalchemy import text
+
+    handler, _ = smtp
+    with mail_app.databases.begin("notify") as conn:
+        add_dest(conn, mail_app.clock.now(), "email", "inhaber@tenant.example")
+        conn.execute(text("UPDATE notify.destinations SET locale = 'de', timezone = 'America/New_York'"))
+        insert_alert(conn, mail_app.clock.now(), context=RUNS_CONTEXT)
+        plan_notifications(conn, mail_app.config, mail_app.clock.now())
+    assert deliver_due(mail_app).sent == 1
+    message = email.message_from_bytes(handler.messages[0].original_content, policy=email.policy.default)
+    assert message["Subject"] == "85 % der monatlichen Runs verbraucht"
+    plain = message.get_body(("plain",)).get_content()
+    assert "850 von 1.000" in plain and "Gemessen: 30. November 2026, 04:12 (America/New_York)" in plain
+    assert message["Auto-Submitted"] == "auto-generated" and "List-Unsubscribe" not in message

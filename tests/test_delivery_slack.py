@@ -30,7 +30,9 @@ def queue(app, target: str) -> str:
     now = app.clock.now()
     with app.databases.begin("notify") as conn:
         add_dest(conn, now, "slack", target)
-        alert = insert_alert(conn, now, severity="critical")
+        alert = insert_alert(conn, now, severity="critical", context={
+            "metric": "runs_used", "value": 1000, "limit": 1000, "percent": 100.0, "level_percent": 100,
+            "plan": "default", "period": "2026-11", "captured_at": "2026-11-30T09:12:00+00:00"})
         plan_notifications(conn, app.config, now)
     return alert
 
@@ -48,9 +50,10 @@ def test_a_message_is_posted_with_block_kit_blocks_and_fallback_text(slack_app, 
     assert request.path == "/api/chat.postMessage"
     payload = request.json()
     assert payload["channel"] == "C0ALERTS"
-    assert payload["text"] == "CRITICAL: Runs quota threshold reached (opened)"
+    assert payload["text"] == "You have reached your monthly runs limit"
     blocks = payload["blocks"]
-    assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"] == "CRITICAL: Runs quota threshold reached"
+    assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"] == "You have reached your monthly runs limit"
+    assert "1,000 of 1,000" in blocks[1]["text"]["text"]
     assert alert in blocks[-1]["elements"][0]["text"]
     assert row(slack_app)["status"] == "sent"
 
@@ -96,7 +99,7 @@ def test_an_incoming_webhook_url_is_posted_to_directly(app, slack_server):
     deliver_due(app)
     assert row(app)["status"] == "sent"
     body = json.loads(slack_server.received[0].body)
-    assert body["text"].startswith("CRITICAL") and body["blocks"][0]["type"] == "header"
+    assert body["text"] == "You have reached your monthly runs limit" and body["blocks"][0]["type"] == "header"
 
 
 def test_an_incoming_webhook_on_a_private_address_is_refused(app, slack_server):

@@ -76,6 +76,15 @@ def test_a_webhook_is_delivered_signed_with_the_documented_payload(webhook_app, 
     assert payload["version"] == 1 and payload["type"] == "alert.opened" and payload["id"] == msg_id
     assert payload["data"]["alert"]["id"] == alert and payload["data"]["alert"]["tenant_id"] == TENANT
     assert payload["data"]["alert"]["kind"] == "RUNS_THRESHOLD" and payload["data"]["alert"]["context"] == {"percent": 80}
+    assert payload["summary"] == "Runs quota threshold reached"   # a context of another shape: the neutral words
+
+
+def test_the_summary_can_be_turned_off(webhook_app, receiver):
+    webhook_app.config.channels.webhook.summary = False
+    queue_one(webhook_app, receiver.url("/ok"), secret=SECRET)
+    deliver_due(webhook_app)
+    (request,) = receiver.received
+    assert request.json()["summary"] is None
 
 
 def test_payloads_orjson_cannot_encode_fall_back_to_json():
@@ -261,3 +270,17 @@ def test_with_private_networks_allowed_a_name_connects_to_the_address_that_was_c
     deliver_due(webhook_app, resolve=resolve)
     assert only_row(webhook_app)["status"] == "sent"
     assert calls == ["receiver.test"] and receiver.received[0].headers["Host"].startswith("receiver.test")
+
+
+def test_the_payload_summary_is_the_messages_one_line_and_can_be_turned_off():
+    from channels.webhook import WebhookChannel
+    from engine.cli.preview import sample_message
+    from engine.config import Config
+    from engine.messages import Composer
+
+    from channels.webhook import build_payload
+
+    message = sample_message("RUNS_THRESHOLD", "webhook")
+    channel = WebhookChannel(allow_private_networks=True, connect_timeout=1, read_timeout=1, composer=Composer(Config()))
+    assert channel.summary(message) == "You have used 85 % of your monthly runs (base b45e0c1a)"
+    assert build_payload(message, None)["summary"] is None and build_payload(message)["version"] == 1

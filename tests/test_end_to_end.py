@@ -15,6 +15,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -193,7 +194,7 @@ def test_a_snapshot_over_the_limit_reaches_webhook_email_and_slack_and_clearing_
         (mail,) = smtp.messages
         message = email.message_from_bytes(mail.content, policy=email.policy.default)
         assert mail.rcpt_tos == ["billing@tenant.example"] and message["To"] == "billing@tenant.example"
-        assert message["Subject"].startswith("[WARN]") and "(resolved)" not in message["Subject"]
+        assert re.fullmatch(r"You have used \d+ % of your monthly runs", message["Subject"])
         assert message["Message-ID"]
         (post,) = [r for r in slack.received if r.path.endswith("/chat.postMessage")]
         assert post.headers["Authorization"] == f"Bearer {SLACK_TOKEN}"
@@ -208,7 +209,10 @@ def test_a_snapshot_over_the_limit_reaches_webhook_email_and_slack_and_clearing_
         wait_for(lambda: len(receiver.received) == 2 and len(smtp.messages) == 2, "the resolved webhook and email")
         verify_signature(receiver.received[1])
         assert receiver.received[1].json()["type"] == "alert.resolved"
-        assert "(resolved)" in email.message_from_bytes(smtp.messages[1].content, policy=email.policy.default)["Subject"]
+        resolved_mail = email.message_from_bytes(smtp.messages[1].content, policy=email.policy.default)
+        assert resolved_mail["Subject"] == "Back under 80 % of your monthly runs"
+        assert "700 of 1,000" in resolved_mail.get_body(("plain",)).get_content()
+        assert resolved_mail["In-Reply-To"] == message["References"]   # threads under the first email
         wait_for(lambda: len([r for r in slack.received if r.path.endswith("/chat.postMessage")]) == 2,
                  "the resolved Slack message")
         # Detection kept running meanwhile: still one alert, nothing else planned.

@@ -514,7 +514,7 @@ def test_a_slack_incoming_webhook_is_posted_as_json_with_text_and_blocks(hook_ap
     (request,) = hook_server.received
     assert request.headers["Content-Type"].startswith("application/json")
     payload = json.loads(request.body)
-    assert payload["text"].startswith("CRITICAL") and payload["blocks"][0]["type"] == "header"
+    assert payload["text"] == "Runs quota threshold reached" and payload["blocks"][0]["type"] == "header"
 
 
 # --------------------------------------------------------------------------- Retry-After edges

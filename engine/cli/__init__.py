@@ -20,7 +20,7 @@ from engine.logging import configure_logging, register_config_secrets
 
 # Modules under engine.cli that register command groups, in help order.
 COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event", "status", "logs",
-                   "destinations", "notifications", "tokens"]
+                   "destinations", "notifications", "preview", "tokens"]
 
 
 class OneLineUsageParser(argparse.ArgumentParser):
@@ -63,6 +63,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = load_config(getattr(args, "config", None))
         register_config_secrets(config)
         handler: Callable[[App, argparse.Namespace], int] = args.handler
+        if not getattr(args, "needs_database", True):
+            return handler(App(config, application_name="notifyctl"), args) or 0  # never opened: no database
         with App(config, application_name="notifyctl") as app:
             return handler(app, args) or 0
     except BadInput as exc:

@@ -27,6 +27,8 @@ def register(subparsers, common) -> None:
     secret.add_argument("--secret-file", metavar="PATH", help="read the webhook signing secret from this file")
     add.add_argument("--kinds", metavar="K1,K2", help="only these alert kinds (default: every kind)")
     add.add_argument("--min-severity", choices=SEVERITIES, default="info", help="lowest severity sent (default: info)")
+    add.add_argument("--timezone", metavar="TZ", help="IANA time zone of its messages' times (default: messages.timezone)")
+    add.add_argument("--locale", metavar="L", help="language of its messages, e.g. en, de (default: messages.locale)")
     add.set_defaults(handler=add_command)
 
     listing = actions.add_parser("list", parents=[common], help="list destinations (secrets masked)")
@@ -79,7 +81,8 @@ def add_command(app, args) -> int:
     with app.databases.begin("notify") as conn:
         destination_id = add_destination(conn, app.config, app.clock.now(), tenant_id=args.tenant,
                                          channel=args.channel, target=args.target, secret=secret,
-                                         kinds=kinds, min_severity=args.min_severity)
+                                         kinds=kinds, min_severity=args.min_severity,
+                                         timezone=args.timezone, locale=args.locale)
     print(destination_id)
     return 0
 

@@ -1,13 +1,16 @@
 -- name: add_destination
 -- Stores one tenant destination; the signing secret arrives already encrypted.
-INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity)
-VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level))
+INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity,
+                                 timezone, locale)
+VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level),
+        :timezone, :locale)
 RETURNING id;
 
 -- name: list_destinations
 -- Destinations for listing; the ciphertext itself never leaves this query, only whether there is one.
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
-       kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at
+       kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at,
+       timezone, locale, opted_out_kinds
 FROM notify.destinations
 WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = CAST(:tenant_id AS uuid)
 ORDER BY tenant_id, created_at, id;
@@ -64,6 +67,29 @@ WHERE tenant_id = :tenant_id AND destination_id = :destination_id AND recipient 
 UNION
 (SELECT id, secret_ciphertext FROM notify.destinations WHERE secret_ciphertext IS NOT NULL
  ORDER BY created_at DESC, id DESC LIMIT 1);
+
+-- name: opt_out_kind
+-- One-click unsubscribe (engine/unsubscribe.py): adds :kind to the destination's opted_out_kinds
+-- once. Returns the destination's tenant and whether anything changed; no row: no such destination.
+WITH target AS (
+  SELECT tenant_id, id, NOT (CAST(:kind AS text) = ANY (opted_out_kinds)) AS changed
+  FROM notify.destinations WHERE id = :id
+  FOR UPDATE
+), updated AS (
+  UPDATE notify.destinations d
+  SET opted_out_kinds = array_append(d.opted_out_kinds, CAST(:kind AS text))
+  FROM target t
+  WHERE d.tenant_id = t.tenant_id AND d.id = t.id AND t.changed
+)
+SELECT tenant_id, changed FROM target;
+
+-- name: insert_unsubscribe_audit
+-- The admin_log.admin_events row of a one-click unsubscribe.
+INSERT INTO admin_log.admin_events (occurred_at, actor_admin_id, tenant_id, base_id, action, target_type,
+                                    target_id, severity, diff, comment)
+VALUES (:now, NULL, :tenant_id, NULL, 'DESTINATION_UNSUBSCRIBE', 'DESTINATION', :target_id, 'info',
+        CAST(:diff AS jsonb), 'unsubscribed by the recipient (RFC 8058 one-click)');
+
 
 -- name: insert_test_notification
 -- `destinations test`: the test send's notification row (transition 'test', no alert), written

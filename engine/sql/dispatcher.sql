@@ -32,7 +32,9 @@ SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS ale
        c.transition, c.reminder_no, c.severity::text AS severity, c.send_attempts, c.idempotency_key, c.created_at,
        a.kind, a.severity::text AS alert_severity, a.status AS alert_status, a.base_id::text AS base_id,
        a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context::text AS context,
-       (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext
+       (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext,
+       d.timezone AS destination_timezone, d.locale AS destination_locale,
+       coalesce(a.kind = ANY (d.opted_out_kinds), false) AS destination_opted_out
 FROM claimed c
 JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
 LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destination_id;
