@@ -14,13 +14,14 @@ import getpass
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Optional
 
 
 from engine import metrics
-from engine.config import RedactionConfig
+from engine.config import SEVERITIES, RedactionConfig
 from engine.destinations import masked_target
-from engine.errors import BadInput
+from engine.errors import BadInput, NotFound
 from engine.logwriter.redaction import Redactor
 from engine.planner import plan_transitions_of_this_transaction
 from engine.queries import query
@@ -43,8 +44,7 @@ def _snapshot_kinds() -> list[str]:
     return sorted({d.kind for d in SNAPSHOT_DETECTORS})
 
 
-def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
-                kind: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
+def _alert_filters(status: Optional[str], tenant_id: Optional[str], kind: Optional[str]) -> tuple:
     from detectors import ALL_KINDS
 
     if status is not None and status not in ALERT_STATUSES:
@@ -57,9 +57,29 @@ def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] =
             tenant = uuid.UUID(tenant_id)
         except ValueError:
             raise BadInput(f"--tenant: a tenant id must be a UUID, got {tenant_id!r}") from None
+    return status, tenant, kind
+
+
+def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
+                kind: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
+    status, tenant, kind = _alert_filters(status, tenant_id, kind)
     with app.databases.begin("notify") as conn:
         rows = conn.execute(query("alerts", "list_alerts"), {"id": None, "status": status, "tenant_id": tenant, "kind": kind,
                                                              "snapshot_kinds": _snapshot_kinds(), "limit": limit}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def list_alerts_page(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
+                     kind: Optional[str] = None, limit: int,
+                     after: Optional[tuple[datetime, uuid.UUID]] = None) -> list[dict]:
+    """Alerts newest first by (created_at, id), both immutable, so a walk with `after` (the last
+    row's pair) sees every alert that existed when it began exactly once (the HTTP API's pages)."""
+    status, tenant, kind = _alert_filters(status, tenant_id, kind)
+    with app.databases.begin("notify") as conn:
+        rows = conn.execute(query("alerts", "alerts_page"), {
+            "status": status, "tenant_id": tenant, "kind": kind, "snapshot_kinds": _snapshot_kinds(),
+            "limit": limit, "after_created_at": after[0] if after else None,
+            "after_id": after[1] if after else None}).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -71,7 +91,7 @@ def get_alert(app, alert_id: str) -> dict:
                            {"id": ident, "status": None, "tenant_id": None, "kind": None,
                             "snapshot_kinds": _snapshot_kinds(), "limit": None}).mappings().first()
         if row is None:
-            raise BadInput(f"ALERT_ID: no alert with id {ident}")
+            raise NotFound(f"ALERT_ID: no alert with id {ident}")
         alert = dict(row)
         notes = conn.execute(query("alerts", "alert_notifications"),
                              {"tenant_id": alert["tenant_id"], "id": ident}).mappings().all()
@@ -91,6 +111,8 @@ class ActionResult:
     message: str
     before: Optional[str] = None
     after: Optional[str] = None
+    transition: Optional[str] = None    # events: opened, reopened, refreshed, resolved, or None (no change)
+    dedupe_key: Optional[str] = None
 
 
 def default_actor() -> str:
@@ -108,7 +130,7 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
     with app.databases.begin("notify") as conn:
         before = conn.execute(query("alerts", "lock_alert"), {"id": ident}).first()
         if before is None:
-            raise BadInput(f"ALERT_ID: no alert with id {ident}")
+            raise NotFound(f"ALERT_ID: no alert with id {ident}")
         after = conn.execute(query("alerts", statement), {
             "tenant_id": before.tenant_id, "id": ident, "now": now, "actor": actor}).first()
         if after is None:
@@ -182,41 +204,72 @@ def _event_target(kind: str, tenant_id: str, base_id: Optional[str]):
     return event_kind, tenant, base
 
 
+MAX_DEDUP_KEY = 255
+
+
+def event_dedupe_key(event_kind, base: Optional[uuid.UUID], dedup_key: Optional[str]) -> str:
+    """The alert's dedupe_key for an event. Without a caller's dedup key (or with the kind's own
+    key, as an earlier answer returned it) it is the kind's key for the base, the alert that
+    `notifyctl event raise` names; a caller's key names an alert of its own (as PagerDuty's
+    dedup_key does), kept apart by the `:dedup=` suffix."""
+    natural = event_kind.dedupe_key(base)
+    if dedup_key is None or dedup_key == natural:
+        return natural
+    if not isinstance(dedup_key, str) or not 0 < len(dedup_key) <= MAX_DEDUP_KEY \
+            or any(ord(c) < 32 or ord(c) == 127 for c in dedup_key):
+        raise BadInput(f"--dedup-key: 1-{MAX_DEDUP_KEY} printable characters, got {dedup_key!r:.60}")
+    return f"{natural}:dedup={dedup_key}"
+
+
 def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
-                context: Optional[dict] = None) -> ActionResult:
-    """Records an event-driven condition as an open alert (or re-opens / refreshes it)."""
+                context: Optional[dict] = None, dedup_key: Optional[str] = None,
+                actor: Optional[str] = None, severity: Optional[str] = None) -> ActionResult:
+    """Records an event-driven condition as an open alert (or re-opens / refreshes it). Idempotent
+    on the dedupe key: raising it again while it is open or acked changes only last_seen_at and
+    the context (`transition` is then `refreshed`). `severity` replaces the kind's for a new
+    alert (a sender that grades its own alerts, as Prometheus rules do)."""
     event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
+    if severity is not None and severity not in SEVERITIES:
+        raise BadInput(f"--severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}")
     if context is not None and not isinstance(context, dict):
         raise BadInput("--context: expected a JSON object")
+    dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
     now = app.clock.now()
     stored = {"event": redact_context(context or {}, app.config.logs.redaction), "raised_at": now.isoformat()}
+    if actor:
+        stored["raised_by"] = actor
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("alerts", "raise_event"), {
-            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": event_kind.severity,
-            "dedupe_key": event_kind.dedupe_key(base), "now": now, "context": json.dumps(stored)}).one()
+            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": severity or event_kind.severity,
+            "dedupe_key": dedupe_key, "now": now, "context": json.dumps(stored)}).one()
         plan_transitions_of_this_transaction(conn, app.config, now)
     if row.transitioned:  # opened or re-opened, not a refresh of an open alert
         metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition=row.transition).inc()
     return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} is {row.status} ({row.transition})",
-                        after=row.status)
+                        after=row.status, transition=row.transition if row.transitioned else "refreshed",
+                        dedupe_key=dedupe_key)
 
 
-def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None) -> ActionResult:
+def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
+                dedup_key: Optional[str] = None, actor: Optional[str] = None) -> ActionResult:
     """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
     event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
+    dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
     now = app.clock.now()
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("alerts", "clear_event"), {
-            "tenant_id": tenant, "dedupe_key": event_kind.dedupe_key(base), "now": now}).first()
+            "tenant_id": tenant, "dedupe_key": dedupe_key, "now": now, "actor": actor}).first()
         if row is not None:
             plan_transitions_of_this_transaction(conn, app.config, now)
         else:
             existing = conn.execute(query("alerts", "event_alert_status"), {
-                "tenant_id": tenant, "dedupe_key": event_kind.dedupe_key(base)}).first()
+                "tenant_id": tenant, "dedupe_key": dedupe_key}).first()
     if row is None:
         # before=None: no such alert was ever raised (a mistyped id?), not merely already resolved.
         return ActionResult(existing.id if existing else uuid.UUID(int=0), False,
                             f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear",
-                            existing.status if existing else None)
+                            existing.status if existing else None, existing.status if existing else None,
+                            dedupe_key=dedupe_key)
     metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition="resolved").inc()
-    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved")
+    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved",
+                        transition="resolved", dedupe_key=dedupe_key)

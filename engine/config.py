@@ -196,6 +196,24 @@ class HttpConfig:
     listen: Optional[str] = None
 
 
+ALERT_LABEL_DEFAULTS = {"tenant_id": "tenant_id", "kind": "kind", "severity": "severity", "base_id": "base_id"}
+
+
+@dataclass
+class ApiConfig:
+    """The HTTP API (docs/API.md): POST /v1/events, /v1/snapshots, alerts, on its own listener."""
+
+    listen: Optional[str] = None          # e.g. 127.0.0.1:9465; None turns the API off
+    max_body_bytes: int = 1024 * 1024     # a larger request body is refused with 413
+    page_max: int = 500                   # the largest `limit` a listing accepts
+    # Failed authentication per client address: a token bucket of this many failures, refilled
+    # one every auth_failure_interval; past it, 429 with Retry-After.
+    auth_failure_burst: int = 10
+    auth_failure_interval: Duration = Duration(6)
+    # POST /api/v2/alerts (Alertmanager's API): which label names the tenant, kind, severity, base.
+    alert_labels: dict[str, str] = field(default_factory=lambda: dict(ALERT_LABEL_DEFAULTS))
+
+
 @dataclass
 class PartitionsConfig:
     months_ahead: int = 3
@@ -370,7 +388,7 @@ class RedactionConfig:
 class IngestConfig:
     """The HTTP ingestion endpoint for services not written in Python (POST /v1/logs/<table>)."""
 
-    listen: Optional[str] = None    # e.g. 127.0.0.1:9465; leave out to turn it off
+    listen: Optional[str] = None    # e.g. 127.0.0.1:9466; leave out to turn it off
     token: Optional[str] = None     # bearer token callers send; e.g. ${NOTIFY_INGEST_TOKEN}
     max_body_bytes: int = 16 * 1024 * 1024
 
@@ -393,6 +411,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
     routes: list[RouteConfig] = field(default_factory=list)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
@@ -667,6 +686,7 @@ def _check_references(config: Config, source: str) -> None:
         host, sep, port = config.http.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{source}: http.listen: expected HOST:PORT, got {config.http.listen!r}")
+    _check_api(config.api, source)
     _check_logs(config.logs, source)
     _check_collect_detect(config, source)
     _check_messages(config, source)
@@ -698,6 +718,25 @@ def _check_messages(config: Config, source: str) -> None:
             check_link_url(link.url, where=f"messages.links.{kind}.url")
         except BadInput as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_api(api: ApiConfig, source: str) -> None:
+    if api.listen is not None:
+        host, sep, port = api.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"{source}: api.listen: expected HOST:PORT, got {api.listen!r}")
+    for key in ("max_body_bytes", "page_max", "auth_failure_burst"):
+        if getattr(api, key) < 1:
+            raise ConfigError(f"{source}: api.{key}: must be at least 1")
+    if api.auth_failure_interval <= 0:
+        raise ConfigError(f"{source}: api.auth_failure_interval: must be longer than 0s")
+    for key, label in api.alert_labels.items():
+        if key not in ALERT_LABEL_DEFAULTS:
+            raise ConfigError(f"{source}: api.alert_labels.{key}: unknown (known: {', '.join(ALERT_LABEL_DEFAULTS)})")
+        if not label:
+            raise ConfigError(f"{source}: api.alert_labels.{key}: a label name cannot be empty")
+    # A partial mapping keeps the defaults for the keys it leaves out.
+    api.alert_labels = {**ALERT_LABEL_DEFAULTS, **api.alert_labels}
 
 
 def _check_logs(logs: "LogsConfig", source: str) -> None:

@@ -9,7 +9,7 @@ to finish, then stop the embedded cluster if this process started it, and exit 0
 the config file: a bad file is logged and the running config kept; a good one takes effect
 (job intervals, plans, tenants, channels, delivery, routes, retention, partitions; the dispatcher
 rebuilds its channels, key and limits before its next batch), except the keys that say where
-things are (databases, embedded, http, and logs, which holds the ingestion listener): those need
+things are (databases, embedded, http, api, and logs, which holds the ingestion listener): those need
 a restart and are logged as such (docs/OPERATIONS.md lists every key).
 """
 
@@ -29,6 +29,7 @@ from engine.cli import OneLineUsageParser
 from engine.config import Config, load_config
 from engine.destinations import check_stored_secrets
 from engine.errors import NotifyError
+from engine.api.server import start_api_if_configured
 from engine.http_server import HttpEndpoint
 from engine.jobs import PERIODIC_JOBS, WORKERS
 from engine.logging import configure_logging, register_config_secrets
@@ -39,7 +40,7 @@ log = logging.getLogger("notifyd")
 
 # Keys that say where things are: changing them means reconnecting everything, so a reload keeps
 # the running values and says a restart is needed.
-RESTART_ONLY_KEYS = ("databases", "embedded", "http", "logs")
+RESTART_ONLY_KEYS = ("databases", "embedded", "http", "logs", "api")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -108,9 +109,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     state_collector = metrics.DatabaseStateCollector(lambda: app._databases, app.clock.now)
     metrics.REGISTRY.register(state_collector)
     finished = True
-    ingest = None
+    ingest = api = None
     try:
         ingest = start_ingest_if_configured(app)  # log ingestion, its own listener (logs.ingest)
+        api = start_api_if_configured(app)        # the HTTP API, its own listener (api.listen)
         supervisor.start()
         if endpoint is not None:
             endpoint.set_health(supervisor.health_report)
@@ -126,6 +128,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("stopping: no new work; in-flight work has %.0f s to finish", grace)
         finished = supervisor.stop(grace)
     finally:
+        if api is not None:
+            api.stop()
         if ingest is not None:
             ingest.stop()  # writes what it buffered before the databases close
         if endpoint is not None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection
 
 from engine.config import CHANNELS, SEVERITIES, Config
-from engine.errors import BadInput
+from engine.errors import BadInput, NotFound
 from engine.messages import check_locale, check_timezone
 from engine.queries import query
 from engine.secretbox import KEY_SETTING, SecretBox, SecretUnavailable, generated_key_path
@@ -196,7 +196,7 @@ def remove_destination(conn: Connection, destination_id: str) -> int:
         raise BadInput(f"ID: a destination id must be a UUID, got {destination_id!r}") from None
     removed = conn.execute(query("destinations", "remove_destination"), dict(id=dest)).first()
     if removed is None:
-        raise BadInput(f"ID: no destination {destination_id}")
+        raise NotFound(f"ID: no destination {destination_id}")
     return conn.execute(query("destinations", "skip_queued_for_destination"), dict(
         tenant_id=removed.tenant_id, destination_id=removed.id, reason="destination removed")).rowcount
 

@@ -13,5 +13,9 @@ class BadInput(NotifyError):
     exit_code = 2
 
 
+class NotFound(BadInput):
+    """The input names something that does not exist (an unknown alert id): exit 2, HTTP 404."""
+
+
 class ConfigError(BadInput):
     pass

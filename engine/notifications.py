@@ -1,4 +1,5 @@
-"""Re-queueing delivery records: `notifyctl notifications retry ID`, and the bulk re-drive
+"""Listing delivery records (`notifyctl notifications`, GET /v1/notifications) and re-queueing
+them: `notifyctl notifications retry ID` (and POST /v1/notifications/{id}/retry), and the bulk re-drive
 `notifications retry --status failed --since 2h --tenant T --destination D --channel C [--dry-run]`.
 
 A re-queued notification is due now with a fresh attempt budget and keeps its idempotency key, so
@@ -19,10 +20,12 @@ from sqlalchemy import Connection
 
 from engine.alerts import default_actor
 from engine.app import App
-from engine.errors import BadInput
+from engine.destinations import masked_target
+from engine.errors import BadInput, NotFound
 from engine.queries import query
 
 RETRYABLE = ("failed", "skipped")
+STATUSES = ("queued", "sent", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,28 @@ class RetryCount:
     dry_run: bool
 
 
+def list_notifications(app, *, status: Optional[str] = None, alert_id: Optional[str] = None, limit: int,
+                       after: Optional[tuple[datetime, uuid.UUID]] = None) -> list[dict]:
+    """Newest first; `after` (the last row's created_at and id) continues a walk. Recipients masked."""
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"--status: expected one of {', '.join(STATUSES)}, got {status!r}")
+    alert = None
+    if alert_id:
+        try:
+            alert = uuid.UUID(str(alert_id))
+        except ValueError:
+            raise BadInput(f"--alert: expected a UUID, got {alert_id!r}") from None
+    if limit < 1:
+        raise BadInput("--limit: must be at least 1")
+    with app.databases.begin("notify") as conn:
+        rows = [dict(r) for r in conn.execute(query("notifications", "notifications_page"), dict(
+            status=status, alert_id=alert, limit=limit, after_created_at=after[0] if after else None,
+            after_id=after[1] if after else None)).mappings()]
+    for row in rows:
+        row["recipient"] = masked_target(row["recipient"])
+    return rows
+
+
 def retry_notification(conn: Connection, notification_id: uuid.UUID, now: datetime) -> None:
     """One failed or skipped notification back in the queue, due now. BadInput naming why not."""
     state = conn.execute(query("notifications", "notification_state"), dict(id=notification_id)).first()
@@ -56,7 +81,7 @@ def retry_notification(conn: Connection, notification_id: uuid.UUID, now: dateti
     requeued = conn.execute(query("dispatcher", "retry_notification"), dict(id=notification_id, now=now)).first()
     if requeued is None:
         if state is None:
-            raise BadInput(f"ID: no notification {notification_id}")
+            raise NotFound(f"ID: no notification {notification_id}")
         raise BadInput(f"ID: notification {notification_id} is {state.status}; only failed or skipped ones are retried")
 
 

@@ -179,3 +179,30 @@ def test_notifyd_serves_log_ingestion_when_configured_and_writes_before_it_stops
     with psycopg.connect(database_urls["portal_log"]) as conn:
         assert conn.execute("SELECT count(*) FROM portal_log.portal_events").fetchone()[0] == 1
     assert "s3cret-token" not in daemon.stderr_path.read_text()
+
+
+def test_notifyd_serves_the_api_on_api_listen_with_tokens_from_notifyctl(start_daemon, database_urls):
+    import contextlib
+    import io
+
+    import httpx
+
+    from engine.cli import main as notifyctl
+    from tests.daemon_harness import free_port
+
+    port = free_port()
+    daemon = start_daemon(FAST_JOBS + f"api:\n  listen: '127.0.0.1:{port}'\n")
+    daemon.wait_healthy()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert notifyctl(["tokens", "add", "--name", "billing", "--scope", "events",
+                          "--config", str(daemon.config_path)]) == 0
+    token = out.getvalue().strip()
+    event = {"action": "trigger", "tenant_id": "6f1c2d3e-0000-4000-8000-000000000001", "kind": "PAYMENT_FAILED"}
+    answer = httpx.post(f"http://127.0.0.1:{port}/v1/events", json=event,
+                        headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10)
+    assert answer.status_code == 202, answer.text
+    assert daemon.stop(signal.SIGTERM) == 0
+    with psycopg.connect(database_urls["notify"]) as conn:
+        assert conn.execute("SELECT context->>'raised_by' FROM notify.alerts").fetchone()[0] == "billing"
+    assert token not in daemon.stderr_path.read_text()

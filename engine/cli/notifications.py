@@ -8,12 +8,10 @@ from datetime import datetime
 
 from engine.cli.output import format_time, print_json, print_table
 from engine.config import CHANNELS, Duration
-from engine.destinations import masked_target
 from engine.errors import BadInput
-from engine.notifications import RETRYABLE, RetryFilter, retry_matching, retry_notification, show_notification
-from engine.queries import query
+from engine.notifications import (RETRYABLE, STATUSES, RetryFilter, list_notifications, retry_matching,
+                                  retry_notification, show_notification)
 
-STATUSES = ("queued", "sent", "failed", "skipped")
 ATTEMPT_COLUMNS = ["attempt", "started_at", "duration_ms", "outcome", "code", "address", "error", "excerpt"]
 LISTED = ["id", "alert_id", "channel", "recipient", "status", "send_attempts", "last_attempt_at", "error"]
 
@@ -55,14 +53,7 @@ def _uuid(value: str, where: str) -> uuid.UUID:
 
 
 def list_command(app, args) -> int:
-    alert_id = _uuid(args.alert, "--alert") if args.alert else None
-    if args.limit < 1:
-        raise BadInput("--limit: must be at least 1")
-    with app.databases.begin("notify") as conn:
-        rows = [dict(r) for r in conn.execute(query("dispatcher", "list_notifications"),
-                                              dict(status=args.status, alert_id=alert_id, limit=args.limit)).mappings()]
-    for row in rows:
-        row["recipient"] = masked_target(row["recipient"])
+    rows = list_notifications(app, status=args.status, alert_id=args.alert, limit=args.limit)
     if args.json:
         print_json(rows)
     else:

@@ -22,10 +22,8 @@ loop, so notifyd (a thread-based scheduler) starts it with `start()` and stops i
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-import threading
 from typing import Optional
 
 from aiohttp import web
@@ -36,6 +34,7 @@ from engine.logwriter.batched import BatchedLogWriter, LogWriteFailed
 from engine.logwriter.jsonl import RejectedLine, parse_json_lines
 from engine.logwriter.pipeline import LogPipeline
 from engine.logwriter.records import record_type
+from engine.web_thread import ThreadedAiohttpServer
 
 log = logging.getLogger(__name__)
 
@@ -116,78 +115,29 @@ async def ingest_lines(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-class IngestServer:
+class IngestServer(ThreadedAiohttpServer):
     """The endpoint on its own listener (logs.ingest.listen), in a thread with its own event loop."""
+
+    thread_name = "log-ingest"
+    description = "log ingestion"
 
     def __init__(self, app, settings: Optional[IngestConfig] = None):
         self._app = app   # engine.app.App, open
         self.settings = settings or app.config.logs.ingest
         if not self.settings.listen or not self.settings.token:
             raise BadInput("logs.ingest: listen and token are both needed to start the ingestion endpoint")
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stopped: Optional[asyncio.Event] = None
-        self._ready = threading.Event()
-        self._failure: Optional[BaseException] = None
-        self.port: Optional[int] = None
+        super().__init__(self.settings.listen)
         self.writer: Optional[BatchedLogWriter] = None
 
-    @property
-    def host(self) -> str:
-        return self.settings.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "IngestServer":
-        self._thread = threading.Thread(target=self._serve, name="log-ingest", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if self._failure is not None:
-            raise self._failure
-        return self
-
-    def stop(self) -> None:
-        """Stops listening, writes every buffered row, returns when done."""
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
-
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start(), or logged once running
-            if not self._ready.is_set():
-                self._failure = exc
-                self._ready.set()
-            else:
-                log.error("ingest server stopped: %s", exc)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
+    async def make_application(self) -> web.Application:
         config = self._app.config
         self.writer = BatchedLogWriter(self._app.databases, config.logs.writer,
                                        LogPipeline.from_config(config, self._app.clock))
         await self.writer.start()
-        runner = web.AppRunner(make_ingest_app(self.writer, self.settings.token,
-                                               max_body_bytes=self.settings.max_body_bytes),
-                               access_log=None)   # an access log line would carry nothing we need
-        await runner.setup()
-        try:
-            port = int(self.settings.listen.rpartition(":")[2])
-            site = web.TCPSite(runner, self.host, port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
-            self._ready.set()
-            log.info("log ingestion listening on %s", self.url)
-            await self._stopped.wait()
-        finally:
-            await runner.cleanup()
-            await self.writer.close()
+        return make_ingest_app(self.writer, self.settings.token, max_body_bytes=self.settings.max_body_bytes)
+
+    async def after_stop(self) -> None:
+        await self.writer.close()   # writes every buffered row
 
 
 def start_ingest_if_configured(app) -> Optional[IngestServer]:

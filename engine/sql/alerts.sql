@@ -22,6 +22,27 @@ WHERE (CAST(:id AS uuid) IS NULL OR a.id = :id)
 ORDER BY 9 DESC, a.id
 LIMIT CAST(:limit AS integer);  -- NULL: every row
 
+-- name: alerts_page
+-- One page of alerts for the HTTP API, newest first by (created_at, id): both never change, so a
+-- keyset walk (:after_created_at, :after_id = the previous page's last row) sees each alert once.
+-- Columns as list_alerts.
+SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.status, a.dedupe_key,
+       a.first_seen_at,
+       CASE WHEN a.status <> 'resolved' AND a.kind = ANY (CAST(:snapshot_kinds AS text[]))
+            THEN greatest(a.last_seen_at, ds.updated_at) ELSE a.last_seen_at END AS last_seen_at,
+       a.last_seen_at AS last_evidence_at,
+       a.created_at, a.transition, a.transition_seq, a.transition_at, a.acked_at, a.acked_by,
+       a.resolved_at, a.context
+FROM notify.alerts a
+LEFT JOIN (SELECT min(updated_at) AS updated_at FROM notify.detection_state WHERE name LIKE 'snapshots%') ds ON true
+WHERE (CAST(:status AS text) IS NULL OR a.status = :status)
+  AND (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
+  AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
+  AND (CAST(:after_created_at AS timestamptz) IS NULL
+       OR (a.created_at, a.id) < (CAST(:after_created_at AS timestamptz), CAST(:after_id AS uuid)))
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT CAST(:limit AS integer);
+
 -- name: lock_alert
 -- The alert's state before an operator's change, locked until the change commits.
 SELECT id, tenant_id, base_id, kind, status, transition, transition_seq
@@ -89,6 +110,7 @@ SET status = 'resolved', resolved_at = :now,
     transition = 'resolved', transition_seq = transition_seq + 1, planned_seq = transition_seq + 1,
     transition_at = :now,
     context = context || jsonb_build_object('resolved_by', 'event_cleared')
+              || jsonb_strip_nulls(jsonb_build_object('cleared_by', CAST(:actor AS text)))
 WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key AND status <> 'resolved'
 RETURNING id, status, transition, transition_seq;
 

@@ -1,0 +1,792 @@
+"""Every route of the HTTP API, in one place, each thin over the engine function the CLI calls.
+
+A route is declared with `@route(...)`: method, path, the scope its token needs (None: public),
+and the JSON Schema of its body and query parameters. The same declaration feeds request
+validation (engine/api/validation.py) and the OpenAPI document (engine/api/openapi.py), so the
+document cannot drift from what the server checks. Engine calls are blocking (SQLAlchemy): they
+run in the API's thread pool, and each answers after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import html
+import importlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, Optional
+
+from aiohttp import web
+
+from engine import alerts as engine_alerts
+from engine import destinations as engine_destinations
+from engine.api.problems import ApiProblem, from_engine_message, invalid
+from engine.api.validation import check, parse_json, validated
+from engine.config import CHANNELS, SEVERITIES
+from engine.errors import BadInput, NotFound
+from engine.snapshots import KNOWN_METRICS, WINDOWS
+from engine.tokens import ApiToken
+
+log = logging.getLogger("engine.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    scope: Optional[str]                 # None: no token needed
+    summary: str
+    description: str = ""
+    body: Optional[dict] = None          # JSON Schema of the request body
+    body_required: bool = True
+    query: dict[str, dict] = field(default_factory=dict)   # name -> JSON Schema
+    responses: dict[int, tuple[str, Optional[dict]]] = field(default_factory=dict)
+    content_type: str = "application/json"   # of the success answers
+    tag: str = "alerts"
+
+
+ROUTES: list[Route] = []
+_BY_HANDLER: dict = {}
+
+
+def route(method: str, path: str, *, scope: Optional[str], summary: str, **spec):
+    def register(handler: Handler) -> Handler:
+        ROUTES.append(Route(method, path, handler, scope, summary, **spec))
+        _BY_HANDLER[handler] = ROUTES[-1]
+        return handler
+    return register
+
+
+def route_of(handler) -> Optional[Route]:
+    """The declaration of a matched handler; None for aiohttp's own (404, 405) handlers."""
+    return _BY_HANDLER.get(handler)
+
+
+# ------------------------------------------------------------------------- shared machinery
+
+# web.RequestKey is aiohttp 3.12+; a plain string key works on older versions.
+TOKEN_KEY = web.RequestKey("api_token", ApiToken) if hasattr(web, "RequestKey") else "api_token"
+APP_KEY = web.AppKey("engine_app", object)
+SETTINGS_KEY = web.AppKey("api_settings", object)
+RUN_KEY = web.AppKey("run_blocking", object)
+ALERTS_QUERY_KEY = web.AppKey("alerts_query", dict)
+OPENAPI_KEY = web.AppKey("openapi", dict)
+STARTED_KEY = web.AppKey("started_at", datetime)
+NOTIFICATIONS_QUERY_KEY = web.AppKey("notifications_query", dict)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def respond(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, default=_json_default), content_type="application/json")
+
+
+async def blocking(request: web.Request, fn, *args, **kwargs):
+    """Runs an engine call in the API's thread pool."""
+    return await request.app[RUN_KEY](functools.partial(fn, request.app[APP_KEY], *args, **kwargs))
+
+
+def actor(request: web.Request) -> str:
+    token: ApiToken = request[TOKEN_KEY]
+    return token.name
+
+
+def engine_problem(exc: BadInput, *, default_field: str = "body") -> ApiProblem:
+    item = from_engine_message(str(exc), default_field=default_field)
+    if isinstance(exc, NotFound):
+        return ApiProblem(404, "not-found", "Not found", item["message"], errors=[item])
+    return invalid([item])
+
+
+async def read_body(request: web.Request, schema: dict, *, required: bool = True) -> dict:
+    """The JSON body, checked against `schema`: 415 for another media type, 413 past
+    api.max_body_bytes, 400 for malformed JSON or bad fields (each named)."""
+    limit = request.app[SETTINGS_KEY].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(limit) from None
+    if not body and not required:
+        return {}
+    media = request.content_type
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiProblem(415, "unsupported-media-type", "Unsupported media type",
+                         f"send the body as application/json, not {media or 'no Content-Type'}",
+                         errors=[{"field": "Content-Type", "message": f"expected application/json, got {media!r}"}],
+                         headers={"Accept-Post": "application/json"})
+    return validated(schema, parse_json(body))
+
+
+def too_large(limit: int) -> ApiProblem:
+    return ApiProblem(413, "body-too-large", "Request body too large",
+                      f"the body is larger than {limit} bytes (api.max_body_bytes); send smaller batches",
+                      errors=[{"field": "body", "message": f"larger than {limit} bytes"}])
+
+
+def read_query(request: web.Request, params: dict[str, dict]) -> dict[str, Any]:
+    """Query parameters checked against their schemas; unknown or repeated ones are refused."""
+    errors: list[dict] = []
+    values: dict[str, Any] = {}
+    for name in request.query:
+        if name not in params:
+            errors.append({"field": name, "message": "unknown query parameter"
+                           + (f" (known: {', '.join(params)})" if params else "")})
+        elif len(request.query.getall(name)) > 1:
+            errors.append({"field": name, "message": "given more than once"})
+    for name, schema in params.items():
+        if name not in request.query:
+            continue
+        raw = request.query[name]
+        if schema.get("type") == "integer":
+            try:
+                value: Any = int(raw)
+            except ValueError:
+                errors.append({"field": name, "message": f"expected a whole number, got {raw[:40]!r}"})
+                continue
+        else:
+            value = raw
+        value_errors: list[dict] = []
+        check(schema, value, name, value_errors)
+        errors.extend(value_errors)
+        if not value_errors:
+            values[name] = value
+    if errors:
+        raise invalid(errors)
+    return values
+
+
+def path_uuid(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise invalid([{"field": name, "message": f"must be a UUID, got {value[:60]!r}"}]) from None
+
+
+# ------------------------------------------------------------------------------- schemas
+
+UUID = {"type": "string", "format": "uuid"}
+NULLABLE_UUID = {"type": ["string", "null"], "format": "uuid"}
+TIME = {"type": "string", "format": "date-time"}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _event_kinds() -> list[str]:
+    from detectors import EVENT_KINDS
+    return list(EVENT_KINDS)
+
+
+def _all_kinds() -> list[str]:
+    from detectors import ALL_KINDS
+    return list(ALL_KINDS)
+
+
+EVENT_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["action", "tenant_id", "kind"],
+    "properties": {
+        "action": {"type": "string", "enum": ["trigger", "resolve"]},
+        "tenant_id": UUID,
+        "kind": {"type": "string", "enum": _event_kinds()},
+        "base_id": NULLABLE_UUID,
+        "dedup_key": {"type": ["string", "null"], "minLength": 1, "maxLength": engine_alerts.MAX_DEDUP_KEY,
+                      "description": "names the alert within the tenant; leave out for the kind's own "
+                                     "(the alert `notifyctl event raise` names)"},
+        "context": {"type": ["object", "null"], "description": "kept with the alert (redacted) on trigger"},
+    },
+}
+EVENT_ANSWER = {
+    "type": "object",
+    "required": ["status", "message", "dedup_key", "alert_id", "alert_status", "transition"],
+    "properties": {
+        "status": {"type": "string", "enum": ["success"]},
+        "message": {"type": "string"},
+        "dedup_key": {"type": "string"},
+        "alert_id": NULLABLE_UUID,
+        "alert_status": {"type": ["string", "null"], "enum": ["open", "ack", "resolved", None]},
+        "transition": {"type": ["string", "null"], "enum": ["opened", "reopened", "refreshed", "resolved", None]},
+    },
+}
+
+SNAPSHOT_ROW = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["tenant_id", "metric", "value"],
+    "properties": {
+        "tenant_id": UUID,
+        "base_id": NULLABLE_UUID,
+        "metric": {"type": "string", "enum": list(KNOWN_METRICS)},
+        "value": {"type": "number"},
+        "window": {"type": "string", "enum": list(WINDOWS)},
+    },
+}
+MAX_SNAPSHOT_ROWS = 10_000
+SNAPSHOTS_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["snapshots"],
+    "properties": {"snapshots": {"type": "array", "minItems": 1, "maxItems": MAX_SNAPSHOT_ROWS, "items": SNAPSHOT_ROW}},
+}
+ROW_ERROR = {"type": "object", "required": ["index", "field", "message"],
+             "properties": {"index": {"type": "integer"}, "field": {"type": "string"}, "message": {"type": "string"}}}
+SNAPSHOTS_ANSWER = {
+    "type": "object",
+    "required": ["written", "rejected", "errors"],
+    "properties": {"written": {"type": "integer"}, "rejected": {"type": "integer"},
+                   "errors": {"type": "array", "items": ROW_ERROR}},
+}
+
+ALERT = {
+    "type": "object",
+    "required": ["id", "tenant_id", "base_id", "kind", "severity", "status", "dedupe_key", "first_seen_at",
+                 "last_seen_at", "context"],
+    "properties": {
+        "id": UUID, "tenant_id": UUID, "base_id": NULLABLE_UUID, "kind": {"type": "string"},
+        "severity": {"type": "string", "enum": list(SEVERITIES)},
+        "status": {"type": "string", "enum": list(engine_alerts.ALERT_STATUSES)},
+        "dedupe_key": {"type": "string"}, "first_seen_at": TIME, "last_seen_at": TIME, "last_evidence_at": TIME,
+        "created_at": TIME, "transition": {"type": "string"}, "transition_seq": {"type": "integer"},
+        "transition_at": TIME, "acked_at": NULLABLE_TIME, "acked_by": {"type": ["string", "null"]},
+        "resolved_at": NULLABLE_TIME, "context": {"type": "object"},
+    },
+}
+NOTIFICATION = {
+    "type": "object",
+    "required": ["id", "alert_id", "channel", "recipient", "status", "send_attempts", "last_attempt_at", "error"],
+    "properties": {
+        "id": UUID, "alert_id": NULLABLE_UUID, "channel": {"type": "string"}, "recipient": {"type": ["string", "null"]},
+        "status": {"type": "string"}, "send_attempts": {"type": "integer"}, "last_attempt_at": NULLABLE_TIME,
+        "error": {"type": ["string", "null"]},
+    },
+}
+ALERT_DETAIL = {**ALERT, "required": ALERT["required"] + ["notifications"],
+                "properties": {**ALERT["properties"], "notifications": {"type": "array", "items": NOTIFICATION}}}
+ALERT_PAGE = {"type": "object", "required": ["items", "next_cursor"],
+              "properties": {"items": {"type": "array", "items": ALERT}, "next_cursor": {"type": ["string", "null"]}}}
+OPERATOR_BODY = {"type": "object", "additionalProperties": False,
+                 "properties": {"comment": {"type": ["string", "null"], "maxLength": 2000,
+                                            "description": "why; kept in the audit row (redacted)"}}}
+OPERATOR_ANSWER = {"type": "object", "required": ["alert_id", "changed", "status", "message"],
+                   "properties": {"alert_id": UUID, "changed": {"type": "boolean"},
+                                  "status": {"type": "string", "enum": list(engine_alerts.ALERT_STATUSES)},
+                                  "message": {"type": "string"}}}
+DEFAULT_LIMIT = 100
+
+
+def _page_query(page_max: int) -> dict[str, dict]:
+    return {
+        "limit": {"type": "integer", "minimum": 1, "maximum": page_max,
+                  "description": f"items per page (default {DEFAULT_LIMIT}, at most api.page_max)"},
+        "cursor": {"type": "string", "maxLength": 200, "description": "next_cursor of the previous page"},
+    }
+
+
+ALERTS_QUERY = {
+    "status": {"type": "string", "enum": list(engine_alerts.ALERT_STATUSES)},
+    "tenant_id": UUID,
+    "kind": {"type": "string", "enum": _all_kinds()},
+    **_page_query(500),  # the maximum is replaced by api.page_max in make_api_app
+}
+
+
+def encode_cursor(created_at: datetime, ident: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(ident)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, ident = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None:
+            raise ValueError("naive time")
+        return at, uuid.UUID(ident)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise invalid([{"field": "cursor", "message": "not a cursor this API gave out (use next_cursor as it came)"}]) from None
+
+
+# ------------------------------------------------------------------------------- events
+
+
+@route("POST", "/v1/events", scope="events", tag="events", body=EVENT_BODY,
+       summary="Trigger or resolve an event alert (PagerDuty Events API v2 style)",
+       description="Idempotent on the dedup key: a trigger of an alert already open (or acked) refreshes it "
+                   "and answers 200; a trigger that opens or re-opens it, or a resolve that resolves it, "
+                   "answers 202. The answer comes after the change (and its planned notifications) committed.",
+       responses={202: ("The alert changed: opened, re-opened or resolved", EVENT_ANSWER),
+                  200: ("Nothing changed: a duplicate trigger, or a resolve with no unresolved alert", EVENT_ANSWER)})
+async def post_event(request: web.Request) -> web.Response:
+    body = await read_body(request, EVENT_BODY)
+    kwargs = dict(base_id=body.get("base_id"), dedup_key=body.get("dedup_key"), actor=actor(request))
+    try:
+        if body["action"] == "trigger":
+            result = await blocking(request, engine_alerts.raise_event, body["tenant_id"], body["kind"],
+                                    context=body.get("context"), **kwargs)
+        else:
+            result = await blocking(request, engine_alerts.clear_event, body["tenant_id"], body["kind"], **kwargs)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    changed = result.transition not in (None, "refreshed")
+    known = result.after is not None
+    return respond({"status": "success", "message": result.message, "dedup_key": _answer_key(body, result),
+                    "alert_id": result.alert_id if known else None, "alert_status": result.after,
+                    "transition": result.transition}, status=202 if changed else 200)
+
+
+def _answer_key(body: dict, result) -> str:
+    # The key to send again to name the same alert: the caller's, else the kind's own.
+    return body.get("dedup_key") or result.dedupe_key
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+
+@route("POST", "/v1/snapshots", scope="snapshots", tag="snapshots", body=SNAPSHOTS_BODY,
+       summary="Record a batch of quota snapshots (as `notifyctl snapshot record`)",
+       description="Each row is checked on its own: good rows are written (one COPY, committed before the "
+                   "answer), each bad row is named by its index and field. 400 when no row could be written.",
+       responses={200: ("Rows written; rejected rows named", SNAPSHOTS_ANSWER)})
+async def post_snapshots(request: web.Request) -> web.Response:
+    body = await read_body(request, {**SNAPSHOTS_BODY, "properties": {"snapshots": {
+        "type": "array", "minItems": 1, "maxItems": MAX_SNAPSHOT_ROWS}}})
+    rows = body["snapshots"]
+    errors: list[dict] = []
+    passed: list[tuple[int, dict]] = []
+    for index, row in enumerate(rows):
+        row_errors: list[dict] = []
+        check(SNAPSHOT_ROW, row, f"snapshots[{index}]", row_errors)
+        if row_errors:
+            errors.extend({"index": index, **e} for e in row_errors)
+        else:
+            passed.append((index, row))
+    written = 0
+    if passed:
+        from engine.collectors.push import record_snapshots
+
+        result = await blocking(request, record_snapshots, [row for _, row in passed], source="api")
+        written = result.written
+        for rejection in result.rejected:   # "row N", 1-based among the rows handed in
+            index = passed[int(rejection.row.split()[-1]) - 1][0]
+            errors.append({"index": index, "field": f"snapshots[{index}]", "message": rejection.reason})
+        if written:
+            log.info("api: %s recorded %d snapshots", actor(request), written)
+    errors.sort(key=lambda e: e["index"])
+    rejected = len({e["index"] for e in errors})
+    if not written and errors:
+        raise ApiProblem(400, "invalid-request", "Invalid request",
+                         f"no snapshot written: all {rejected} rows were rejected",
+                         errors=[{"field": e["field"], "message": e["message"]} for e in errors[:100]])
+    return respond({"written": written, "rejected": rejected, "errors": errors[:1000]})
+
+
+# ------------------------------------------------------------------------------- alerts
+
+
+@route("GET", "/v1/alerts", scope="read", query=ALERTS_QUERY,
+       summary="List alerts, newest first, one page at a time",
+       description="Filters as `notifyctl alerts`. Pages are ordered by creation (newest first) and walked "
+                   "with `cursor`: every alert that existed when the walk began is seen exactly once.",
+       responses={200: ("One page of alerts", ALERT_PAGE)})
+async def list_alerts(request: web.Request) -> web.Response:
+    params = read_query(request, request.app[ALERTS_QUERY_KEY])
+    limit = params.get("limit", DEFAULT_LIMIT)
+    after = decode_cursor(params["cursor"]) if "cursor" in params else None
+    try:
+        rows = await blocking(request, engine_alerts.list_alerts_page, status=params.get("status"),
+                              tenant_id=params.get("tenant_id"), kind=params.get("kind"), limit=limit + 1, after=after)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+
+
+@route("GET", "/v1/alerts/{id}", scope="read",
+       summary="One alert with its context and notifications",
+       responses={200: ("The alert", ALERT_DETAIL)})
+async def get_alert(request: web.Request) -> web.Response:
+    read_query(request, {})
+    ident = path_uuid(request)
+    try:
+        return respond(await blocking(request, engine_alerts.get_alert, ident))
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+
+
+async def _operator_action(request: web.Request, action) -> web.Response:
+    ident = path_uuid(request)
+    body = await read_body(request, OPERATOR_BODY, required=False)
+    try:
+        result = await blocking(request, action, ident, actor=actor(request), comment=body.get("comment"))
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    return respond({"alert_id": result.alert_id, "changed": result.changed, "status": result.after,
+                    "message": result.message})
+
+
+@route("POST", "/v1/alerts/{id}/ack", scope="operate", body=OPERATOR_BODY, body_required=False,
+       summary="Acknowledge an alert (audited in admin_log, actor = the token's name)",
+       responses={200: ("Done, or nothing to do (changed: false)", OPERATOR_ANSWER)})
+async def ack_alert(request: web.Request) -> web.Response:
+    return await _operator_action(request, engine_alerts.ack_alert)
+
+
+@route("POST", "/v1/alerts/{id}/resolve", scope="operate", body=OPERATOR_BODY, body_required=False,
+       summary="Resolve an alert by hand (audited in admin_log, actor = the token's name)",
+       responses={200: ("Done, or nothing to do (changed: false)", OPERATOR_ANSWER)})
+async def resolve_alert(request: web.Request) -> web.Response:
+    return await _operator_action(request, engine_alerts.resolve_alert)
+
+
+# ------------------------------------------------------------------------- destinations
+
+DESTINATION = {
+    "type": "object",
+    "required": ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity", "enabled"],
+    "properties": {
+        "id": UUID, "tenant_id": UUID, "channel": {"type": "string", "enum": list(CHANNELS)},
+        "target": {"type": "string"}, "secret": {"type": ["string", "null"], "description": "******** when set"},
+        "kinds": {"type": ["array", "null"], "items": {"type": "string"}},
+        "min_severity": {"type": "string", "enum": list(SEVERITIES)}, "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]}, "created_at": TIME,
+    },
+}
+DESTINATION_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["tenant_id", "channel", "target"],
+    "properties": {
+        "tenant_id": UUID,
+        "channel": {"type": "string", "enum": list(CHANNELS)},
+        "target": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "secret": {"type": ["string", "null"], "minLength": 1, "maxLength": 500,
+                   "description": "webhook signing secret; stored encrypted, never shown again"},
+        "kinds": {"type": ["array", "null"], "maxItems": 50, "items": {"type": "string", "enum": _all_kinds()}},
+        "min_severity": {"type": "string", "enum": list(SEVERITIES)},
+    },
+}
+
+
+@route("GET", "/v1/destinations", scope="read", tag="destinations",
+       query={"tenant_id": UUID},
+       summary="List destinations (secrets masked), as `notifyctl destinations list`",
+       responses={200: ("Every destination (of the tenant)", {"type": "object", "required": ["items"],
+                        "properties": {"items": {"type": "array", "items": DESTINATION}}})})
+async def list_destinations(request: web.Request) -> web.Response:
+    params = read_query(request, {"tenant_id": UUID})
+    rows = await blocking(request, _in_transaction, engine_destinations.list_destinations, params.get("tenant_id"))
+    return respond({"items": rows})
+
+
+@route("POST", "/v1/destinations", scope="admin", tag="destinations", body=DESTINATION_BODY,
+       summary="Add a destination, as `notifyctl destinations add`",
+       responses={201: ("Added", {"type": "object", "required": ["id"], "properties": {"id": UUID}})})
+async def add_destination(request: web.Request) -> web.Response:
+    body = await read_body(request, DESTINATION_BODY)
+    app = request.app[APP_KEY]
+    try:
+        ident = await blocking(request, _in_transaction, lambda conn: engine_destinations.add_destination(
+            conn, app.config, app.clock.now(), tenant_id=body["tenant_id"], channel=body["channel"],
+            target=body["target"], secret=body.get("secret"), kinds=body.get("kinds"),
+            min_severity=body.get("min_severity") or "info"))
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    log.info("api: %s added destination %s for tenant %s", actor(request), ident, body["tenant_id"])
+    return respond({"id": ident}, status=201)
+
+
+@route("DELETE", "/v1/destinations/{id}", scope="admin", tag="destinations",
+       summary="Remove a destination; its queued notifications end skipped",
+       responses={200: ("Removed", {"type": "object", "required": ["id", "skipped"],
+                                    "properties": {"id": UUID, "skipped": {"type": "integer"}}})})
+async def remove_destination(request: web.Request) -> web.Response:
+    read_query(request, {})
+    ident = path_uuid(request)
+    try:
+        skipped = await blocking(request, _in_transaction, engine_destinations.remove_destination, ident)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    log.info("api: %s removed destination %s", actor(request), ident)
+    return respond({"id": ident, "skipped": skipped})
+
+
+def _in_transaction(app, fn, *args):
+    # engine.destinations works inside its caller's transaction, as the CLI calls it.
+    with app.databases.begin("notify") as conn:
+        return fn(conn, *args)
+
+
+# -------------------------------------------------------------------------- notifications
+
+NOTIFICATIONS_QUERY = {
+    "status": {"type": "string", "enum": ["queued", "sent", "failed", "skipped"]},
+    "alert_id": UUID,
+    **_page_query(500),  # the maximum is replaced by api.page_max in make_api_app
+}
+NOTIFICATION_PAGE = {"type": "object", "required": ["items", "next_cursor"],
+                     "properties": {"items": {"type": "array", "items": NOTIFICATION},
+                                    "next_cursor": {"type": ["string", "null"]}}}
+
+
+@route("GET", "/v1/notifications", scope="read", tag="notifications", query=NOTIFICATIONS_QUERY,
+       summary="List delivery records, newest first, one page at a time (as `notifyctl notifications`)",
+       responses={200: ("One page of notifications", NOTIFICATION_PAGE)})
+async def list_notifications(request: web.Request) -> web.Response:
+    from engine.notifications import list_notifications as listing
+
+    params = read_query(request, request.app[NOTIFICATIONS_QUERY_KEY])
+    limit = params.get("limit", DEFAULT_LIMIT)
+    after = decode_cursor(params["cursor"]) if "cursor" in params else None
+    try:
+        rows = await blocking(request, listing, status=params.get("status"), alert_id=params.get("alert_id"),
+                              limit=limit + 1, after=after)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+
+
+@route("POST", "/v1/notifications/{id}/retry", scope="operate", tag="notifications",
+       summary="Put a failed or skipped notification back in the queue, due now (as `notifyctl notifications retry`)",
+       responses={200: ("Queued", {"type": "object", "required": ["id", "status"],
+                                   "properties": {"id": UUID, "status": {"type": "string", "enum": ["queued"]}}}),
+                  409: ("The notification is neither failed nor skipped", None)})
+async def retry_notification(request: web.Request) -> web.Response:
+    from engine.notifications import retry_notification as retry
+
+    read_query(request, {})
+    ident = path_uuid(request)
+    try:
+        await blocking(request, lambda engine_app: _in_transaction(
+            engine_app, lambda conn: retry(conn, uuid.UUID(ident), engine_app.clock.now())))
+    except NotFound as exc:
+        raise engine_problem(exc) from None
+    except BadInput as exc:
+        raise ApiProblem(409, "conflict", "Conflict", from_engine_message(str(exc))["message"]) from None
+    log.info("api: %s re-queued notification %s", actor(request), ident)
+    return respond({"id": ident, "status": "queued"})
+
+
+# ------------------------------------------------------------ Alertmanager's API v2 (the part clients use)
+# Prometheus posts here as to an Alertmanager (alerting.alertmanagers[].authorization carries the
+# token); labels name the tenant, kind, severity and base (api.alert_labels). Each distinct label
+# set is its own alert (its fingerprint is the dedup key); an alert whose endsAt has passed
+# resolves. Kinds are the engine's event kinds for now.
+
+AM_ALERT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["labels"],
+    "properties": {
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "startsAt": {"type": "string", "format": "date-time"},
+        "endsAt": {"type": "string", "format": "date-time"},
+        "generatorURL": {"type": "string", "maxLength": 2000},
+    },
+}
+MAX_AM_ALERTS = 10_000
+AM_ALERTS_BODY = {"type": "array", "maxItems": MAX_AM_ALERTS, "items": AM_ALERT}
+AM_STATUS = {
+    "type": "object",
+    "required": ["cluster", "versionInfo", "config", "uptime"],
+    "properties": {
+        "cluster": {"type": "object", "required": ["status"],
+                    "properties": {"status": {"type": "string", "enum": ["ready", "settling", "disabled"]},
+                                   "name": {"type": "string"}, "peers": {"type": "array"}}},
+        "versionInfo": {"type": "object",
+                        "required": ["version", "revision", "branch", "buildUser", "buildDate", "goVersion"],
+                        "properties": {k: {"type": "string"} for k in
+                                       ("version", "revision", "branch", "buildUser", "buildDate", "goVersion")}},
+        "config": {"type": "object", "required": ["original"], "properties": {"original": {"type": "string"}}},
+        "uptime": TIME,
+    },
+}
+# Go writes nanoseconds; Python's datetime holds microseconds.
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_rfc3339(value: str) -> Optional[datetime]:
+    match = _RFC3339.match(value)
+    if match is None:
+        return None
+    fraction = (match.group(2) or "")[:7]
+    zone = "+00:00" if match.group(3) in ("Z", "z") else match.group(3)
+    try:
+        return datetime.fromisoformat(match.group(1).replace("t", "T").replace(" ", "T") + fraction + zone)
+    except ValueError:
+        return None
+
+
+def _am_event(alert: dict, index: int, labels_config: dict, now: datetime) -> tuple[dict, list[dict]]:
+    """One posted alert as raise/clear arguments, or the errors naming its bad parts."""
+    where = f"[{index}]"
+    labels = alert["labels"]
+    errors: list[dict] = []
+    args: dict[str, Any] = {}
+    for key in ("tenant_id", "kind", "severity", "base_id"):
+        name = labels_config[key]
+        if name in labels:
+            args[key] = labels[name]
+        elif key in ("tenant_id", "kind"):
+            errors.append({"field": f"{where}.labels.{name}", "message": f"required: the label naming the {key}"})
+    times = {}
+    for key in ("startsAt", "endsAt"):
+        if alert.get(key):
+            times[key] = parse_rfc3339(alert[key])
+            if times[key] is None:
+                errors.append({"field": f"{where}.{key}", "message": f"not an RFC 3339 time: {alert[key][:40]!r}"})
+    ends = times.get("endsAt")
+    # Go's zero time (0001-01-01) is how clients say "no end".
+    args["resolved"] = ends is not None and ends.year > 1 and ends <= now
+    fingerprint = hashlib.sha256(json.dumps(sorted(labels.items())).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    args["dedup_key"] = f"am:{fingerprint}"
+    args["context"] = {"labels": labels, "annotations": alert.get("annotations") or {},
+                       **({"generator_url": alert["generatorURL"]} if alert.get("generatorURL") else {}),
+                       **({"starts_at": alert["startsAt"]} if alert.get("startsAt") else {})}
+    return args, errors
+
+
+@route("POST", "/api/v2/alerts", scope="events", tag="alertmanager", body=AM_ALERTS_BODY,
+       summary="Alertmanager's POST /api/v2/alerts: what Prometheus sends",
+       description="Labels name the tenant, kind, severity and base (api.alert_labels). Each label set is one "
+                   "alert; an alert whose endsAt has passed resolves. Valid alerts are applied even when "
+                   "others in the batch are not; then the answer is a 400 naming the bad ones.",
+       responses={200: ("Every alert applied", None)})
+async def post_alertmanager_alerts(request: web.Request) -> web.Response:
+    alerts = await read_body(request, AM_ALERTS_BODY)
+    settings = request.app[SETTINGS_KEY]
+    now = request.app[APP_KEY].clock.now()
+    errors: list[dict] = []
+    events = []
+    for index, alert in enumerate(alerts):
+        args, alert_errors = _am_event(alert, index, settings.alert_labels, now)
+        errors.extend(alert_errors)
+        if not alert_errors:
+            events.append((index, args))
+
+    def apply(engine_app) -> list[dict]:
+        failed = []
+        for index, args in events:
+            common = dict(base_id=args.get("base_id"), dedup_key=args["dedup_key"], actor=actor(request))
+            try:
+                if args["resolved"]:
+                    engine_alerts.clear_event(engine_app, args["tenant_id"], args["kind"], **common)
+                else:
+                    engine_alerts.raise_event(engine_app, args["tenant_id"], args["kind"], context=args["context"],
+                                              severity=args.get("severity"), **common)
+            except BadInput as exc:
+                item = from_engine_message(str(exc))
+                label = settings.alert_labels.get(item["field"])
+                field = f"[{index}].labels.{label}" if label else f"[{index}]"
+                failed.append({"field": field, "message": item["message"]})
+        return failed
+
+    errors.extend(await request.app[RUN_KEY](functools.partial(apply, request.app[APP_KEY])))
+    if errors:
+        errors.sort(key=lambda e: int(e["field"][1:e["field"].index("]")]))
+        raise ApiProblem(400, "invalid-request", "Invalid request",
+                         f"{len(alerts) - len({e['field'].split('.')[0] for e in errors})} of {len(alerts)} alerts "
+                         f"applied; {errors[0]['field']}: {errors[0]['message']}", errors=errors[:100])
+    return web.Response(status=200)
+
+
+@route("GET", "/api/v2/status", scope="read", tag="alertmanager",
+       summary="Alertmanager's GET /api/v2/status (amtool, Grafana and Prometheus probe it)",
+       responses={200: ("The status", AM_STATUS)})
+async def alertmanager_status(request: web.Request) -> web.Response:
+    read_query(request, {})
+    from engine.cli import package_version
+
+    return respond({
+        "cluster": {"status": "disabled", "peers": []},
+        "versionInfo": {"version": package_version(), "revision": "", "branch": "", "buildUser": "notify-engine",
+                        "buildDate": "", "goVersion": "none (notify-engine, Python)"},
+        # Alertmanager shows its YAML; ours holds secrets, so only where it came from is said.
+        "config": {"original": f"# notify-engine: configured by {request.app[APP_KEY].config.source}\n"},
+        "uptime": request.app[STARTED_KEY],
+    })
+
+
+# ---------------------------------------------------------------------- unsubscribe (RFC 8058)
+
+HTML_HEADERS = {"Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+                "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _unsubscribe_module():
+    try:
+        return importlib.import_module("engine.unsubscribe")
+    except ImportError:
+        raise ApiProblem(501, "not-implemented", "Not implemented",
+                         "unsubscribe links are not available in this build") from None
+
+
+@route("GET", "/v1/unsubscribe/{token}", scope=None, tag="unsubscribe", content_type="text/html",
+       summary="The confirmation page of an unsubscribe link (a form that POSTs back)",
+       description="Changes nothing: mail scanners follow links. The signed token is the authority.",
+       responses={200: ("An HTML page with one button", None)})
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    _unsubscribe_module()
+    action = html.escape(request.path, quote=True)
+    page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head><body>"
+            "<h1>Unsubscribe from these notifications?</h1>"
+            f"<form method=\"post\" action=\"{action}\">"
+            "<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">"
+            "<button type=\"submit\">Unsubscribe</button></form></body></html>")
+    return web.Response(text=page, content_type="text/html", headers=HTML_HEADERS)
+
+
+@route("POST", "/v1/unsubscribe/{token}", scope=None, tag="unsubscribe", content_type="text/html",
+       summary="One-click unsubscribe (RFC 8058): form body List-Unsubscribe=One-Click",
+       responses={200: ("Unsubscribed", None)})
+async def unsubscribe(request: web.Request) -> web.Response:
+    module = _unsubscribe_module()
+    limit = request.app[SETTINGS_KEY].max_body_bytes
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(limit) from None
+    if form.get("List-Unsubscribe") != "One-Click":
+        raise invalid([{"field": "List-Unsubscribe", "message": "expected the form field List-Unsubscribe=One-Click"}])
+    app = request.app[APP_KEY]
+    try:
+        await blocking(request, lambda engine_app: module.opt_out(engine_app, request.match_info["token"],
+                                                                  now=app.clock.now()))
+    except BadInput as exc:
+        raise invalid([{"field": "token", "message": str(exc)}]) from None
+    return web.Response(text="<!doctype html><html><body><p>You are unsubscribed.</p></body></html>",
+                        content_type="text/html", headers=HTML_HEADERS)
+
+
+# ------------------------------------------------------------------------------ openapi
+
+
+@route("GET", "/v1/openapi.json", scope=None, tag="meta", summary="This API's OpenAPI 3.1 document",
+       responses={200: ("The document", {"type": "object"})})
+async def openapi_document(request: web.Request) -> web.Response:
+    return respond(request.app[OPENAPI_KEY])
