@@ -108,7 +108,7 @@ def masked_target(target: Optional[str]) -> Optional[str]:
 
 def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_id: str, channel: str,
                     target: str, secret: Optional[str] = None, kinds: Optional[list[str]] = None,
-                    min_severity: str = "info") -> uuid.UUID:
+                    min_severity: str = "info", tags: Optional[list[str]] = None) -> uuid.UUID:
     try:
         tenant = uuid.UUID(tenant_id)
     except ValueError:
@@ -131,7 +131,22 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
     kinds = [k.strip() for k in kinds if k.strip()] if kinds else None
     return conn.execute(query("destinations", "add_destination"), dict(
         tenant_id=tenant, now=now, channel=channel, target=target, secret_ciphertext=ciphertext,
-        kinds=kinds or None, min_severity=min_severity)).scalar_one()
+        kinds=kinds or None, min_severity=min_severity, tags=parse_tags(tags))).scalar_one()
+
+
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def parse_tags(values: Optional[list[str]]) -> list[str]:
+    """--tag T (repeatable, or a comma list): labels an escalation step can name (escalation.policies)."""
+    tags: list[str] = []
+    for value in values or []:
+        for tag in (t.strip() for t in value.split(",")):
+            if not _TAG.match(tag):
+                raise BadInput(f"--tag: expected letters, digits, '.', '_' or '-' (at most 63), got {tag!r}")
+            if tag not in tags:
+                tags.append(tag)
+    return tags
 
 
 def list_destinations(conn: Connection, tenant_id: Optional[str] = None) -> list[dict]:

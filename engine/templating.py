@@ -32,6 +32,8 @@ HEADLINES = {
 TRANSITION_TEXT = {
     "opened": "opened", "reopened": "re-opened", "escalated": "escalated",
     "resolved": "resolved", "reminder": "still open (reminder)", "acked": "acknowledged",
+    "ack_expired": "open again (acknowledgement expired)",
+    "escalation": "still open and not acknowledged (escalated to you)",
 }
 
 
@@ -59,6 +61,8 @@ def message_context(alert: dict, transition: str, severity: Optional[str], remin
         transition_text=TRANSITION_TEXT.get(transition, transition),
         severity=severity,
         reminder_no=reminder_no,
+        # An escalation step's rows carry reminder_no = -step (the plan-once key keeps them apart).
+        escalation_step=-reminder_no if transition == "escalation" else None,
         headline=HEADLINES.get(alert.get("kind"), str(alert.get("kind", "Alert")).replace("_", " ").capitalize()),
     )
 

@@ -27,6 +27,8 @@ def register(subparsers, common) -> None:
     secret.add_argument("--secret-file", metavar="PATH", help="read the webhook signing secret from this file")
     add.add_argument("--kinds", metavar="K1,K2", help="only these alert kinds (default: every kind)")
     add.add_argument("--min-severity", choices=SEVERITIES, default="info", help="lowest severity sent (default: info)")
+    add.add_argument("--tag", action="append", metavar="T",
+                     help="a label escalation steps can notify (escalation.policies); repeatable or T1,T2")
     add.set_defaults(handler=add_command)
 
     listing = actions.add_parser("list", parents=[common], help="list destinations (secrets masked)")
@@ -72,7 +74,7 @@ def add_command(app, args) -> int:
     with app.databases.begin("notify") as conn:
         destination_id = add_destination(conn, app.config, app.clock.now(), tenant_id=args.tenant,
                                          channel=args.channel, target=args.target, secret=secret,
-                                         kinds=kinds, min_severity=args.min_severity)
+                                         kinds=kinds, min_severity=args.min_severity, tags=args.tag)
     print(destination_id)
     return 0
 
@@ -85,7 +87,8 @@ def list_command(app, args) -> int:
     else:
         for row in rows:
             row["kinds"] = ",".join(row["kinds"]) if row["kinds"] else "*"
-        print_table(rows, ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity",
+            row["tags"] = ",".join(row["tags"]) or "-"
+        print_table(rows, ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity", "tags",
                            "enabled", "disabled_reason"])
     return 0
 

@@ -1,13 +1,14 @@
 -- name: add_destination
 -- Stores one tenant destination; the signing secret arrives already encrypted.
-INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity)
-VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level))
+INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity, tags)
+VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level),
+        CAST(:tags AS text[]))
 RETURNING id;
 
 -- name: list_destinations
 -- Destinations for listing; the ciphertext itself never leaves this query, only whether there is one.
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
-       kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at
+       kinds, min_severity::text AS min_severity, tags, enabled, disabled_reason, created_at
 FROM notify.destinations
 WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = CAST(:tenant_id AS uuid)
 ORDER BY tenant_id, created_at, id;

@@ -4,14 +4,24 @@
 SELECT pg_advisory_xact_lock(7165421001);
 
 -- name: plan_notifications
--- One statement: the transitions to plan, and the reminders that are due, crossed with matching
--- tenant destinations and ops routes, inserted once per (alert, transition_seq, reminder_no, route).
+-- One statement: the transitions to plan, the reminders and escalation steps that are due, crossed
+-- with matching tenant destinations and ops routes, inserted once per
+-- (alert, transition_seq, reminder_no, route).
 --   transitions, in the transaction that made them (:changed_since set): those stamped at or after
 --     it (every transition statement sets transition_at = :now, and planned_seq with it);
 --   transitions, on the periodic tick (:changed_since NULL): those whose planned_seq is behind,
 --     i.e. written by something that did not plan them; planned_seq then catches up;
---   reminders (:reminder_interval > 0): while an alert is open and not acked, the latest due one,
---     if no later one was planned for this transition (cursor: notify.alert_delivery_plans).
+--   reminders and steps (:periodic only) run on the clock of an alert that is open and not acked
+--     (`waiting`: elapsed since transition_at), by its policy: the first of escalation.policies
+--     that matches (engine.escalation.policy_parameters), else the last, the fixed
+--     delivery.reminder_interval, which matches every alert;
+--   reminders: the latest due one, if no later one was planned for this transition (cursor:
+--     notify.alert_delivery_plans). The n-th is due at the sum of the first n intervals (offsets
+--     are cumulative), the last interval repeating;
+--   steps: each due step not yet taken in this episode (notify.alert_escalations, inserted here
+--     ON CONFLICT DO NOTHING: only a step this statement took gets notifications), to its route by
+--     name or to the tenant's enabled destinations with its tag, as transition 'escalation',
+--     reminder_no = -step.
 -- :shards/:shard (optional) limit the transitions to one detection shard's tenants, :tenants
 -- (optional) to the given tenants: a small detection pass knows which ones it changed.
 WITH transitions AS (
@@ -23,18 +33,71 @@ WITH transitions AS (
     AND (CAST(:shards AS integer) IS NULL OR notify.tenant_shard(a.tenant_id, :shards) = :shard)
     AND (CAST(:tenants AS uuid[]) IS NULL OR a.tenant_id = ANY (CAST(:tenants AS uuid[])))
 ),
-reminders AS (
-  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, 'reminder' AS transition,
-         floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))
-               / NULLIF(CAST(:reminder_interval AS float8), 0))::int AS reminder_no
+policies AS (
+  SELECT * FROM unnest(CAST(:policy_nos AS integer[]), CAST(:policy_kinds AS text[]),
+                       CAST(:policy_severities AS text[])) AS p(policy_no, kinds, severities)
+),
+schedules AS (
+  SELECT policy_no, array_agg(offset_s ORDER BY offset_s) AS offsets
+  FROM unnest(CAST(:reminder_policies AS integer[]), CAST(:reminder_offsets AS float8[])) AS r(policy_no, offset_s)
+  GROUP BY policy_no
+),
+waiting AS (
+  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
+         coalesce((a.context ->> 'reopen_count')::int, 0) AS episode,
+         extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))::float8 AS elapsed,
+         pol.policy_no
   FROM notify.alerts a
-  LEFT JOIN notify.alert_delivery_plans p
-    ON p.tenant_id = a.tenant_id AND p.alert_id = a.id AND p.planned_seq = a.transition_seq
-  WHERE CAST(:reminder_interval AS float8) > 0
+  CROSS JOIN LATERAL (
+    SELECT p.policy_no FROM policies p
+    WHERE (p.kinds = '' OR a.kind = ANY (string_to_array(p.kinds, ',')))
+      AND (p.severities = '' OR a.severity::text = ANY (string_to_array(p.severities, ',')))
+    ORDER BY p.policy_no LIMIT 1) pol
+  WHERE CAST(:periodic AS boolean)
     AND a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
-    AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder')
-    AND floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))
-              / NULLIF(CAST(:reminder_interval AS float8), 0)) > coalesce(p.planned_reminder, 0)
+    AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder', 'ack_expired')
+),
+reminders_due AS (
+  SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq,
+         CASE WHEN w.elapsed >= s.offsets[cardinality(s.offsets)]
+              THEN cardinality(s.offsets) + floor((w.elapsed - s.offsets[cardinality(s.offsets)])
+                   / (s.offsets[cardinality(s.offsets)] - coalesce(s.offsets[cardinality(s.offsets) - 1], 0)))::int
+              ELSE (SELECT count(*)::int FROM unnest(s.offsets) o WHERE o <= w.elapsed) END AS reminder_no
+  FROM waiting w
+  JOIN schedules s ON s.policy_no = w.policy_no
+  WHERE w.elapsed >= s.offsets[1]
+),
+reminders AS (
+  SELECT r.tenant_id, r.alert_id, r.kind, r.severity, r.transition_seq, 'reminder' AS transition, r.reminder_no
+  FROM reminders_due r
+  LEFT JOIN notify.alert_delivery_plans p
+    ON p.tenant_id = r.tenant_id AND p.alert_id = r.alert_id AND p.planned_seq = r.transition_seq
+  WHERE r.reminder_no > coalesce(p.planned_reminder, 0)
+),
+steps AS (
+  SELECT * FROM unnest(CAST(:step_policies AS integer[]), CAST(:step_nos AS integer[]),
+                       CAST(:step_afters AS float8[]), CAST(:step_routes AS text[]), CAST(:step_tags AS text[]))
+         AS s(policy_no, step_no, after_s, route_name, tag)
+),
+steps_due AS (
+  SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq, w.episode, s.step_no, s.route_name, s.tag
+  FROM waiting w
+  JOIN steps s ON s.policy_no = w.policy_no AND w.elapsed >= s.after_s
+  WHERE NOT EXISTS (SELECT 1 FROM notify.alert_escalations x
+                    WHERE x.tenant_id = w.tenant_id AND x.alert_id = w.alert_id
+                      AND x.episode = w.episode AND x.step_no = s.step_no)
+),
+steps_taken AS (
+  -- A planner racing this one (or one that committed meanwhile) took the step: nothing here.
+  INSERT INTO notify.alert_escalations (tenant_id, alert_id, episode, step_no, taken_at, target)
+  SELECT tenant_id, alert_id, episode, step_no, :now, coalesce('route:' || route_name, 'tag:' || tag)
+  FROM steps_due
+  ORDER BY tenant_id, alert_id, step_no
+  ON CONFLICT DO NOTHING
+  RETURNING tenant_id, alert_id, episode, step_no
+),
+steps_pending AS (
+  SELECT d.* FROM steps_due d JOIN steps_taken t USING (tenant_id, alert_id, episode, step_no)
 ),
 pending AS (
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM transitions
@@ -44,8 +107,8 @@ pending AS (
 routes AS (
   SELECT * FROM unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]),
                        CAST(:route_targets AS text[]), CAST(:route_kinds AS text[]),
-                       CAST(:route_min_severities AS public.sev_level[]))
-         AS r(name, channel, target, kinds, min_severity)
+                       CAST(:route_min_severities AS public.sev_level[]), CAST(:route_escalation_only AS boolean[]))
+         AS r(name, channel, target, kinds, min_severity, escalation_only)
 ),
 targets AS (
   SELECT pe.*, d.id AS destination_id, 'dest:' || d.id::text AS route_key, d.channel, d.target AS recipient
@@ -60,8 +123,20 @@ targets AS (
   FROM pending pe
   JOIN routes r
     ON (r.kinds = '' OR pe.kind = ANY (string_to_array(r.kinds, ',')))
-   AND pe.severity >= r.min_severity
+   AND pe.severity >= r.min_severity AND NOT r.escalation_only
   WHERE pe.transition = ANY (CAST(:notifying_transitions AS text[]))
+  -- A step names its target: its route whatever the route's kinds and min_severity, or the
+  -- tenant's enabled destinations with its tag whatever theirs (the policy already matched).
+  UNION ALL
+  SELECT sp.tenant_id, sp.alert_id, sp.kind, sp.severity, sp.transition_seq, 'escalation', -sp.step_no,
+         d.id, 'dest:' || d.id::text, d.channel, d.target
+  FROM steps_pending sp
+  JOIN notify.destinations d ON d.tenant_id = sp.tenant_id AND d.enabled AND sp.tag = ANY (d.tags)
+  UNION ALL
+  SELECT sp.tenant_id, sp.alert_id, sp.kind, sp.severity, sp.transition_seq, 'escalation', -sp.step_no,
+         NULL, 'route:' || r.name, r.channel, r.target
+  FROM steps_pending sp
+  JOIN routes r ON r.name = sp.route_name
 ),
 inserted AS (
   INSERT INTO notify.notifications
@@ -88,7 +163,8 @@ reminded AS (
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS planned,
-       (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts;
+       (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts,
+       (SELECT count(*) FROM steps_taken) AS steps;
 
 -- name: wake_dispatchers
 -- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
