@@ -58,9 +58,14 @@ def _offsets(intervals: list[float]) -> tuple[float, ...]:
     return tuple(offsets)
 
 
+def _listed(value: Optional[str | list[str]]) -> list[str]:
+    """A match key as a list (config may say `severity: critical` or `severity: [warn, critical]`)."""
+    return [value] if isinstance(value, str) else list(value or [])
+
+
 def _matches(policy: EscalationPolicyConfig, kind: str, severity: str) -> bool:
-    match = policy.match
-    return (not match.kind or kind in match.kind) and (not match.severity or severity in match.severity)
+    kinds, severities = _listed(policy.match.kind), _listed(policy.match.severity)
+    return (not kinds or kind in kinds) and (not severities or severity in severities)
 
 
 def step_target(policy: EscalationPolicyConfig, index: int) -> str:
@@ -92,8 +97,8 @@ def policy_parameters(config: Config) -> dict[str, list]:
     for number, policy in enumerate([*policies, None], start=1):
         # Comma-joined, '' meaning every kind / severity (as routes' kinds).
         params["policy_nos"].append(number)
-        params["policy_kinds"].append(",".join(policy.match.kind or []) if policy else "")
-        params["policy_severities"].append(",".join(policy.match.severity or []) if policy else "")
+        params["policy_kinds"].append(",".join(_listed(policy.match.kind)) if policy else "")
+        params["policy_severities"].append(",".join(_listed(policy.match.severity)) if policy else "")
         intervals = fixed if policy is None or policy.reminders is None else policy.reminders
         for offset in _offsets(intervals):
             params["reminder_policies"].append(number)
