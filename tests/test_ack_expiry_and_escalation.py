@@ -403,3 +403,71 @@ escalation:
     assert (p.match.severity, p.match.kind, p.reminders) == (["critical"], ["PAYMENT_FAILED", "WALLET_LOW"],
                                                              [3600, 14400, 86400])
     assert config.escalation.ack_timeout == {"critical": 14400}
+
+
+# ----------------------------------------------------------------------------------- notifyctl
+
+
+@pytest.fixture
+def cli(config_file, capsys):
+    from engine.cli import main
+
+    path = str(config_file("delivery: {reminder_interval: 0}\n"))
+
+    def run(*argv):
+        code = main([*argv, "--config", path])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_notifyctl_ack_for_lapses_on_the_next_run_once_and_show_says_so(cli, databases):
+    from freezegun import freeze_time
+
+    with freeze_time("2026-11-25 12:00:00"):
+        assert cli("event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED")[0] == 0
+        [alert] = json.loads(cli("alerts", "--json")[1])
+        code, out, _ = cli("ack", alert["id"], "--for", "4h", "--actor", "alice")
+        assert code == 0 and "open -> ack until 2026-11-25T16:00:00+00:00" in out
+        assert json.loads(cli("show", alert["id"], "--json")[1])["ack_expires_at"] == "2026-11-25T16:00:00+00:00"
+    with freeze_time("2026-11-25 16:00:01"):
+        assert cli("run-once")[0] == 0
+        shown = json.loads(cli("show", alert["id"], "--json")[1])
+    assert (shown["status"], shown["transition"], shown["acked_by"]) == ("open", "ack_expired", None)
+    with databases.begin("admin_log") as conn:
+        actions = [r[0] for r in conn.execute(text(
+            "SELECT action FROM admin_log.admin_events WHERE target_id = :id ORDER BY occurred_at"), {"id": alert["id"]})]
+    assert actions == ["ALERT_ACK", "ALERT_ACK_EXPIRED"]
+
+
+@pytest.mark.parametrize("value, reason", [("soon", "--for: expected a duration such as 30s"),
+                                           ("0", "--for: must be longer than 0s")])
+def test_notifyctl_ack_for_refuses_a_bad_duration_with_exit_2(cli, value, reason):
+    assert cli("event", "raise", "--tenant", TENANT, "--kind", "PAYMENT_FAILED")[0] == 0
+    [alert] = json.loads(cli("alerts", "--json")[1])
+    code, out, err = cli("ack", alert["id"], "--for", value)
+    assert code == 2 and reason in err and len(err.strip().splitlines()) == 1
+    assert json.loads(cli("show", alert["id"], "--json")[1])["status"] == "open"
+
+
+def test_notifyctl_destinations_add_takes_tags_repeated_or_comma_separated(cli):
+    code, out, _ = cli("destinations", "add", "--tenant", TENANT, "--channel", "email", "--target", "boss@example.com",
+                       "--tag", "management", "--tag", "finance,management")
+    assert code == 0
+    [dest] = json.loads(cli("destinations", "list", "--json")[1])
+    assert dest["tags"] == ["management", "finance"]
+    code, _, err = cli("destinations", "add", "--tenant", TENANT, "--channel", "email", "--target", "x@example.com",
+                       "--tag", "no spaces")
+    assert code == 2 and "--tag:" in err
+
+
+@pytest.mark.four_databases
+def test_a_lapse_is_audited_in_admin_log_when_it_is_its_own_database(hook_app):
+    app = hook_app
+    alert_id = payment_failed(app)
+    ack_alert(app, alert_id, actor="oncall", ack_for=60)
+    app.clock.advance(HOUR)
+    plan_job(app)
+    assert [a["target_id"] for a in audits(app, "ALERT_ACK_EXPIRED")] == [alert_id]
+    assert alert_row(app, alert_id)["status"] == "open"
