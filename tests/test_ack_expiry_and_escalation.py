@@ -21,6 +21,7 @@ from engine.dispatcher import deliver_due
 from engine.errors import ConfigError
 from engine.jobs import plan_job
 from engine.planner import plan_notifications
+from tests.daemon_harness import start_daemon  # noqa: F401 - a fixture
 from tests.delivery_support import TENANT, add_dest, insert_alert, notifications
 
 HOUR = timedelta(hours=1)
@@ -471,3 +472,47 @@ def test_a_lapse_is_audited_in_admin_log_when_it_is_its_own_database(hook_app):
     plan_job(app)
     assert [a["target_id"] for a in audits(app, "ALERT_ACK_EXPIRED")] == [alert_id]
     assert alert_row(app, alert_id)["status"] == "open"
+
+
+# ------------------------------------------------------------------------- the real notifyd
+
+
+def test_a_step_due_while_notifyd_is_stopped_is_taken_once_by_the_daemons_started_after(
+        start_daemon, database_urls, receiver):
+    import psycopg
+    from cryptography.fernet import Fernet
+
+    from tests.daemon_harness import wait_for
+    from tests.test_end_to_end import all_sent, daemon_yaml, raise_events
+
+    yaml = daemon_yaml(Fernet.generate_key().decode(), routes=f"""\
+routes:
+  - {{name: ops-oncall, channel: webhook, target: '{receiver.url("/ops")}', escalation_only: true}}
+escalation:
+  policies:
+    - match: {{severity: critical}}
+      reminders: []
+      steps:
+        - {{after: 30m, notify: {{route: ops-oncall}}}}
+""")
+    first = start_daemon(yaml)
+    first.wait_healthy()
+    raise_events(first.config_path, [TENANT])          # critical; only the escalation route would hear it
+    assert first.stop() == 0
+    # Time goes by while notifyd is stopped: by the next start, the alert has been open for 31 minutes.
+    with psycopg.connect(database_urls["notify"]) as conn:
+        conn.execute("UPDATE notify.alerts SET transition_at = transition_at - interval '31 minutes'")
+    copies = [start_daemon(yaml, name=f"notifyd-{i}") for i in (2, 3)]   # two copies race for the step
+    [sent] = wait_for(lambda: all_sent(database_urls, 1, "n.transition = 'escalation'"), "the step's webhook sent")
+
+    def plan_ticks_since_sent() -> bool:
+        with psycopg.connect(database_urls["notify"]) as conn:
+            return conn.execute("SELECT count(*) FROM notify.job_runs WHERE job_name = 'plan' AND status = 'ok'"
+                                " AND started_at > %s", (sent["created_at"],)).fetchone()[0] >= 3
+
+    wait_for(plan_ticks_since_sent, "three more plan ticks")
+    assert [d.stop() for d in copies] == [0, 0]
+    assert [r.json()["type"] for r in receiver.received if r.path == "/ops"] == ["alert.escalation"]
+    with psycopg.connect(database_urls["notify"]) as conn:
+        assert conn.execute("SELECT count(*) FROM notify.notifications").fetchone()[0] == 1
+        assert conn.execute("SELECT step_no, target FROM notify.alert_escalations").fetchall() == [(1, "route:ops-oncall")]
