@@ -48,7 +48,10 @@ def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: 
 def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: datetime | None,
           periodic: bool, shard: tuple[int, int] | None = None, tenants: list | None = None) -> int:
     conn.execute(query("planner", "lock_planner"))
-    params = dict(route_parameters(config), **policy_parameters(config), now=now, periodic=periodic,
+    policies = policy_parameters(config)
+    # Without any reminder or step configured, the tick does not read open alerts at all.
+    periodic = periodic and bool(policies["reminder_offsets"] or policies["step_nos"])
+    params = dict(route_parameters(config), **policies, now=now, periodic=periodic,
                   changed_since=changed_since, shard=shard[0] if shard else None,
                   shards=shard[1] if shard else None, tenants=tenants)
     planned = conn.execute(query("planner", "plan_notifications"), params).one().planned

@@ -516,3 +516,32 @@ escalation:
     with psycopg.connect(database_urls["notify"]) as conn:
         assert conn.execute("SELECT count(*) FROM notify.notifications").fetchone()[0] == 1
         assert conn.execute("SELECT step_no, target FROM notify.alert_escalations").fetchall() == [(1, "route:ops-oncall")]
+
+
+def test_two_ticks_racing_expire_each_lapsed_ack_once(hook_app):
+    from engine.alerts import expire_acks
+
+    app = hook_app
+    alerts = [payment_failed(app)]
+    with app.databases.begin("notify") as conn:
+        alerts += [insert_alert(conn, app.clock.now(), severity="critical") for _ in range(30)]
+    for alert_id in alerts:
+        ack_alert(app, alert_id, actor="oncall", ack_for=60)
+    app.clock.advance(HOUR)
+    counts, errors = [], []
+
+    def tick():
+        try:
+            counts.append(expire_acks(app))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=tick) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and sum(counts) == len(alerts)
+    assert len(audits(app, "ALERT_ACK_EXPIRED")) == len(alerts)
+    with app.databases.begin("notify") as conn:
+        assert conn.execute(text("SELECT count(*) FROM notify.alerts WHERE transition_seq <> 3")).scalar_one() == 0

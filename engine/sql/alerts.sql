@@ -75,7 +75,8 @@ SET status = 'open', acked_at = NULL, acked_by = NULL, ack_expires_at = NULL,
     transition_at = :now
 FROM (SELECT tenant_id, id, acked_by, ack_expires_at FROM notify.alerts
       WHERE status = 'ack' AND ack_expires_at <= :now
-      ORDER BY tenant_id, id FOR UPDATE) lapsed
+      -- NO KEY UPDATE: the lock the UPDATE takes anyway; it does not block foreign-key checks.
+      ORDER BY tenant_id, id FOR NO KEY UPDATE) lapsed
 WHERE a.tenant_id = lapsed.tenant_id AND a.id = lapsed.id AND a.status = 'ack'
 RETURNING a.id, a.tenant_id, a.base_id, a.kind, lapsed.acked_by, lapsed.ack_expires_at;
 
