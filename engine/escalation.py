@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
 
-from engine.config import Config, EscalationPolicyConfig
+from engine.config import SEVERITIES, Config, EscalationPolicyConfig
 
 # The transitions that leave an alert open and unacknowledged: the clock of its reminders and steps.
 UNACKED_OPEN_TRANSITIONS = ("opened", "reopened", "escalated", "reminder", "ack_expired")
@@ -87,18 +87,26 @@ def schedule_for(config: Config, kind: str, severity: str) -> Schedule:
 def policy_parameters(config: Config) -> dict[str, list]:
     """The policies as parallel arrays for unnest() (PostgreSQL arrays cannot be ragged). Policy
     numbers are 1-based in config order; the fixed `delivery.reminder_interval` is one more policy,
-    last, matching every alert no policy matched."""
+    last, for every alert no policy matched. Which policy an alert gets is decided here, per
+    (kind, severity), so the statement finds it by a hash join instead of testing every policy
+    against every open alert; kind '' stands for kinds not known here (only policies that name no
+    kind match them)."""
+    from detectors import ALL_KINDS  # here: detectors import engine modules that import config
+
     policies = config.escalation.policies
-    default_no = len(policies) + 1
-    params: dict[str, list] = dict(policy_nos=[], policy_kinds=[], policy_severities=[],
+    params: dict[str, list] = dict(map_kinds=[], map_severities=[], map_policies=[],
                                    reminder_policies=[], reminder_offsets=[],
                                    step_policies=[], step_nos=[], step_afters=[], step_routes=[], step_tags=[])
+    for kind in [*ALL_KINDS, ""]:
+        for severity in SEVERITIES:
+            # kind '': only a policy that names no kind matches (no kind is '').
+            number = next((n for n, p in enumerate(policies, start=1) if _matches(p, kind, severity)),
+                          len(policies) + 1)
+            params["map_kinds"].append(kind)
+            params["map_severities"].append(severity)
+            params["map_policies"].append(number)
     fixed = [config.delivery.reminder_interval] if config.delivery.reminder_interval > 0 else []
     for number, policy in enumerate([*policies, None], start=1):
-        # Comma-joined, '' meaning every kind / severity (as routes' kinds).
-        params["policy_nos"].append(number)
-        params["policy_kinds"].append(",".join(_listed(policy.match.kind)) if policy else "")
-        params["policy_severities"].append(",".join(_listed(policy.match.severity)) if policy else "")
         intervals = fixed if policy is None or policy.reminders is None else policy.reminders
         for offset in _offsets(intervals):
             params["reminder_policies"].append(number)
@@ -109,7 +117,6 @@ def policy_parameters(config: Config) -> dict[str, list]:
             params["step_afters"].append(float(step.after))
             params["step_routes"].append(step.notify.route)
             params["step_tags"].append(step.notify.tag)
-    assert params["policy_nos"][-1] == default_no
     return params
 
 

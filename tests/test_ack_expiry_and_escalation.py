@@ -545,3 +545,23 @@ def test_two_ticks_racing_expire_each_lapsed_ack_once(hook_app):
     assert len(audits(app, "ALERT_ACK_EXPIRED")) == len(alerts)
     with app.databases.begin("notify") as conn:
         assert conn.execute(text("SELECT count(*) FROM notify.alerts WHERE transition_seq <> 3")).scalar_one() == 0
+
+
+def test_the_first_matching_policy_wins_and_a_kind_not_known_here_matches_policies_naming_no_kind(hook_app):
+    app = hook_app
+    app.config.delivery.reminder_interval = 0
+    app.config.escalation = EscalationConfig(policies=[
+        policy(kind=["PAYMENT_FAILED"], reminders=[7200]),             # PAYMENT_FAILED: every 2h
+        policy(severity=["critical"], reminders=[3600])])               # other critical alerts: hourly
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, app.clock.now(), "webhook", "https://hooks.example.com/a")
+        custom = insert_alert(conn, app.clock.now(), kind="CUSTOM_KIND", severity="critical")
+        warn = insert_alert(conn, app.clock.now(), severity="warn")    # no policy, no fixed interval
+    payment = payment_failed(app)
+    app.clock.advance(HOUR)
+    plan_job(app)
+    assert {str(r["alert_id"]) for r in rows(app, transition="reminder")} == {custom}
+    app.clock.advance(HOUR)
+    plan_job(app)
+    reminded = [str(r["alert_id"]) for r in rows(app, transition="reminder")]
+    assert sorted(reminded) == sorted([custom, custom, payment]) and warn not in reminded

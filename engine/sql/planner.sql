@@ -13,8 +13,8 @@ SELECT pg_advisory_xact_lock(7165421001);
 --     i.e. written by something that did not plan them; planned_seq then catches up;
 --   reminders and steps (:periodic only) run on the clock of an alert that is open and not acked
 --     (`waiting`: elapsed since transition_at), by its policy: the first of escalation.policies
---     that matches (engine.escalation.policy_parameters), else the last, the fixed
---     delivery.reminder_interval, which matches every alert;
+--     that matches, else the last, the fixed delivery.reminder_interval (the map_* arrays say which, per
+--     kind and severity, kind '' for kinds not listed: engine.escalation.policy_parameters);
 --   reminders: the latest due one, if no later one was planned for this transition (cursor:
 --     notify.alert_delivery_plans). The n-th is due at the sum of the first n intervals (offsets
 --     are cumulative), the last interval repeating;
@@ -33,26 +33,24 @@ WITH transitions AS (
     AND (CAST(:shards AS integer) IS NULL OR notify.tenant_shard(a.tenant_id, :shards) = :shard)
     AND (CAST(:tenants AS uuid[]) IS NULL OR a.tenant_id = ANY (CAST(:tenants AS uuid[])))
 ),
-policies AS (
-  SELECT * FROM unnest(CAST(:policy_nos AS integer[]), CAST(:policy_kinds AS text[]),
-                       CAST(:policy_severities AS text[])) AS p(policy_no, kinds, severities)
+policy_map AS (
+  SELECT * FROM unnest(CAST(:map_kinds AS text[]), CAST(:map_severities AS public.sev_level[]),
+                       CAST(:map_policies AS integer[])) AS m(kind, severity, policy_no)
 ),
 schedules AS (
   SELECT policy_no, array_agg(offset_s ORDER BY offset_s) AS offsets
   FROM unnest(CAST(:reminder_policies AS integer[]), CAST(:reminder_offsets AS float8[])) AS r(policy_no, offset_s)
   GROUP BY policy_no
 ),
-waiting AS (
+-- Inlined where used (not materialized): without steps configured, steps_due reads no alert.
+waiting AS NOT MATERIALIZED (
   SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
          coalesce((a.context ->> 'reopen_count')::int, 0) AS episode,
          extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))::float8 AS elapsed,
-         pol.policy_no
+         coalesce(known.policy_no, (SELECT other.policy_no FROM policy_map other
+                                     WHERE other.kind = '' AND other.severity = a.severity)) AS policy_no
   FROM notify.alerts a
-  CROSS JOIN LATERAL (
-    SELECT p.policy_no FROM policies p
-    WHERE (p.kinds = '' OR a.kind = ANY (string_to_array(p.kinds, ',')))
-      AND (p.severities = '' OR a.severity::text = ANY (string_to_array(p.severities, ',')))
-    ORDER BY p.policy_no LIMIT 1) pol
+  LEFT JOIN policy_map known ON known.kind = a.kind AND known.severity = a.severity
   WHERE CAST(:periodic AS boolean)
     AND a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
     AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder', 'ack_expired')
