@@ -94,9 +94,10 @@ def policy_parameters(config: Config) -> dict[str, list]:
     from detectors import ALL_KINDS  # here: detectors import engine modules that import config
 
     policies = config.escalation.policies
-    params: dict[str, list] = dict(map_kinds=[], map_severities=[], map_policies=[],
-                                   reminder_policies=[], reminder_offsets=[],
+    params: dict[str, list] = dict(map_kinds=[], map_severities=[], map_policies=[], map_offsets=[],
                                    step_policies=[], step_nos=[], step_afters=[], step_routes=[], step_tags=[])
+    fixed = [config.delivery.reminder_interval] if config.delivery.reminder_interval > 0 else []
+    offsets = [_offsets(fixed if p is None or p.reminders is None else p.reminders) for p in [*policies, None]]
     for kind in [*ALL_KINDS, ""]:
         for severity in SEVERITIES:
             # kind '': only a policy that names no kind matches (no kind is '').
@@ -105,13 +106,10 @@ def policy_parameters(config: Config) -> dict[str, list]:
             params["map_kinds"].append(kind)
             params["map_severities"].append(severity)
             params["map_policies"].append(number)
-    fixed = [config.delivery.reminder_interval] if config.delivery.reminder_interval > 0 else []
-    for number, policy in enumerate([*policies, None], start=1):
-        intervals = fixed if policy is None or policy.reminders is None else policy.reminders
-        for offset in _offsets(intervals):
-            params["reminder_policies"].append(number)
-            params["reminder_offsets"].append(offset)
-        for i, step in enumerate(policy.steps if policy else []):
+            # The reminder offsets as an array literal: each alert gets its schedule from the same join.
+            params["map_offsets"].append("{" + ",".join(repr(o) for o in offsets[number - 1]) + "}")
+    for number, policy in enumerate(policies, start=1):
+        for i, step in enumerate(policy.steps):
             params["step_policies"].append(number)
             params["step_nos"].append(i + 1)
             params["step_afters"].append(float(step.after))

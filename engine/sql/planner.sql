@@ -34,36 +34,32 @@ WITH transitions AS (
     AND (CAST(:tenants AS uuid[]) IS NULL OR a.tenant_id = ANY (CAST(:tenants AS uuid[])))
 ),
 policy_map AS (
-  SELECT * FROM unnest(CAST(:map_kinds AS text[]), CAST(:map_severities AS public.sev_level[]),
-                       CAST(:map_policies AS integer[])) AS m(kind, severity, policy_no)
-),
-schedules AS (
-  SELECT policy_no, array_agg(offset_s ORDER BY offset_s) AS offsets
-  FROM unnest(CAST(:reminder_policies AS integer[]), CAST(:reminder_offsets AS float8[])) AS r(policy_no, offset_s)
-  GROUP BY policy_no
+  SELECT m.kind, m.severity, m.policy_no, CAST(m.offsets AS float8[]) AS offsets
+  FROM unnest(CAST(:map_kinds AS text[]), CAST(:map_severities AS public.sev_level[]),
+              CAST(:map_policies AS integer[]), CAST(:map_offsets AS text[])) AS m(kind, severity, policy_no, offsets)
 ),
 -- Inlined where used (not materialized): without steps configured, steps_due reads no alert.
 waiting AS NOT MATERIALIZED (
   SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
          coalesce((a.context ->> 'reopen_count')::int, 0) AS episode,
          extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))::float8 AS elapsed,
-         coalesce(known.policy_no, (SELECT other.policy_no FROM policy_map other
-                                     WHERE other.kind = '' AND other.severity = a.severity)) AS policy_no
+         coalesce(known.policy_no, other.policy_no) AS policy_no,
+         coalesce(known.offsets, other.offsets) AS offsets
   FROM notify.alerts a
   LEFT JOIN policy_map known ON known.kind = a.kind AND known.severity = a.severity
+  LEFT JOIN (SELECT * FROM policy_map WHERE kind = '') other ON other.severity = a.severity
   WHERE CAST(:periodic AS boolean)
     AND a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
     AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder', 'ack_expired')
 ),
 reminders_due AS (
   SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq,
-         CASE WHEN w.elapsed >= s.offsets[cardinality(s.offsets)]
-              THEN cardinality(s.offsets) + floor((w.elapsed - s.offsets[cardinality(s.offsets)])
-                   / (s.offsets[cardinality(s.offsets)] - coalesce(s.offsets[cardinality(s.offsets) - 1], 0)))::int
-              ELSE (SELECT count(*)::int FROM unnest(s.offsets) o WHERE o <= w.elapsed) END AS reminder_no
+         CASE WHEN w.elapsed >= w.offsets[cardinality(w.offsets)]
+              THEN cardinality(w.offsets) + floor((w.elapsed - w.offsets[cardinality(w.offsets)])
+                   / (w.offsets[cardinality(w.offsets)] - coalesce(w.offsets[cardinality(w.offsets) - 1], 0)))::int
+              ELSE (SELECT count(*)::int FROM unnest(w.offsets) o WHERE o <= w.elapsed) END AS reminder_no
   FROM waiting w
-  JOIN schedules s ON s.policy_no = w.policy_no
-  WHERE w.elapsed >= s.offsets[1]
+  WHERE w.elapsed >= w.offsets[1]    -- NULL (never) for an empty schedule
 ),
 reminders AS (
   SELECT r.tenant_id, r.alert_id, r.kind, r.severity, r.transition_seq, 'reminder' AS transition, r.reminder_no
