@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Optional
+from typing import Any, Optional
 
 from engine.config import SEVERITIES, Config, EscalationPolicyConfig
 
@@ -84,7 +84,7 @@ def schedule_for(config: Config, kind: str, severity: str) -> Schedule:
     return Schedule(None, fixed, ())
 
 
-def policy_parameters(config: Config) -> dict[str, list]:
+def policy_parameters(config: Config) -> dict[str, Any]:
     """The policies as parallel arrays for unnest() (PostgreSQL arrays cannot be ragged). Policy
     numbers are 1-based in config order; the fixed `delivery.reminder_interval` is one more policy,
     last, for every alert no policy matched. Which policy an alert gets is decided here, per
@@ -115,6 +115,9 @@ def policy_parameters(config: Config) -> dict[str, list]:
             params["step_afters"].append(float(step.after))
             params["step_routes"].append(step.notify.route)
             params["step_tags"].append(step.notify.tag)
+    # The soonest anything can fall due after a transition (None: no reminder or step at all).
+    firsts = [o[0] for o in offsets if o] + params["step_afters"]
+    params["earliest_due"] = min(firsts) if firsts else None
     return params
 
 

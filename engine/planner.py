@@ -50,7 +50,7 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
     conn.execute(query("planner", "lock_planner"))
     policies = policy_parameters(config)
     # Without any reminder or step configured, the tick does not read open alerts at all.
-    periodic = periodic and bool(policies["step_nos"] or any(o != "{}" for o in policies["map_offsets"]))
+    periodic = periodic and policies["earliest_due"] is not None
     params = dict(route_parameters(config), **policies, now=now, periodic=periodic,
                   changed_since=changed_since, shard=shard[0] if shard else None,
                   shards=shard[1] if shard else None, tenants=tenants)

@@ -43,12 +43,16 @@ waiting AS NOT MATERIALIZED (
   SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
          coalesce((a.context ->> 'reopen_count')::int, 0) AS episode,
          extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))::float8 AS elapsed,
-         coalesce(known.policy_no, other.policy_no) AS policy_no,
-         coalesce(known.offsets, other.offsets) AS offsets
+         -- A kind not in the map (rare) takes the entry of kind '': coalesce evaluates it only then.
+         coalesce(known.policy_no, (SELECT o.policy_no FROM policy_map o WHERE o.kind = '' AND o.severity = a.severity))
+           AS policy_no,
+         coalesce(known.offsets, (SELECT o.offsets FROM policy_map o WHERE o.kind = '' AND o.severity = a.severity))
+           AS offsets
   FROM notify.alerts a
   LEFT JOIN policy_map known ON known.kind = a.kind AND known.severity = a.severity
-  LEFT JOIN (SELECT * FROM policy_map WHERE kind = '') other ON other.severity = a.severity
   WHERE CAST(:periodic AS boolean)
+    -- Nothing is due before the earliest first reminder or step of any policy.
+    AND a.transition_at <= CAST(:now AS timestamptz) - make_interval(secs => CAST(:earliest_due AS float8))
     AND a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
     AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder', 'ack_expired')
 ),
