@@ -565,3 +565,19 @@ def test_the_first_matching_policy_wins_and_a_kind_not_known_here_matches_polici
     plan_job(app)
     reminded = [str(r["alert_id"]) for r in rows(app, transition="reminder")]
     assert sorted(reminded) == sorted([custom, custom, payment]) and warn not in reminded
+
+
+def test_a_lost_step_cursor_takes_no_step_twice(escalating):
+    app = escalating
+    payment_failed(app)
+    app.clock.advance(3 * HOUR)
+    plan_job(app)
+    with app.databases.begin("notify") as conn:
+        assert conn.execute(text("SELECT steps_taken FROM notify.alert_delivery_plans")).scalar_one() == 2
+        conn.execute(text("DELETE FROM notify.alert_delivery_plans"))   # the cursor is only a shortcut
+    app.clock.advance(HOUR)
+    plan_job(app)
+    plan_job(app)
+    assert len(rows(app, transition="escalation")) == 2
+    with app.databases.begin("notify") as conn:
+        assert conn.execute(text("SELECT steps_taken FROM notify.alert_delivery_plans")).scalar_one() == 2

@@ -26,5 +26,11 @@ CREATE TABLE notify.alert_escalations (
   FOREIGN KEY (tenant_id, alert_id) REFERENCES notify.alerts (tenant_id, id) ON DELETE CASCADE
 );
 
+-- The steps' cursor beside the reminders' (one index probe per alert per tick serves both): the
+-- episode and the last step taken in it. Only a shortcut: alert_escalations is the guarantee.
+ALTER TABLE notify.alert_delivery_plans
+  ADD COLUMN step_episode integer,
+  ADD COLUMN steps_taken integer NOT NULL DEFAULT 0;
+
 -- Destination tags: an escalation step may notify the tenant's destinations with a given tag.
 ALTER TABLE notify.destinations ADD COLUMN tags text[] NOT NULL DEFAULT '{}';

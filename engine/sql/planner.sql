@@ -19,7 +19,8 @@ SELECT pg_advisory_xact_lock(7165421001);
 --     notify.alert_delivery_plans). The n-th is due at the sum of the first n intervals (offsets
 --     are cumulative), the last interval repeating;
 --   steps: each due step not yet taken in this episode (notify.alert_escalations, inserted here
---     ON CONFLICT DO NOTHING: only a step this statement took gets notifications), to its route by
+--     ON CONFLICT DO NOTHING: only a step this statement took gets notifications; the cursor
+--     alert_delivery_plans.steps_taken spares probing it for steps long taken), to its route by
 --     name or to the tenant's enabled destinations with its tag, as transition 'escalation',
 --     reminder_no = -step.
 -- :shards/:shard (optional) limit the transitions to one detection shard's tenants, :tenants
@@ -38,10 +39,12 @@ policy_map AS (
   FROM unnest(CAST(:map_kinds AS text[]), CAST(:map_severities AS public.sev_level[]),
               CAST(:map_policies AS integer[]), CAST(:map_offsets AS text[])) AS m(kind, severity, policy_no, offsets)
 ),
--- Inlined where used (not materialized): without steps configured, steps_due reads no alert.
-waiting AS NOT MATERIALIZED (
-  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq,
-         coalesce((a.context ->> 'reopen_count')::int, 0) AS episode,
+-- With the alert's cursors (notify.alert_delivery_plans): the last reminder planned for this
+-- transition and the last step taken in this episode; one index probe serves both.
+waiting AS (
+  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, e.episode,
+         CASE WHEN p.planned_seq = a.transition_seq THEN p.planned_reminder ELSE 0 END AS planned_reminder,
+         CASE WHEN p.step_episode = e.episode THEN p.steps_taken ELSE 0 END AS steps_taken,
          extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))::float8 AS elapsed,
          -- A kind not in the map (rare) takes the entry of kind '': coalesce evaluates it only then.
          coalesce(known.policy_no, (SELECT o.policy_no FROM policy_map o WHERE o.kind = '' AND o.severity = a.severity))
@@ -49,7 +52,9 @@ waiting AS NOT MATERIALIZED (
          coalesce(known.offsets, (SELECT o.offsets FROM policy_map o WHERE o.kind = '' AND o.severity = a.severity))
            AS offsets
   FROM notify.alerts a
+  CROSS JOIN LATERAL (SELECT coalesce((a.context ->> 'reopen_count')::int, 0) AS episode) e
   LEFT JOIN policy_map known ON known.kind = a.kind AND known.severity = a.severity
+  LEFT JOIN notify.alert_delivery_plans p ON p.tenant_id = a.tenant_id AND p.alert_id = a.id
   WHERE CAST(:periodic AS boolean)
     -- Nothing is due before the earliest first reminder or step of any policy.
     AND a.transition_at <= CAST(:now AS timestamptz) - make_interval(secs => CAST(:earliest_due AS float8))
@@ -57,7 +62,7 @@ waiting AS NOT MATERIALIZED (
     AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder', 'ack_expired')
 ),
 reminders_due AS (
-  SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq,
+  SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq, w.planned_reminder,
          CASE WHEN w.elapsed >= w.offsets[cardinality(w.offsets)]
               THEN cardinality(w.offsets) + floor((w.elapsed - w.offsets[cardinality(w.offsets)])
                    / (w.offsets[cardinality(w.offsets)] - coalesce(w.offsets[cardinality(w.offsets) - 1], 0)))::int
@@ -68,22 +73,25 @@ reminders_due AS (
 reminders AS (
   SELECT r.tenant_id, r.alert_id, r.kind, r.severity, r.transition_seq, 'reminder' AS transition, r.reminder_no
   FROM reminders_due r
-  LEFT JOIN notify.alert_delivery_plans p
-    ON p.tenant_id = r.tenant_id AND p.alert_id = r.alert_id AND p.planned_seq = r.transition_seq
-  WHERE r.reminder_no > coalesce(p.planned_reminder, 0)
+  WHERE r.reminder_no > r.planned_reminder
 ),
 steps AS (
   SELECT * FROM unnest(CAST(:step_policies AS integer[]), CAST(:step_nos AS integer[]),
                        CAST(:step_afters AS float8[]), CAST(:step_routes AS text[]), CAST(:step_tags AS text[]))
          AS s(policy_no, step_no, after_s, route_name, tag)
 ),
-steps_due AS (
+-- Steps due past the alert's cursor (steps fall due in order, so those taken are 1..steps_taken);
+-- alert_escalations, the guarantee, is probed only for these.
+steps_candidates AS (
   SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq, w.episode, s.step_no, s.route_name, s.tag
   FROM waiting w
-  JOIN steps s ON s.policy_no = w.policy_no AND w.elapsed >= s.after_s
+  JOIN steps s ON s.policy_no = w.policy_no AND w.elapsed >= s.after_s AND s.step_no > w.steps_taken
+),
+steps_due AS (
+  SELECT w.* FROM steps_candidates w
   WHERE NOT EXISTS (SELECT 1 FROM notify.alert_escalations x
                     WHERE x.tenant_id = w.tenant_id AND x.alert_id = w.alert_id
-                      AND x.episode = w.episode AND x.step_no = s.step_no)
+                      AND x.episode = w.episode AND x.step_no = w.step_no)
 ),
 steps_taken AS (
   -- A planner racing this one (or one that committed meanwhile) took the step: nothing here.
@@ -92,10 +100,16 @@ steps_taken AS (
   FROM steps_due
   ORDER BY tenant_id, alert_id, step_no
   ON CONFLICT DO NOTHING
-  RETURNING tenant_id, alert_id, episode, step_no
+  RETURNING tenant_id, alert_id, step_no, target
 ),
+-- From what the insert returned, not by joining it back to steps_due: a CTE's RETURNING has no
+-- row estimate, and a nested loop over two of them is quadratic (100 s for 20,000 steps).
 steps_pending AS (
-  SELECT d.* FROM steps_due d JOIN steps_taken t USING (tenant_id, alert_id, episode, step_no)
+  SELECT t.tenant_id, t.alert_id, a.kind, a.severity, a.transition_seq, t.step_no,
+         CASE WHEN t.target LIKE 'route:%' THEN substr(t.target, 7) END AS route_name,
+         CASE WHEN t.target LIKE 'tag:%' THEN substr(t.target, 5) END AS tag
+  FROM steps_taken t
+  JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
 ),
 pending AS (
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM transitions
@@ -153,11 +167,25 @@ caught_up AS (
   WHERE t.planned_seq <> t.transition_seq AND a.tenant_id = t.tenant_id AND a.id = t.alert_id
   RETURNING 1
 ),
+step_cursor AS (
+  SELECT tenant_id, alert_id, max(episode) AS episode, max(step_no) AS step_no
+  FROM steps_candidates GROUP BY tenant_id, alert_id
+),
+-- One upsert for both cursors (a row may be changed once per statement). planned_reminder 0 in
+-- the new row means "no reminder this time", step_episode NULL "no step": keep the stored one.
 reminded AS (
-  INSERT INTO notify.alert_delivery_plans AS p (tenant_id, alert_id, planned_seq, planned_reminder)
-  SELECT tenant_id, alert_id, transition_seq, reminder_no FROM reminders
+  INSERT INTO notify.alert_delivery_plans AS p (tenant_id, alert_id, planned_seq, planned_reminder, step_episode,
+                                                steps_taken)
+  SELECT coalesce(r.tenant_id, c.tenant_id), coalesce(r.alert_id, c.alert_id), coalesce(r.transition_seq, 0),
+         coalesce(r.reminder_no, 0), c.episode, coalesce(c.step_no, 0)
+  FROM reminders r
+  FULL JOIN step_cursor c ON c.tenant_id = r.tenant_id AND c.alert_id = r.alert_id
   ON CONFLICT (tenant_id, alert_id) DO UPDATE
-    SET planned_seq = excluded.planned_seq, planned_reminder = excluded.planned_reminder
+    SET planned_seq = CASE WHEN excluded.planned_reminder > 0 THEN excluded.planned_seq ELSE p.planned_seq END,
+        planned_reminder = CASE WHEN excluded.planned_reminder > 0 THEN excluded.planned_reminder
+                                ELSE p.planned_reminder END,
+        step_episode = coalesce(excluded.step_episode, p.step_episode),
+        steps_taken = CASE WHEN excluded.step_episode IS NULL THEN p.steps_taken ELSE excluded.steps_taken END
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS planned,
