@@ -2,7 +2,8 @@
 admin_log.admin_events), event-driven alerts (raise / clear), and reading alerts.
 
 Transactions that change notify.alerts live in exactly these places: engine.detect.run_detection
-(one per pass), and here in ack_alert, resolve_alert, raise_event and clear_event. Each calls
+(one per pass), and here in ack_alert, resolve_alert, raise_event, clear_event and expire_acks
+(the plan tick: acks whose `--for` ran out). Each calls
 engine.planner.plan_transitions_of_this_transaction just before its commit, inside its
 transaction, so the new transitions become notification rows atomically with them (DESIGN.md: a
 transition is planned once, in the same transaction).
@@ -14,14 +15,15 @@ import getpass
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional
 
 
 from engine import metrics
-from engine.config import SEVERITIES, RedactionConfig
+from engine.config import SEVERITIES, Duration, RedactionConfig
 from engine.destinations import masked_target
 from engine.errors import BadInput, NotFound
+from engine.escalation import ack_timeout_for, escalation_view
 from engine.logwriter.redaction import Redactor
 from engine.planner import plan_transitions_of_this_transaction
 from engine.queries import query
@@ -95,6 +97,10 @@ def get_alert(app, alert_id: str) -> dict:
         alert = dict(row)
         notes = conn.execute(query("alerts", "alert_notifications"),
                              {"tenant_id": alert["tenant_id"], "id": ident}).mappings().all()
+        taken = conn.execute(query("alerts", "escalation_steps_taken"), {
+            "tenant_id": alert["tenant_id"], "id": ident,
+            "episode": int((alert["context"] or {}).get("reopen_count") or 0)}).mappings().all()
+    alert["escalation"] = escalation_view(app.config, alert, [dict(t) for t in taken], app.clock.now())
     # Recipients as every listing shows them (a Slack incoming-webhook URL is a credential).
     alert["notifications"] = [{**n, "recipient": masked_target(n["recipient"])} if "recipient" in n else dict(n)
                               for n in notes]
@@ -123,7 +129,7 @@ def default_actor() -> str:
 
 
 def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: str, actor: Optional[str],
-                     comment: Optional[str]) -> ActionResult:
+                     comment: Optional[str], ack_for: Optional[float] = None) -> ActionResult:
     ident = parse_alert_id(alert_id)
     actor = actor or default_actor()
     now = app.clock.now()
@@ -131,8 +137,11 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
         before = conn.execute(query("alerts", "lock_alert"), {"id": ident}).first()
         if before is None:
             raise NotFound(f"ALERT_ID: no alert with id {ident}")
+        # An ack lapses after --for, else after escalation.ack_timeout of the alert's severity.
+        ack_for = ack_for if ack_for is not None else ack_timeout_for(app.config, before.severity)
         after = conn.execute(query("alerts", statement), {
-            "tenant_id": before.tenant_id, "id": ident, "now": now, "actor": actor}).first()
+            "tenant_id": before.tenant_id, "id": ident, "now": now, "actor": actor,
+            "ack_expires_at": now + timedelta(seconds=ack_for) if ack_for else None}).first()
         if after is None:
             return ActionResult(ident, False, f"alert {ident} is already {before.status}; nothing to {verb}",
                                 before.status, before.status)
@@ -143,7 +152,7 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
             # (an operator pasting a token or a customer's address into --comment).
             "comment": Redactor(app.config.logs.redaction).text(comment) if comment else comment,
             "diff": json.dumps({"before": {"status": before.status},
-                                "after": {"status": after.status}, "actor": actor}),
+                                "after": {"status": after.status, **_ack_end(after)}, "actor": actor}),
         }
         # The audit row commits first (in its own section's database when that is separate): an
         # action that is audited but failed to commit is better than one that left no trace.
@@ -154,12 +163,34 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
                 admin.execute(query("alerts", "insert_audit_event"), audit)
         plan_transitions_of_this_transaction(conn, app.config, now)
     metrics.ALERT_TRANSITIONS.labels(kind=before.kind, transition=after.transition).inc()
-    return ActionResult(ident, True, f"alert {ident}: {before.status} -> {after.status}", before.status, after.status)
+    until = _ack_end(after).get("ack_expires_at")
+    return ActionResult(ident, True, f"alert {ident}: {before.status} -> {after.status}"
+                        + (f" until {until}" if until else ""), before.status, after.status)
 
 
-def ack_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None) -> ActionResult:
+def _ack_end(row) -> dict:
+    expires = getattr(row, "ack_expires_at", None)
+    return {"ack_expires_at": expires.isoformat()} if expires else {}
+
+
+def parse_ack_for(value: Optional[str]) -> Optional[float]:
+    """`ack --for DURATION`: how long the ack lasts (None: the configured default, if any)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(Duration.parse(value))
+    except ValueError as exc:
+        raise BadInput(f"--for: {exc}") from None
+    if seconds <= 0:
+        raise BadInput("--for: must be longer than 0s")
+    return seconds
+
+
+def ack_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None,
+              ack_for: Optional[float] = None) -> ActionResult:
+    """`ack_for` seconds: the ack lapses then (expire_acks); None: escalation.ack_timeout's default."""
     result = _operator_action(app, alert_id, action="ALERT_ACK", statement="ack_alert", verb="ack",
-                              actor=actor, comment=comment)
+                              actor=actor, comment=comment, ack_for=ack_for)
     if not result.changed and result.before == "resolved":
         result.message = f"alert {result.alert_id} is resolved; nothing to ack"
     return result
@@ -168,6 +199,37 @@ def ack_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optio
 def resolve_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None) -> ActionResult:
     return _operator_action(app, alert_id, action="ALERT_RESOLVE", statement="resolve_alert", verb="resolve",
                             actor=actor, comment=comment)
+
+
+ENGINE_ACTOR = "notify-engine"
+
+
+def expire_acks(app, now: Optional[datetime] = None) -> int:
+    """The plan tick's first step: every ack whose time ran out on an alert still acked (its
+    condition holds) is re-opened as `ack_expired`, audited (ALERT_ACK_EXPIRED, actor
+    notify-engine) and its notifications planned, in one transaction. Returns how many."""
+    now = now or app.clock.now()
+    with app.databases.begin("notify") as conn:
+        rows = conn.execute(query("alerts", "expire_acks"), {"now": now}).all()
+        if not rows:
+            return 0
+        audits = [{
+            "now": now, "actor_admin_id": None, "tenant_id": r.tenant_id, "base_id": r.base_id,
+            "action": "ALERT_ACK_EXPIRED", "target_id": str(r.id), "comment": None,
+            "diff": json.dumps({"before": {"status": "ack", "acked_by": r.acked_by,
+                                           "ack_expires_at": r.ack_expires_at.isoformat()},
+                                "after": {"status": "open"}, "actor": ENGINE_ACTOR}),
+        } for r in rows]
+        # As for operators' actions: the audit rows commit first when admin_log is elsewhere.
+        if app.databases.urls["admin_log"] == app.databases.urls["notify"]:
+            conn.execute(query("alerts", "insert_audit_event"), audits)
+        else:
+            with app.databases.begin("admin_log") as admin:
+                admin.execute(query("alerts", "insert_audit_event"), audits)
+        plan_transitions_of_this_transaction(conn, app.config, now, tenants=sorted({r.tenant_id for r in rows}))
+    for r in rows:
+        metrics.ALERT_TRANSITIONS.labels(kind=r.kind, transition="ack_expired").inc()
+    return len(rows)
 
 
 def _uuid_or_none(value: str) -> Optional[uuid.UUID]:

@@ -189,6 +189,41 @@ class RouteConfig:
     kinds: Optional[list[str]] = None      # None: every kind
     min_severity: str = "info"
     secret: Optional[str] = None           # webhook signing secret, e.g. ${OPS_WEBHOOK_SECRET}
+    escalation_only: bool = False          # reached only by escalation steps that name it
+
+
+@dataclass
+class EscalationMatchConfig:
+    severity: Optional[str | list[str]] = None   # None: every severity
+    kind: Optional[str | list[str]] = None       # None: every kind
+
+
+@dataclass
+class EscalationTargetConfig:
+    route: Optional[str] = None    # an ops route of `routes:` by name
+    tag: Optional[str] = None      # the alert's tenant's destinations with this tag
+
+
+@dataclass
+class EscalationStepConfig:
+    after: Duration
+    notify: EscalationTargetConfig
+
+
+@dataclass
+class EscalationPolicyConfig:
+    match: EscalationMatchConfig = field(default_factory=EscalationMatchConfig)
+    # Reminder intervals, the last one repeating; None: delivery.reminder_interval; []: none.
+    reminders: Optional[list[Duration]] = None
+    steps: list[EscalationStepConfig] = field(default_factory=list)
+
+
+@dataclass
+class EscalationConfig:
+    """Acks that lapse and escalation policies (issue 13); docs/ARCHITECTURE.md, "Plan"."""
+
+    ack_timeout: dict[str, Duration] = field(default_factory=dict)   # severity -> default `ack --for`
+    policies: list[EscalationPolicyConfig] = field(default_factory=list)   # the first match wins
 
 
 @dataclass
@@ -414,6 +449,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
     routes: list[RouteConfig] = field(default_factory=list)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
@@ -678,6 +714,7 @@ def _check_references(config: Config, source: str) -> None:
     if config.delivery.max_attempts < 1:
         raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
     _check_delivery(config, source)
+    _check_escalation(config, source)
     if config.retention.batch_size < 1:
         raise ConfigError(f"{source}: retention.batch_size: must be at least 1")
     if config.daemon.health_interval <= 0:
@@ -846,3 +883,37 @@ def _check_delivery(config: Config, source: str) -> None:
                 check_signing_secret(route.secret, where=f"{where}.secret")
         except BadInput as exc:
             raise ConfigError(str(exc)) from None
+
+
+def _check_escalation(config: Config, source: str) -> None:
+    from detectors import ALL_KINDS  # here: detectors import engine modules that import this one
+
+    escalation = config.escalation
+    for severity, timeout in escalation.ack_timeout.items():
+        if severity not in SEVERITIES:
+            raise ConfigError(f"{source}: escalation.ack_timeout.{severity}: expected a severity ({', '.join(SEVERITIES)})")
+        if timeout <= 0:
+            raise ConfigError(f"{source}: escalation.ack_timeout.{severity}: must be longer than 0s (leave it out: no end)")
+    routes = {r.name for r in config.routes}
+    for i, policy in enumerate(escalation.policies):
+        where = f"{source}: escalation.policies[{i}]"
+        for key, known in (("severity", SEVERITIES), ("kind", ALL_KINDS)):
+            value = getattr(policy.match, key)
+            values = [value] if isinstance(value, str) else value or []
+            setattr(policy.match, key, values or None)
+            for item in values:
+                if item not in known:
+                    raise ConfigError(f"{where}.match.{key}: unknown {key} {item!r} (known: {', '.join(known)})")
+        for j, interval in enumerate(policy.reminders or []):
+            if interval <= 0:
+                raise ConfigError(f"{where}.reminders[{j}]: must be longer than 0s (an empty list turns reminders off)")
+        previous = -1.0
+        for j, step in enumerate(policy.steps):
+            target = step.notify
+            if (target.route is None) == (target.tag is None):
+                raise ConfigError(f"{where}.steps[{j}].notify: expected exactly one of route or tag")
+            if target.route is not None and target.route not in routes:
+                raise ConfigError(f"{where}.steps[{j}].notify.route: no route {target.route!r} in routes")
+            if step.after <= previous:
+                raise ConfigError(f"{where}.steps[{j}].after: steps must come later one after another")
+            previous = step.after

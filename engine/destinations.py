@@ -124,7 +124,8 @@ def masked_target(target: Optional[str]) -> Optional[str]:
 def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_id: str, channel: str,
                     target: str, secret: Optional[str] = None, kinds: Optional[list[str]] = None,
                     min_severity: str = "info", timezone: Optional[str] = None,
-                    locale: Optional[str] = None, fallback: Optional[str] = None) -> uuid.UUID:
+                    locale: Optional[str] = None, fallback: Optional[str] = None,
+                    tags: Optional[list[str]] = None) -> uuid.UUID:
     try:
         tenant = uuid.UUID(tenant_id)
     except ValueError:
@@ -154,7 +155,7 @@ def add_destination(conn: Connection, config: Config, now: datetime, *, tenant_i
     return conn.execute(query("destinations", "add_destination"), dict(
         tenant_id=tenant, now=now, channel=channel, target=target, secret_ciphertext=ciphertext,
         kinds=kinds or None, min_severity=min_severity, timezone=timezone, locale=locale,
-        fallback_id=fallback_id)).scalar_one()
+        fallback_id=fallback_id, tags=parse_tags(tags))).scalar_one()
 
 
 def _fallback_of(conn: Connection, tenant: uuid.UUID, fallback: str) -> uuid.UUID:
@@ -169,6 +170,21 @@ def _fallback_of(conn: Connection, tenant: uuid.UUID, fallback: str) -> uuid.UUI
     if not found.enabled:
         raise BadInput(f"--fallback: destination {fallback} is disabled")
     return ident
+
+
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def parse_tags(values: Optional[list[str]]) -> list[str]:
+    """--tag T (repeatable, or a comma list): labels an escalation step can name (escalation.policies)."""
+    tags: list[str] = []
+    for value in values or []:
+        for tag in (t.strip() for t in value.split(",")):
+            if not _TAG.match(tag):
+                raise BadInput(f"--tag: expected letters, digits, '.', '_' or '-' (at most 63), got {tag!r}")
+            if tag not in tags:
+                tags.append(tag)
+    return tags
 
 
 def list_destinations(conn: Connection, tenant_id: Optional[str] = None) -> list[dict]:

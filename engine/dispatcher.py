@@ -618,10 +618,10 @@ class Dispatcher:
                        refund_attempt=True)
 
     def _skip_reason(self, row: dict) -> Optional[str]:
-        if row["transition"] == "reminder" and row["alert_status"] != "open":
+        if row["transition"] in ("reminder", "escalation") and row["alert_status"] != "open":
             # A reminder queued just before an ack (or a resolve) is not sent after it: reminders
             # are for alerts still open and unacknowledged (the status is read at claim time).
-            return f"alert is {row['alert_status']}; reminder dropped"
+            return f"alert is {row['alert_status']}; {row['transition']} dropped"
         if row["route_key"] and row["route_key"].startswith(DESTINATION_PREFIX):
             if not row["destination_exists"]:
                 return "destination removed"

@@ -66,11 +66,18 @@ def detect_job(app: App) -> None:
 
 
 def plan_job(app: App) -> int:
-    """Plan notifications of transitions not yet planned, and due reminders (engine.planner)."""
+    """Re-open alerts whose ack ran out (engine.alerts.expire_acks, planned in its own
+    transaction), then plan notifications of transitions not yet planned, due reminders and due
+    escalation steps (engine.planner)."""
+    from engine.alerts import expire_acks
     from engine.planner import plan_notifications
 
+    now = app.clock.now()
+    expired = expire_acks(app, now)
+    if expired:
+        log.info("plan: %d acks ran out; their alerts are open again", expired)
     with app.databases.begin("notify") as conn:
-        return plan_notifications(conn, app.config, app.clock.now())
+        return plan_notifications(conn, app.config, now)
 
 
 SNAPSHOTS_CHANNEL = "notify_engine_snapshots"   # NOTIFYed by record_snapshots at commit

@@ -9,9 +9,12 @@ was left behind by a writer that did not plan (hand-written SQL, an older versio
 racing plan each (alert, transition, destination) once: they serialise on a transaction-level
 advisory lock, and the unique key not_note_plan_once backs that up.
 
-Reminders: while an alert is open and not acked, the n-th reminder is due at
-transition_at + n * delivery.reminder_interval. Only the latest due reminder is planned: a daemon
-that was down for three intervals sends one reminder, not three.
+Reminders and escalation steps (the periodic tick only): while an alert is open and not acked,
+its policy (engine.escalation: the first of escalation.policies that matches, else the fixed
+delivery.reminder_interval) says when. The n-th reminder is due at transition_at + the sum of the
+schedule's first n intervals, the last repeating (with the fixed interval: n * reminder_interval).
+Only the latest due reminder is planned: a daemon that was down for three intervals sends one
+reminder, not three. Every due escalation step not yet taken is taken once (notify.alert_escalations).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from engine.config import Config
+from engine.escalation import policy_parameters
 from engine.queries import query
 from engine.routing import route_parameters
 
@@ -28,7 +32,7 @@ from engine.routing import route_parameters
 def plan_notifications(conn: Connection, config: Config, now: datetime) -> int:
     """Inserts the notifications of every unplanned transition and due reminder (the periodic
     tick); returns how many rows were planned."""
-    return _plan(conn, config, now, changed_since=None, reminder_interval=float(config.delivery.reminder_interval))
+    return _plan(conn, config, now, changed_since=None, periodic=True)
 
 
 def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: datetime, *,
@@ -38,13 +42,16 @@ def plan_transitions_of_this_transaction(conn: Connection, config: Config, now: 
     (every transition statement sets transition_at = :now). `shard` (index, count) limits it to a
     detection shard's tenants, `tenants` to those tenants (every tenant whose alerts changed).
     Reminders are the periodic tick's."""
-    return _plan(conn, config, now, changed_since=now, reminder_interval=0.0, shard=shard, tenants=tenants)
+    return _plan(conn, config, now, changed_since=now, periodic=False, shard=shard, tenants=tenants)
 
 
 def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: datetime | None,
-          reminder_interval: float, shard: tuple[int, int] | None = None, tenants: list | None = None) -> int:
+          periodic: bool, shard: tuple[int, int] | None = None, tenants: list | None = None) -> int:
     conn.execute(query("planner", "lock_planner"))
-    params = dict(route_parameters(config), now=now, reminder_interval=reminder_interval,
+    policies = policy_parameters(config)
+    # Without any reminder or step configured, the tick does not read open alerts at all.
+    periodic = periodic and policies["earliest_due"] is not None
+    params = dict(route_parameters(config), **policies, now=now, periodic=periodic,
                   changed_since=changed_since, shard=shard[0] if shard else None,
                   shards=shard[1] if shard else None, tenants=tenants)
     planned = conn.execute(query("planner", "plan_notifications"), params).one().planned

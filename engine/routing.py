@@ -4,7 +4,9 @@ A transition reaches
   * every enabled destination of the alert's tenant whose `kinds` is NULL or holds the alert's
     kind, and whose `min_severity` is at or below the alert's severity;
   * every ops route of config.yaml (`routes:`) whose kinds and min_severity match the same way.
-Which transitions notify at all: opened, reopened, escalated, resolved and reminder. `acked`
+Which transitions notify at all: opened, reopened, escalated, resolved, reminder and ack_expired
+(an ack lapsed while the condition holds). A route with `escalation_only` is reached only by the
+escalation steps that name it (engine.escalation). `acked`
 notifies nobody: the person who acked already knows, and the tenant is not told about ops'
 bookkeeping. The matching itself runs in SQL (engine/sql/planner.sql); this module turns the
 config's routes into that query's parameters and resolves a route's secret at send time.
@@ -17,7 +19,7 @@ from typing import Optional
 from engine.config import Config, RouteConfig
 from engine.destinations import masked_target
 
-NOTIFYING_TRANSITIONS = ("opened", "reopened", "escalated", "resolved", "reminder")
+NOTIFYING_TRANSITIONS = ("opened", "reopened", "escalated", "resolved", "reminder", "ack_expired")
 DESTINATION_PREFIX = "dest:"
 ROUTE_PREFIX = "route:"
 
@@ -34,6 +36,7 @@ def route_parameters(config: Config) -> dict[str, list]:
         # Comma-joined because PostgreSQL arrays cannot be ragged; '' means every kind.
         route_kinds=[",".join(r.kinds or []) for r in routes],
         route_min_severities=[r.min_severity for r in routes],
+        route_escalation_only=[r.escalation_only for r in routes],
         notifying_transitions=list(NOTIFYING_TRANSITIONS),
     )
 

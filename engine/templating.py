@@ -41,6 +41,8 @@ TRANSITION_TEXT = {
     "resolved": "resolved", "reminder": "still open (reminder)", "acked": "acknowledged",
     "test": "test notification, no action needed",
     "destination_disabled": "a destination of this tenant was disabled",
+    "ack_expired": "open again (acknowledgement expired)",
+    "escalation": "still open and not acknowledged (escalated to you)",
 }
 
 
@@ -98,6 +100,8 @@ def message_context(alert: dict, transition: str, severity: Optional[str], remin
         transition_text=TRANSITION_TEXT.get(transition, transition),
         severity=severity,
         reminder_no=reminder_no,
+        # An escalation step's rows carry reminder_no = -step (the plan-once key keeps them apart).
+        escalation_step=-reminder_no if transition == "escalation" else None,
         headline=HEADLINES.get(alert.get("kind"), str(alert.get("kind", "Alert")).replace("_", " ").capitalize()),
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.alerts import ack_alert, get_alert, list_alerts, resolve_alert
+from engine.alerts import ack_alert, get_alert, list_alerts, parse_ack_for, resolve_alert
 import sys
 from datetime import datetime
 
@@ -33,6 +33,10 @@ def register(subparsers, common) -> None:
         parser.add_argument("alert_id", metavar="ALERT_ID")
         parser.add_argument("--actor", metavar="NAME", help="who acts (default: the OS user)")
         parser.add_argument("--comment", metavar="TEXT", help="why, kept in the audit row")
+        if verb == "ack":
+            parser.add_argument("--for", dest="ack_for", metavar="DURATION",
+                                help="the ack lapses after this long (4h, 30m) and the alert is open again "
+                                     "if still firing (default: escalation.ack_timeout of its severity, else never)")
         parser.set_defaults(handler=handler)
 
 
@@ -57,6 +61,7 @@ def show_command(app, args) -> int:
         return 0
     notes = alert.pop("notifications")
     context = alert.pop("context")
+    escalation = alert.pop("escalation")
     width = max(len(k) for k in [*alert, *("context." + k for k in context)])
     for key, value in alert.items():
         shown = "-" if value is None else format_time(value) if isinstance(value, datetime) else value
@@ -69,11 +74,26 @@ def show_command(app, args) -> int:
                                         "error") if c in notes[0]])
     else:
         print("no notifications")
+    _print_escalation(escalation)
     return 0
 
 
+def _print_escalation(escalation: dict) -> None:
+    print()
+    for step in escalation["steps_taken"]:
+        print(f"escalation step {step['step_no']} taken {format_time(step['taken_at'])}: {step['target']} "
+              f"({step['notifications']} notifications)")
+    step = escalation["next_step"]
+    print(f"next escalation step: {step['step']} due {format_time(step['due_at'])}: {step['target']}" if step
+          else "next escalation step: -")
+    reminder = escalation["next_reminder"]
+    print(f"next reminder: {reminder['reminder_no']} due {format_time(reminder['due_at'])}" if reminder
+          else "next reminder: -")
+
+
 def ack_command(app, args) -> int:
-    print(ack_alert(app, args.alert_id, actor=args.actor, comment=args.comment).message)
+    ack_for = parse_ack_for(args.ack_for)
+    print(ack_alert(app, args.alert_id, actor=args.actor, comment=args.comment, ack_for=ack_for).message)
     return 0
 
 

@@ -32,6 +32,8 @@ def register(subparsers, common) -> None:
     add.add_argument("--fallback", metavar="ID",
                      help="a destination of the same tenant that gets a notification this one fails for good, "
                           "is disabled for, or holds paused past delivery.fallback_after (once; never further)")
+    add.add_argument("--tag", action="append", metavar="T",
+                     help="a label escalation steps can notify (escalation.policies); repeatable or T1,T2")
     add.set_defaults(handler=add_command)
 
     listing = actions.add_parser("list", parents=[common], help="list destinations (secrets masked)")
@@ -85,7 +87,8 @@ def add_command(app, args) -> int:
         destination_id = add_destination(conn, app.config, app.clock.now(), tenant_id=args.tenant,
                                          channel=args.channel, target=args.target, secret=secret,
                                          kinds=kinds, min_severity=args.min_severity,
-                                         timezone=args.timezone, locale=args.locale, fallback=args.fallback)
+                                         timezone=args.timezone, locale=args.locale, fallback=args.fallback,
+                                         tags=args.tag)
     print(destination_id)
     return 0
 
@@ -98,7 +101,8 @@ def list_command(app, args) -> int:
     else:
         for row in rows:
             row["kinds"] = ",".join(row["kinds"]) if row["kinds"] else "*"
-        print_table(rows, ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity",
+            row["tags"] = ",".join(row["tags"]) or "-"
+        print_table(rows, ["id", "tenant_id", "channel", "target", "secret", "kinds", "min_severity", "tags",
                            "enabled", "disabled_reason", "last_success_at", "consecutive_failures", "paused_until"])
     return 0
 

@@ -11,7 +11,7 @@ SELECT a.id, a.tenant_id, a.base_id, a.kind, a.severity::text AS severity, a.sta
             THEN greatest(a.last_seen_at, ds.updated_at) ELSE a.last_seen_at END AS last_seen_at,
        a.last_seen_at AS last_evidence_at,
        a.created_at, a.transition, a.transition_seq, a.transition_at, a.acked_at, a.acked_by,
-       a.resolved_at, a.context
+       a.ack_expires_at, a.resolved_at, a.context
 FROM notify.alerts a
 -- With detect.parallelism > 1 each shard keeps its own row: the oldest pass is the honest one.
 LEFT JOIN (SELECT min(updated_at) AS updated_at FROM notify.detection_state WHERE name LIKE 'snapshots%') ds ON true
@@ -45,22 +45,34 @@ LIMIT CAST(:limit AS integer);
 
 -- name: lock_alert
 -- The alert's state before an operator's change, locked until the change commits.
-SELECT id, tenant_id, base_id, kind, status, transition, transition_seq
+SELECT id, tenant_id, base_id, kind, severity::text AS severity, status, transition, transition_seq
 FROM notify.alerts WHERE id = :id FOR UPDATE;
 
 -- name: alert_notifications
 -- The alert's delivery records, oldest first.
 SELECT * FROM notify.notifications WHERE tenant_id = :tenant_id AND alert_id = :id ORDER BY created_at, id;
 
+-- name: escalation_steps_taken
+-- The escalation steps taken in the alert's current episode (`notifyctl show`), with how many
+-- notifications each planned.
+SELECT x.step_no, x.taken_at, x.target,
+       (SELECT count(*) FROM notify.notifications n
+        WHERE n.tenant_id = x.tenant_id AND n.alert_id = x.alert_id AND n.transition = 'escalation'
+          AND n.reminder_no = -x.step_no AND n.created_at = x.taken_at) AS notifications
+FROM notify.alert_escalations x
+WHERE x.tenant_id = :tenant_id AND x.alert_id = :id AND x.episode = :episode
+ORDER BY x.step_no;
+
 -- name: ack_alert
--- An operator acknowledges an open alert: it stays acked while the condition holds and still
--- resolves by itself when the condition clears.
+-- An operator acknowledges an open alert: it stays acked while the condition holds (until
+-- :ack_expires_at when set: then the plan tick re-opens it, expire_acks) and still resolves by
+-- itself when the condition clears.
 UPDATE notify.alerts
-SET status = 'ack', acked_at = :now, acked_by = :actor,
+SET status = 'ack', acked_at = :now, acked_by = :actor, ack_expires_at = CAST(:ack_expires_at AS timestamptz),
     transition = 'acked', transition_seq = transition_seq + 1, planned_seq = transition_seq + 1,
     transition_at = :now
 WHERE tenant_id = :tenant_id AND id = :id AND status = 'open'
-RETURNING status, transition, transition_seq;
+RETURNING status, transition, transition_seq, ack_expires_at;
 
 -- name: resolve_alert
 -- An operator resolves an alert by hand; if the condition still holds, the next snapshot that
@@ -72,6 +84,22 @@ SET status = 'resolved', resolved_at = :now,
     context = context || jsonb_build_object('resolved_by', 'operator')
 WHERE tenant_id = :tenant_id AND id = :id AND status <> 'resolved'
 RETURNING status, transition, transition_seq;
+
+-- name: expire_acks
+-- Acks whose time ran out (`ack --for`, escalation.ack_timeout) on alerts still acked, i.e. whose
+-- condition still holds (a cleared condition resolved the alert): open again, as the transition
+-- `ack_expired`, notified like a re-open; reminders and escalation steps run from now. One
+-- statement for all of them; the row lock makes a racing tick find nothing left.
+UPDATE notify.alerts a
+SET status = 'open', acked_at = NULL, acked_by = NULL, ack_expires_at = NULL,
+    transition = 'ack_expired', transition_seq = a.transition_seq + 1, planned_seq = a.transition_seq + 1,
+    transition_at = :now
+FROM (SELECT tenant_id, id, acked_by, ack_expires_at FROM notify.alerts
+      WHERE status = 'ack' AND ack_expires_at <= :now
+      -- NO KEY UPDATE: the lock the UPDATE takes anyway; it does not block foreign-key checks.
+      ORDER BY tenant_id, id FOR NO KEY UPDATE) lapsed
+WHERE a.tenant_id = lapsed.tenant_id AND a.id = lapsed.id AND a.status = 'ack'
+RETURNING a.id, a.tenant_id, a.base_id, a.kind, lapsed.acked_by, lapsed.ack_expires_at;
 
 -- name: insert_audit_event
 -- One admin_log.admin_events row per operator action on an alert (the seed's audit trail).

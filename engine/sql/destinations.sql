@@ -1,9 +1,9 @@
 -- name: add_destination
 -- Stores one tenant destination; the signing secret arrives already encrypted.
 INSERT INTO notify.destinations (tenant_id, created_at, channel, target, secret_ciphertext, kinds, min_severity,
-                                 timezone, locale, fallback_id)
+                                 timezone, locale, fallback_id, tags)
 VALUES (:tenant_id, :now, :channel, :target, :secret_ciphertext, :kinds, CAST(:min_severity AS public.sev_level),
-        :timezone, :locale, CAST(:fallback_id AS uuid))
+        :timezone, :locale, CAST(:fallback_id AS uuid), CAST(:tags AS text[]))
 RETURNING id;
 
 -- name: fallback_candidate
@@ -13,7 +13,7 @@ SELECT id, enabled FROM notify.destinations WHERE tenant_id = :tenant_id AND id 
 -- name: list_destinations
 -- Destinations for listing; the ciphertext itself never leaves this query, only whether there is one.
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
-       kinds, min_severity::text AS min_severity, enabled, disabled_reason, created_at,
+       kinds, min_severity::text AS min_severity, tags, enabled, disabled_reason, created_at,
        timezone, locale, opted_out_kinds, last_success_at, consecutive_failures,
        CASE WHEN pause_level > 0 THEN paused_until END AS paused_until, fallback_id
 FROM notify.destinations

@@ -4,14 +4,25 @@
 SELECT pg_advisory_xact_lock(7165421001);
 
 -- name: plan_notifications
--- One statement: the transitions to plan, and the reminders that are due, crossed with matching
--- tenant destinations and ops routes, inserted once per (alert, transition_seq, reminder_no, route).
+-- One statement: the transitions to plan, the reminders and escalation steps that are due, crossed
+-- with matching tenant destinations and ops routes, inserted once per
+-- (alert, transition_seq, reminder_no, route).
 --   transitions, in the transaction that made them (:changed_since set): those stamped at or after
 --     it (every transition statement sets transition_at = :now, and planned_seq with it);
 --   transitions, on the periodic tick (:changed_since NULL): those whose planned_seq is behind,
 --     i.e. written by something that did not plan them; planned_seq then catches up;
---   reminders (:reminder_interval > 0): while an alert is open and not acked, the latest due one,
---     if no later one was planned for this transition (cursor: notify.alert_delivery_plans).
+--   reminders and steps (:periodic only) run on the clock of an alert that is open and not acked
+--     (`waiting`: elapsed since transition_at), by its policy: the first of escalation.policies
+--     that matches, else the last, the fixed delivery.reminder_interval (the map_* arrays say which, per
+--     kind and severity, kind '' for kinds not listed: engine.escalation.policy_parameters);
+--   reminders: the latest due one, if no later one was planned for this transition (cursor:
+--     notify.alert_delivery_plans). The n-th is due at the sum of the first n intervals (offsets
+--     are cumulative), the last interval repeating;
+--   steps: each due step not yet taken in this episode (notify.alert_escalations, inserted here
+--     ON CONFLICT DO NOTHING: only a step this statement took gets notifications; the cursor
+--     alert_delivery_plans.steps_taken spares probing it for steps long taken), to its route by
+--     name or to the tenant's enabled destinations with its tag, as transition 'escalation',
+--     reminder_no = -step.
 -- :shards/:shard (optional) limit the transitions to one detection shard's tenants, :tenants
 -- (optional) to the given tenants: a small detection pass knows which ones it changed.
 WITH transitions AS (
@@ -23,18 +34,82 @@ WITH transitions AS (
     AND (CAST(:shards AS integer) IS NULL OR notify.tenant_shard(a.tenant_id, :shards) = :shard)
     AND (CAST(:tenants AS uuid[]) IS NULL OR a.tenant_id = ANY (CAST(:tenants AS uuid[])))
 ),
-reminders AS (
-  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, 'reminder' AS transition,
-         floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))
-               / NULLIF(CAST(:reminder_interval AS float8), 0))::int AS reminder_no
+policy_map AS (
+  SELECT m.kind, m.severity, m.policy_no, CAST(m.offsets AS float8[]) AS offsets
+  FROM unnest(CAST(:map_kinds AS text[]), CAST(:map_severities AS public.sev_level[]),
+              CAST(:map_policies AS integer[]), CAST(:map_offsets AS text[])) AS m(kind, severity, policy_no, offsets)
+),
+-- With the alert's cursors (notify.alert_delivery_plans): the last reminder planned for this
+-- transition and the last step taken in this episode; one index probe serves both.
+waiting AS (
+  SELECT a.tenant_id, a.id AS alert_id, a.kind, a.severity, a.transition_seq, e.episode,
+         CASE WHEN p.planned_seq = a.transition_seq THEN p.planned_reminder ELSE 0 END AS planned_reminder,
+         CASE WHEN p.step_episode = e.episode THEN p.steps_taken ELSE 0 END AS steps_taken,
+         extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))::float8 AS elapsed,
+         -- A kind not in the map (rare) takes the entry of kind '': coalesce evaluates it only then.
+         coalesce(known.policy_no, (SELECT o.policy_no FROM policy_map o WHERE o.kind = '' AND o.severity = a.severity))
+           AS policy_no,
+         coalesce(known.offsets, (SELECT o.offsets FROM policy_map o WHERE o.kind = '' AND o.severity = a.severity))
+           AS offsets
   FROM notify.alerts a
-  LEFT JOIN notify.alert_delivery_plans p
-    ON p.tenant_id = a.tenant_id AND p.alert_id = a.id AND p.planned_seq = a.transition_seq
-  WHERE CAST(:reminder_interval AS float8) > 0
+  CROSS JOIN LATERAL (SELECT coalesce((a.context ->> 'reopen_count')::int, 0) AS episode) e
+  LEFT JOIN policy_map known ON known.kind = a.kind AND known.severity = a.severity
+  LEFT JOIN notify.alert_delivery_plans p ON p.tenant_id = a.tenant_id AND p.alert_id = a.id
+  WHERE CAST(:periodic AS boolean)
+    -- Nothing is due before the earliest first reminder or step of any policy.
+    AND a.transition_at <= CAST(:now AS timestamptz) - make_interval(secs => CAST(:earliest_due AS float8))
     AND a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
-    AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder')
-    AND floor(extract(epoch FROM (CAST(:now AS timestamptz) - a.transition_at))
-              / NULLIF(CAST(:reminder_interval AS float8), 0)) > coalesce(p.planned_reminder, 0)
+    AND a.transition IN ('opened', 'reopened', 'escalated', 'reminder', 'ack_expired')
+),
+reminders_due AS (
+  SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq, w.planned_reminder,
+         CASE WHEN w.elapsed >= w.offsets[cardinality(w.offsets)]
+              THEN cardinality(w.offsets) + floor((w.elapsed - w.offsets[cardinality(w.offsets)])
+                   / (w.offsets[cardinality(w.offsets)] - coalesce(w.offsets[cardinality(w.offsets) - 1], 0)))::int
+              ELSE (SELECT count(*)::int FROM unnest(w.offsets) o WHERE o <= w.elapsed) END AS reminder_no
+  FROM waiting w
+  WHERE w.elapsed >= w.offsets[1]    -- NULL (never) for an empty schedule
+),
+reminders AS (
+  SELECT r.tenant_id, r.alert_id, r.kind, r.severity, r.transition_seq, 'reminder' AS transition, r.reminder_no
+  FROM reminders_due r
+  WHERE r.reminder_no > r.planned_reminder
+),
+steps AS (
+  SELECT * FROM unnest(CAST(:step_policies AS integer[]), CAST(:step_nos AS integer[]),
+                       CAST(:step_afters AS float8[]), CAST(:step_routes AS text[]), CAST(:step_tags AS text[]))
+         AS s(policy_no, step_no, after_s, route_name, tag)
+),
+-- Steps due past the alert's cursor (steps fall due in order, so those taken are 1..steps_taken);
+-- alert_escalations, the guarantee, is probed only for these.
+steps_candidates AS (
+  SELECT w.tenant_id, w.alert_id, w.kind, w.severity, w.transition_seq, w.episode, s.step_no, s.route_name, s.tag
+  FROM waiting w
+  JOIN steps s ON s.policy_no = w.policy_no AND w.elapsed >= s.after_s AND s.step_no > w.steps_taken
+),
+steps_due AS (
+  SELECT w.* FROM steps_candidates w
+  WHERE NOT EXISTS (SELECT 1 FROM notify.alert_escalations x
+                    WHERE x.tenant_id = w.tenant_id AND x.alert_id = w.alert_id
+                      AND x.episode = w.episode AND x.step_no = w.step_no)
+),
+steps_taken AS (
+  -- A planner racing this one (or one that committed meanwhile) took the step: nothing here.
+  INSERT INTO notify.alert_escalations (tenant_id, alert_id, episode, step_no, taken_at, target)
+  SELECT tenant_id, alert_id, episode, step_no, :now, coalesce('route:' || route_name, 'tag:' || tag)
+  FROM steps_due
+  ORDER BY tenant_id, alert_id, step_no
+  ON CONFLICT DO NOTHING
+  RETURNING tenant_id, alert_id, step_no, target
+),
+-- From what the insert returned, not by joining it back to steps_due: a CTE's RETURNING has no
+-- row estimate, and a nested loop over two of them is quadratic (100 s for 20,000 steps).
+steps_pending AS (
+  SELECT t.tenant_id, t.alert_id, a.kind, a.severity, a.transition_seq, t.step_no,
+         CASE WHEN t.target LIKE 'route:%' THEN substr(t.target, 7) END AS route_name,
+         CASE WHEN t.target LIKE 'tag:%' THEN substr(t.target, 5) END AS tag
+  FROM steps_taken t
+  JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
 ),
 pending AS (
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM transitions
@@ -44,8 +119,8 @@ pending AS (
 routes AS (
   SELECT * FROM unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]),
                        CAST(:route_targets AS text[]), CAST(:route_kinds AS text[]),
-                       CAST(:route_min_severities AS public.sev_level[]))
-         AS r(name, channel, target, kinds, min_severity)
+                       CAST(:route_min_severities AS public.sev_level[]), CAST(:route_escalation_only AS boolean[]))
+         AS r(name, channel, target, kinds, min_severity, escalation_only)
 ),
 targets AS (
   SELECT pe.*, d.id AS destination_id, 'dest:' || d.id::text AS route_key, d.channel, d.target AS recipient
@@ -60,8 +135,20 @@ targets AS (
   FROM pending pe
   JOIN routes r
     ON (r.kinds = '' OR pe.kind = ANY (string_to_array(r.kinds, ',')))
-   AND pe.severity >= r.min_severity
+   AND pe.severity >= r.min_severity AND NOT r.escalation_only
   WHERE pe.transition = ANY (CAST(:notifying_transitions AS text[]))
+  -- A step names its target: its route whatever the route's kinds and min_severity, or the
+  -- tenant's enabled destinations with its tag whatever theirs (the policy already matched).
+  UNION ALL
+  SELECT sp.tenant_id, sp.alert_id, sp.kind, sp.severity, sp.transition_seq, 'escalation', -sp.step_no,
+         d.id, 'dest:' || d.id::text, d.channel, d.target
+  FROM steps_pending sp
+  JOIN notify.destinations d ON d.tenant_id = sp.tenant_id AND d.enabled AND sp.tag = ANY (d.tags)
+  UNION ALL
+  SELECT sp.tenant_id, sp.alert_id, sp.kind, sp.severity, sp.transition_seq, 'escalation', -sp.step_no,
+         NULL, 'route:' || r.name, r.channel, r.target
+  FROM steps_pending sp
+  JOIN routes r ON r.name = sp.route_name
 ),
 inserted AS (
   INSERT INTO notify.notifications
@@ -80,15 +167,30 @@ caught_up AS (
   WHERE t.planned_seq <> t.transition_seq AND a.tenant_id = t.tenant_id AND a.id = t.alert_id
   RETURNING 1
 ),
+step_cursor AS (
+  SELECT tenant_id, alert_id, max(episode) AS episode, max(step_no) AS step_no
+  FROM steps_candidates GROUP BY tenant_id, alert_id
+),
+-- One upsert for both cursors (a row may be changed once per statement). planned_reminder 0 in
+-- the new row means "no reminder this time", step_episode NULL "no step": keep the stored one.
 reminded AS (
-  INSERT INTO notify.alert_delivery_plans AS p (tenant_id, alert_id, planned_seq, planned_reminder)
-  SELECT tenant_id, alert_id, transition_seq, reminder_no FROM reminders
+  INSERT INTO notify.alert_delivery_plans AS p (tenant_id, alert_id, planned_seq, planned_reminder, step_episode,
+                                                steps_taken)
+  SELECT coalesce(r.tenant_id, c.tenant_id), coalesce(r.alert_id, c.alert_id), coalesce(r.transition_seq, 0),
+         coalesce(r.reminder_no, 0), c.episode, coalesce(c.step_no, 0)
+  FROM reminders r
+  FULL JOIN step_cursor c ON c.tenant_id = r.tenant_id AND c.alert_id = r.alert_id
   ON CONFLICT (tenant_id, alert_id) DO UPDATE
-    SET planned_seq = excluded.planned_seq, planned_reminder = excluded.planned_reminder
+    SET planned_seq = CASE WHEN excluded.planned_reminder > 0 THEN excluded.planned_seq ELSE p.planned_seq END,
+        planned_reminder = CASE WHEN excluded.planned_reminder > 0 THEN excluded.planned_reminder
+                                ELSE p.planned_reminder END,
+        step_episode = coalesce(excluded.step_episode, p.step_episode),
+        steps_taken = CASE WHEN excluded.step_episode IS NULL THEN p.steps_taken ELSE excluded.steps_taken END
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS planned,
-       (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts;
+       (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts,
+       (SELECT count(*) FROM steps_taken) AS steps;
 
 -- name: wake_dispatchers
 -- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
