@@ -226,16 +226,6 @@ FROM notify.notifications n
 LEFT JOIN notify.destinations d ON d.tenant_id = n.tenant_id AND d.id = n.destination_id AND d.pause_level > 0
 WHERE n.status = 'queued';
 
--- name: list_notifications
--- Delivery records for `notifyctl notifications`, newest first.
-SELECT id, tenant_id, alert_id, channel, recipient, status, send_attempts, last_attempt_at, error,
-       transition, reminder_no, route_key, next_attempt_at, sent_at, created_at
-FROM notify.notifications
-WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
-  AND (CAST(:alert_id AS uuid) IS NULL OR alert_id = CAST(:alert_id AS uuid))
-ORDER BY created_at DESC, id
-LIMIT :limit;
-
 -- name: retry_notification
 -- Puts a failed (or skipped) notification back in the queue, due now, with a fresh attempt budget.
 UPDATE notify.notifications
