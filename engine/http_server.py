@@ -22,14 +22,14 @@ import asyncio
 import json
 import logging
 import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import Callable, Optional
+from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine import metrics
+from engine.web_thread import ThreadedLoop
 
 log = logging.getLogger("notifyd.http")
 
@@ -46,14 +46,18 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class HttpEndpoint:
+class HttpEndpoint(ThreadedLoop):
     """Serves /healthz and /metrics on `listen` (HOST:PORT) from a background thread's event loop.
 
     The socket is bound in the constructor, so a taken port is an OSError before anything starts.
     """
 
+    thread_name = "notifyd-http"
+    description = "http endpoint"
+
     def __init__(self, listen: str, health: HealthCheck, *, max_connections: int = MAX_CONNECTIONS,
                  request_timeout: float = REQUEST_TIMEOUT) -> None:
+        super().__init__()
         host, port = parse_listen(listen)
         self._socket = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._socket.setblocking(False)
@@ -63,11 +67,6 @@ class HttpEndpoint:
         self._open: dict[asyncio.Task, asyncio.StreamWriter] = {}   # the connections being served
         self._executors = {path: ThreadPoolExecutor(1, thread_name_prefix=f"notifyd-http{path.replace('/', '-')}")
                            for path in ("/healthz", "/metrics")}
-        self._thread: Optional[threading.Thread] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stopped: Optional[asyncio.Event] = None
-        self._ready = threading.Event()
-        self._failure: Optional[BaseException] = None
 
     def set_health(self, health: HealthCheck) -> None:
         self._health = health
@@ -81,40 +80,19 @@ class HttpEndpoint:
         return self._socket.getsockname()[:2]
 
     def start(self) -> "HttpEndpoint":
-        self._thread = threading.Thread(target=self._serve, name="notifyd-http", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if self._failure is not None:
-            raise self._failure
+        self._start_thread()
         log.info("http endpoint listening on %s:%d", *self.address)
         return self
 
     def stop(self) -> None:
-        loop, self._loop = self._loop, None    # a second stop() does nothing
-        if loop is not None and self._stopped is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._stop_thread(timeout=30)
         self._socket.close()
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ the loop
 
-    def _serve(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start(), or logged once running
-            if not self._ready.is_set():
-                self._failure = exc
-                self._ready.set()
-            else:
-                log.error("http endpoint stopped: %s", exc)
-
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
         server = await asyncio.start_server(self._connection, sock=self._socket, limit=MAX_HEAD_BYTES)
         self._ready.set()
         try:
