@@ -78,7 +78,7 @@ def retry_notification(conn: Connection, notification_id: uuid.UUID, now: dateti
     if state is not None and state.transition == "test":
         raise BadInput(f"ID: notification {notification_id} is a test send; run `notifyctl destinations test` "
                        "again instead")
-    requeued = conn.execute(query("dispatcher", "retry_notification"), dict(id=notification_id, now=now)).first()
+    requeued = conn.execute(query("notifications", "retry_notification"), dict(id=notification_id, now=now)).first()
     if requeued is None:
         if state is None:
             raise NotFound(f"ID: no notification {notification_id}")

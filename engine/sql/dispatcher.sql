@@ -226,18 +226,6 @@ FROM notify.notifications n
 LEFT JOIN notify.destinations d ON d.tenant_id = n.tenant_id AND d.id = n.destination_id AND d.pause_level > 0
 WHERE n.status = 'queued';
 
--- name: retry_notification
--- Puts a failed (or skipped) notification back in the queue, due now, with a fresh attempt budget.
-UPDATE notify.notifications
-SET status = 'queued', next_attempt_at = :now, send_attempts = 0, claim_token = NULL, lease_until = NULL,
-    error = NULL
-WHERE id = :id AND status IN ('failed', 'skipped')
-RETURNING tenant_id, id;
-
--- name: notification_status
--- The status of one notification by id (for retry's error message).
-SELECT status FROM notify.notifications WHERE id = :id;
-
 -- name: queue_stats
 -- For `notifyctl status` and /metrics: queue depth, the oldest due notification, failures in the
 -- last hour, and how many are claimed right now.

@@ -56,3 +56,11 @@ WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
        OR (created_at, id) < (CAST(:after_created_at AS timestamptz), CAST(:after_id AS uuid)))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: retry_notification
+-- Puts a failed (or skipped) notification back in the queue, due now, with a fresh attempt budget.
+UPDATE notify.notifications
+SET status = 'queued', next_attempt_at = :now, send_attempts = 0, claim_token = NULL, lease_until = NULL,
+    error = NULL
+WHERE id = :id AND status IN ('failed', 'skipped')
+RETURNING tenant_id, id;
