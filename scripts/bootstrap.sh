@@ -35,6 +35,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${extras}" = "
     done
 fi
 
+# Tests drive real programs from Debian's packages: chromium (the console and the pages a message
+# links to, through Playwright), prometheus and amtool (the Alertmanager API). Best effort, one
+# apt-get for all that are missing; a test whose program is absent is skipped, naming it.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ "${extras}" = "test" ]; then
+    wanted=()
+    command -v chromium >/dev/null 2>&1 || wanted+=(chromium)
+    command -v prometheus >/dev/null 2>&1 || wanted+=(prometheus)
+    command -v amtool >/dev/null 2>&1 || wanted+=(prometheus-alertmanager)
+    if [ "${#wanted[@]}" -gt 0 ]; then
+        echo "bootstrap: installing ${wanted[*]} from Debian's packages for the tests" >&2
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null 2>&1 ||
+         { apt-get update -qq >/dev/null 2>&1 &&
+           DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null 2>&1; }) ||
+            echo "bootstrap: could not install ${wanted[*]}; the tests that need them will be skipped" >&2
+    fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi

@@ -30,6 +30,7 @@ from engine.config import SECTIONS, Config, DatabasesConfig
 from engine.db import Databases
 from engine.embedded import EmbeddedCluster, find_bin_dir
 from engine.migrations import apply_migrations
+from tests.browser_support import chromium  # noqa: F401  (a fixture: the system browser)
 
 # Frozen time is for the engine's clock, not the driver's timers: psycopg before 3.3.4 reads
 # time.monotonic() for its connect timeout, and under a frozen clock a connection made inside
