@@ -17,7 +17,7 @@ from typing import Any, Optional
 from aiohttp import web
 
 from engine.api.matchers import MatcherError, compile_anchored, labels_match, parse_matcher
-from engine.api.problems import invalid
+from engine.api.problems import ApiProblem, invalid
 from engine.api.routes import SETTINGS_KEY, TIME, blocking, respond, route
 from engine.api.validation import check
 from engine.queries import query
@@ -222,9 +222,14 @@ def unresolved_alerts(engine_app) -> list[dict]:
                    "inhibitedBy: the inhibiting alerts' fingerprints), `unprocessed` while its current transition "
                    "is not planned yet, else `active`. receivers: the route keys it was planned for "
                    "(`dest:<destination id>`, `route:<name>`). endsAt is Go's zero time (no end known).",
-       responses={200: ("The alerts", {"type": "array", "items": AM_GETTABLE_ALERT})})
+       responses={200: ("The alerts", {"type": "array", "items": AM_GETTABLE_ALERT}),
+                  400: ("A bad parameter or matcher, named: a JSON string, as Alertmanager answers", {"type": "string"})})
 async def get_alertmanager_alerts(request: web.Request) -> web.Response:
-    params = read_alerts_query(request)
+    try:
+        params = read_alerts_query(request)
+    except ApiProblem as problem:
+        # Alertmanager answers a JSON string, the one error body its clients (amtool) decode and show.
+        return web.json_response(problem.detail, status=problem.status)
     names = request.app[SETTINGS_KEY].alert_labels
     rows = await blocking(request, unresolved_alerts)
     labelled = [(row, alert_labels(row, names)) for row in rows]
