@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from engine.alerts import raise_event
 from engine.api.server import ApiServer
@@ -44,19 +46,28 @@ def loopback_env(home: Path) -> dict:
 
 # ------------------------------------------------------------------------------ Prometheus
 
-# The alerting section as docs/API.md shows it: notify-engine is the Alertmanager.
-PROMETHEUS_YML = """\
-global:
-  evaluation_interval: 1s
-rule_files: [{rules}]
-alerting:
-  alertmanagers:
-    - api_version: v2
-      static_configs:
-        - targets: ["127.0.0.1:{api_port}"]
-      authorization:
-        credentials_file: {token_file}   # a token with scope events
-"""
+API_DOC = Path(__file__).resolve().parent.parent / "docs" / "API.md"
+
+
+def documented_yaml(first_line: str) -> dict:
+    """The YAML block of docs/API.md that starts with `first_line`: the tests run what it shows."""
+    for block in re.findall(r"```yaml\n(.*?)```", API_DOC.read_text(), re.DOTALL):
+        if block.startswith(first_line + "\n"):
+            return yaml.safe_load(block)
+    raise AssertionError(f"docs/API.md has no YAML block starting {first_line!r}")
+
+
+def prometheus_config(api_port: int, token_file: Path, rules: Path) -> dict:
+    """docs/API.md's prometheus.yml, pointed at this test's API and token; rules evaluated every second."""
+    config = documented_yaml("# prometheus.yml")
+    (manager,) = config["alerting"]["alertmanagers"]
+    assert manager["static_configs"] == [{"targets": ["127.0.0.1:9465"]}]
+    assert set(manager["authorization"]) == {"credentials_file"}
+    manager["static_configs"] = [{"targets": [f"127.0.0.1:{api_port}"]}]
+    manager["authorization"]["credentials_file"] = str(token_file)
+    return {"global": {"evaluation_interval": "1s"}, "rule_files": [str(rules)], **config}
+
+
 RULES_YML = """\
 groups:
   - name: billing
@@ -103,7 +114,7 @@ def test_prometheus_delivers_firing_and_resolved_alerts_through_notifyd(app, dat
         rules = tmp_path / "rules.yml"
         rules.write_text(RULES_YML.format(expr="vector(1)", tenant=TENANT))
         config = tmp_path / "prometheus.yml"
-        config.write_text(PROMETHEUS_YML.format(rules=rules, api_port=api_port, token_file=token_file))
+        config.write_text(yaml.safe_dump(prometheus_config(api_port, token_file, rules)))
         web_port = free_port()
         with open(tmp_path / "prometheus.log", "wb") as log:
             prometheus = subprocess.Popen(
@@ -153,7 +164,10 @@ def amtool(app, tmp_path):
     """Runs amtool against an API server on loopback, authenticated by --http.config.file."""
     server = ApiServer(app, ApiConfig(listen="127.0.0.1:0")).start()
     http_config = tmp_path / "amtool-http.yml"
-    http_config.write_text("authorization:\n  type: Bearer\n  credentials_file: %s\n" % (tmp_path / "amtool.token"))
+    documented = documented_yaml("# amtool-http.yml")   # docs/API.md's, with this test's token file
+    assert documented["authorization"]["type"] == "Bearer"
+    documented["authorization"]["credentials_file"] = str(tmp_path / "amtool.token")
+    http_config.write_text(yaml.safe_dump(documented))
     (tmp_path / "amtool.token").write_text(add_token(app, "amtool", ["read"]))
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
