@@ -202,6 +202,8 @@ def test_amtool_lists_the_open_alerts_and_filters_them(app, amtool):
 
     simple = run("alert", "query").stdout   # the table: alertname, starts at, summary
     assert "CardExpired" in simple and "PaymentFailed for the billing team" in simple
+    extended = run("alert", "query", "-o", "extended").stdout   # labels, annotations, times, state
+    assert 'team="billing"' in extended and "0001-01-01" in extended and "active" in extended
 
     by_label = json.loads(run("alert", "query", "-o", "json", "team=~bill.*").stdout)
     assert [a["labels"]["alertname"] for a in by_label] == ["PaymentFailed"]
