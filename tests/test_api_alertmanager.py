@@ -211,3 +211,14 @@ def test_fingerprints_are_prometheus_label_set_fingerprints():
     # prometheus/common model's own test vectors (signature_test.go).
     assert fingerprint({}) == f"{14695981039346656037:016x}"
     assert fingerprint({"name": "garland, briggs", "fear": "love is not enough"}) == f"{5799056148416392346:016x}"
+
+
+def test_an_alert_whose_transition_is_not_planned_yet_is_unprocessed(client, tokens, databases):
+    post(client, tokens, prometheus_alert("Planned"), prometheus_alert("Pending"))
+    with databases.begin("notify") as conn:   # as a row written by something other than the engine's statements
+        conn.exec_driver_sql("UPDATE notify.alerts SET planned_seq = transition_seq - 1 "
+                             "WHERE context->'event'->'labels'->>'alertname' = 'Pending'")
+    states = {a["labels"]["alertname"]: a["status"]["state"] for a in listing(client, tokens)}
+    assert states == {"Planned": "active", "Pending": "unprocessed"}
+    assert [a["labels"]["alertname"] for a in listing(client, tokens, unprocessed="false")] == ["Planned"]
+    assert [a["labels"]["alertname"] for a in listing(client, tokens, active="false")] == ["Pending"]
