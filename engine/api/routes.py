@@ -821,3 +821,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
        responses={200: ("The document", {"type": "object"})})
 async def openapi_document(request: web.Request) -> web.Response:
     return respond(request.app[OPENAPI_KEY])
+
+
+# Alertmanager's GET /api/v2/alerts lives in its own module; importing it declares its routes.
+from engine.api import alertmanager  # noqa: E402,F401
