@@ -118,10 +118,9 @@ class WebhookChannelConfig:
     # HTTP client of the webhook hot path: http1 (asyncio + httptools, the lean default measured in
     # BENCHMARKS.md) or aiohttp.
     client: str = "http1"
-    # The payload's `summary` (the message in one line for people, docs/WEBHOOKS.md). Off by
-    # default: rendering it costs about 0.3-0.6 ms of CPU per delivery (Babel formats and the words
-    # templates), several times the rest of a webhook send, which halved delivery_bench's rate.
-    summary: bool = False
+    # The payload's `summary` (the message in one line for people, docs/WEBHOOKS.md). false saves
+    # the CPU of rendering it: about 0.1 ms a delivery (bench/summary_bench.py, BENCHMARKS.md).
+    summary: bool = True
 
 
 @dataclass
