@@ -101,6 +101,9 @@ class SlackChannelConfig:
     token: Optional[str] = None
     base_url: str = "https://slack.com/api/"
     timeout: Duration = Duration(10)
+    # The Slack app's signing secret (a secret: ${SLACK_SIGNING_SECRET}): verifies the button
+    # callbacks POST /slack/actions receives. Unset: messages carry no Ack/Resolve buttons.
+    signing_secret: Optional[str] = None
 
 
 @dataclass
@@ -282,6 +285,7 @@ class MessagesConfig:
     # no link to the alert and no List-Unsubscribe header.
     public_url: Optional[str] = None
     unsubscribe_ttl: Duration = Duration(365 * 86400)   # how long an unsubscribe link keeps working
+    action_link_ttl: Duration = Duration(7 * 86400)     # how long an ack/resolve link in a message works
     names: dict[str, str] = field(default_factory=dict)   # tenant or base UUID -> display name
     # A query returning (uuid, name) rows for tenants and bases, e.g. from the platform database;
     # it wins over `names` for an id listed in both, and is reloaded every names_refresh.

@@ -297,7 +297,9 @@ class Composer:
             await asyncio.to_thread(self.names.refresh_if_stale)
 
     def context(self, alert: dict, transition: str, severity: Optional[str], reminder_no: int,
-                recipient: Optional[Recipient] = None, *, unsubscribe_url: Optional[str] = None) -> dict[str, Any]:
+                recipient: Optional[Recipient] = None, *, unsubscribe_url: Optional[str] = None,
+                action_links: Optional[dict[str, str]] = None,
+                slack_buttons: Optional[list[dict]] = None) -> dict[str, Any]:
         from engine.templating import message_context  # here: templating imports this module
 
         recipient = recipient or Recipient()
@@ -321,6 +323,8 @@ class Composer:
             action=self._action(kind, alert),
             alert_url=self.alert_url(alert.get("id")),
             unsubscribe_url=unsubscribe_url,
+            action_links=action_links,     # {"ack": url, "resolve": url}: engine.action_links
+            slack_buttons=slack_buttons,   # interactive Ack/Resolve buttons (POST /slack/actions)
             recipient=recipient.address,
         )
         return context
