@@ -165,7 +165,7 @@ STATUS_WORDS = {"open": "open", "ack": "acknowledged", "resolved": "resolved"}
 def alert_in_words(app: Any, alert: dict) -> dict[str, str]:
     """What a person reads of the alert on the confirmation page: what it is, whose, how bad,
     since when (in messages.timezone), and where it stands now."""
-    from engine.messages import Formats, NameBook, _locale, _zone
+    from engine.messages import NameBook, _formats, _locale, _zone
     from engine.templating import HEADLINES
 
     config = app.config
@@ -174,7 +174,7 @@ def alert_in_words(app: Any, alert: dict) -> dict[str, str]:
         _NAME_BOOKS.clear()   # one book, of the config in force (a reload replaces it)
         book = _NAME_BOOKS[id(config)] = NameBook(config, app)
     tenant_id = str(alert["tenant_id"])
-    formats = Formats(_locale(config.messages.locale) or "en", _zone(config.messages.timezone) or ZoneInfo("UTC"))
+    formats = _formats(_locale(config.messages.locale) or "en", _zone(config.messages.timezone) or ZoneInfo("UTC"))
     status = STATUS_WORDS.get(alert["status"], alert["status"])
     if alert["status"] == "ack" and alert.get("acked_by"):
         status += f" by {alert['acked_by']}"
