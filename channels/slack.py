@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from channels.base import Channel, DeliveryResult, Message, answer_excerpt, parse_retry_after
 from channels.ssrf import Resolve
 from channels.webhook import NotAnswered, encode_payload, guarded_session, post_guarded_answer
-from engine.action_links import message_action_links, slack_buttons
+from engine.action_links import message_action_links, offers_actions, slack_buttons
 from engine.config import SlackChannelConfig
 from engine.messages import Composer, Recipient
 from engine.templating import render, render_json
@@ -75,10 +75,13 @@ class SlackChannel(Channel):
         an open alert carries Ack/Resolve: interactive buttons when it goes through the Web API
         and channels.slack.signing_secret can verify their callbacks, else link buttons to the
         confirmation pages (engine.action_links)."""
-        links = message_action_links(self.composer.config, message)
-        buttons = None
-        if links and self.config.signing_secret and not message.recipient.startswith(("https://", "http://")):
-            links, buttons = None, slack_buttons(message.alert_id, message.alert.get("status"))
+        links, buttons = None, None
+        if self.config.signing_secret and not message.recipient.startswith(("https://", "http://")):
+            if offers_actions(alert_id=message.alert_id, transition=message.transition,
+                              status=message.alert.get("status"), ops_route=message.destination_id is None):
+                buttons = slack_buttons(message.alert_id, message.alert.get("status"))
+        else:
+            links = message_action_links(self.composer.config, message)
         context = self.composer.context(
             message.alert, message.transition, message.severity, message.reminder_no,
             Recipient(message.destination_id, message.timezone, message.locale, None),

@@ -91,13 +91,17 @@ def action_url(config: Any, token: str) -> Optional[str]:
     return f"{base.rstrip('/')}/v1/alert-actions/{token}" if base else None
 
 
+def offers_actions(*, alert_id: Any, transition: str, status: Optional[str], ops_route: bool) -> bool:
+    """Whether a message gets Ack/Resolve (links or Slack buttons): the module's docstring says why."""
+    return bool(ops_route and alert_id and transition in LINK_TRANSITIONS and status != "resolved")
+
+
 def links_for(config: Any, *, alert_id: Any, transition: str, status: Optional[str], ops_route: bool,
               channel: str, recipient: str, now: datetime) -> Optional[dict[str, str]]:
-    """{"ack": url, "resolve": url} for a message that gets links (the module's docstring says
-    which), else None. Also None without messages.public_url or a signing key."""
-    if not (ops_route and config.messages.public_url and alert_id and transition in LINK_TRANSITIONS):
-        return None
-    if status == "resolved":
+    """{"ack": url, "resolve": url} for a message that gets links (offers_actions), else None.
+    Also None without messages.public_url or a signing key."""
+    if not (config.messages.public_url
+            and offers_actions(alert_id=alert_id, transition=transition, status=status, ops_route=ops_route)):
         return None
     try:
         links = {action: action_url(config, make_action_token(config, alert_id, action, f"{channel} {recipient}", now))
@@ -135,7 +139,7 @@ def read_action_token(config: Any, token: str, *, now: datetime) -> ActionLink:
         link = ActionLink(uuid.UUID(payload["a"]), str(payload["x"]),
                           datetime.fromtimestamp(int(payload["e"]), timezone.utc), str(payload["n"]),
                           str(payload["r"]))
-    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError):
+    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError, OSError):
         raise LinkRefused(400, "this link is malformed: copy the whole link from the message") from None
     if link.action not in ACTIONS or not 16 <= len(link.nonce) <= 64:
         raise LinkRefused(400, "this link is malformed: copy the whole link from the message")

@@ -349,3 +349,15 @@ def test_the_signing_secret_never_reaches_the_logs(slack_app, slack, client, cap
 
     assert SIGNING_SECRET in config_secrets(slack_app.config)   # registered with the log redactor
     assert SIGNING_SECRET not in caplog.text
+
+
+def test_interactive_buttons_need_no_public_url_and_never_reach_a_tenant_channel(slack_app, slack):
+    slack_app.config.messages.public_url = None
+    with slack_app.databases.begin("notify") as conn:
+        add_dest(conn, slack_app.clock.now(), "slack", "C0TENANT")
+    alert = raise_alert(slack_app)
+    posted = {p["channel"]: p for p in slack.calls("chat.postMessage")}
+    ids = {channel: [e.get("action_id") for b in p["blocks"] if b["type"] == "actions" for e in b["elements"]]
+           for channel, p in posted.items()}
+    assert ids["C0OPS"] == ["notify_ack", "notify_resolve"] and alert
+    assert not any(ids["C0TENANT"])
