@@ -27,6 +27,7 @@ from engine.config import EmailChannelConfig
 from engine.errors import NotifyError
 from engine.messages import Composer, Recipient
 from engine.templating import render
+from engine.action_links import message_action_links
 from engine.unsubscribe import make_unsubscribe_token, unsubscribe_url
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class EmailChannel(Channel):
         context = self.composer.context(
             message.alert, message.transition, message.severity, message.reminder_no,
             Recipient(message.destination_id, message.timezone, message.locale, message.recipient),
-            unsubscribe_url=link)
+            unsubscribe_url=link, action_links=message_action_links(self.composer.config, message))
         kind = message.alert.get("kind", "default")
         subject = render("email", kind, "subject", context, root=self.templates_root)
         text = render("email", kind, "text", context, root=self.templates_root)

@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from channels.base import Channel, DeliveryResult, Message, answer_excerpt, parse_retry_after
 from channels.ssrf import Resolve
 from channels.webhook import NotAnswered, encode_payload, guarded_session, post_guarded_answer
+from engine.action_links import message_action_links, offers_actions, slack_buttons
 from engine.config import SlackChannelConfig
 from engine.messages import Composer, Recipient
 from engine.templating import render, render_json
@@ -70,10 +71,21 @@ class SlackChannel(Channel):
         self._client = None
 
     def build(self, message: Message) -> tuple[str, list]:
-        """The notification's fallback text and its Block Kit blocks."""
+        """The notification's fallback text and its Block Kit blocks. An ops route's message about
+        an open alert carries Ack/Resolve: interactive buttons when it goes through the Web API
+        and channels.slack.signing_secret can verify their callbacks, else link buttons to the
+        confirmation pages (engine.action_links)."""
+        links, buttons = None, None
+        if self.config.signing_secret and not message.recipient.startswith(("https://", "http://")):
+            if offers_actions(alert_id=message.alert_id, transition=message.transition,
+                              status=message.alert.get("status"), ops_route=message.destination_id is None):
+                buttons = slack_buttons(message.alert_id, message.alert.get("status"))
+        else:
+            links = message_action_links(self.composer.config, message)
         context = self.composer.context(
             message.alert, message.transition, message.severity, message.reminder_no,
-            Recipient(message.destination_id, message.timezone, message.locale, None))
+            Recipient(message.destination_id, message.timezone, message.locale, None),
+            action_links=links, slack_buttons=buttons)
         kind = message.alert.get("kind", "default")
         text = render("slack", kind, "text", context, root=self.templates_root)
         return text, render_json("slack", kind, "blocks", context, root=self.templates_root)
@@ -111,6 +123,13 @@ class SlackChannel(Channel):
             return DeliveryResult.transient(f"Slack connection failed: {type(exc).__name__}")
         except asyncio.TimeoutError:
             return DeliveryResult.transient("Slack request timed out")
+
+    async def update_message(self, channel: str, ts: str, text: str, blocks: list) -> None:
+        """chat.update of a message this app posted (the Ack/Resolve callback shows who acted).
+        Raises SlackApiError or a connection error; the caller decides what that means."""
+        await self.open()
+        assert self._client is not None
+        await self._client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
 
     async def _send_incoming_webhook(self, message: Message, text: str, blocks) -> DeliveryResult:
         assert self._hook_session is not None

@@ -16,7 +16,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 
 from engine import metrics
@@ -129,7 +129,8 @@ def default_actor() -> str:
 
 
 def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: str, actor: Optional[str],
-                     comment: Optional[str], ack_for: Optional[float] = None) -> ActionResult:
+                     comment: Optional[str], ack_for: Optional[float] = None,
+                     in_transaction: Optional[Callable[[Any], None]] = None) -> ActionResult:
     ident = parse_alert_id(alert_id)
     actor = actor or default_actor()
     now = app.clock.now()
@@ -137,6 +138,8 @@ def _operator_action(app, alert_id: str, *, action: str, statement: str, verb: s
         before = conn.execute(query("alerts", "lock_alert"), {"id": ident}).first()
         if before is None:
             raise NotFound(f"ALERT_ID: no alert with id {ident}")
+        if in_transaction is not None:
+            in_transaction(conn)   # e.g. a message link's nonce: used up with the change, or nothing changes
         # An ack lapses after --for, else after escalation.ack_timeout of the alert's severity.
         ack_for = ack_for if ack_for is not None else ack_timeout_for(app.config, before.severity)
         after = conn.execute(query("alerts", statement), {
@@ -187,18 +190,21 @@ def parse_ack_for(value: Optional[str]) -> Optional[float]:
 
 
 def ack_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None,
-              ack_for: Optional[float] = None) -> ActionResult:
-    """`ack_for` seconds: the ack lapses then (expire_acks); None: escalation.ack_timeout's default."""
+              ack_for: Optional[float] = None, in_transaction: Optional[Callable[[Any], None]] = None) -> ActionResult:
+    """`ack_for` seconds: the ack lapses then (expire_acks); None: escalation.ack_timeout's default.
+    `in_transaction(conn)` runs in the action's transaction, after the alert is locked; what it
+    raises rolls the action back (engine.action_links uses a link's nonce so)."""
     result = _operator_action(app, alert_id, action="ALERT_ACK", statement="ack_alert", verb="ack",
-                              actor=actor, comment=comment, ack_for=ack_for)
+                              actor=actor, comment=comment, ack_for=ack_for, in_transaction=in_transaction)
     if not result.changed and result.before == "resolved":
         result.message = f"alert {result.alert_id} is resolved; nothing to ack"
     return result
 
 
-def resolve_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None) -> ActionResult:
+def resolve_alert(app, alert_id: str, *, actor: Optional[str] = None, comment: Optional[str] = None,
+                  in_transaction: Optional[Callable[[Any], None]] = None) -> ActionResult:
     return _operator_action(app, alert_id, action="ALERT_RESOLVE", statement="resolve_alert", verb="resolve",
-                            actor=actor, comment=comment)
+                            actor=actor, comment=comment, in_transaction=in_transaction)
 
 
 ENGINE_ACTOR = "notify-engine"

@@ -101,6 +101,9 @@ class SlackChannelConfig:
     token: Optional[str] = None
     base_url: str = "https://slack.com/api/"
     timeout: Duration = Duration(10)
+    # The Slack app's signing secret (a secret: ${SLACK_SIGNING_SECRET}): verifies the button
+    # callbacks POST /slack/actions receives. Unset: messages carry no Ack/Resolve buttons.
+    signing_secret: Optional[str] = None
 
 
 @dataclass
@@ -118,10 +121,9 @@ class WebhookChannelConfig:
     # HTTP client of the webhook hot path: http1 (asyncio + httptools, the lean default measured in
     # BENCHMARKS.md) or aiohttp.
     client: str = "http1"
-    # The payload's `summary` (the message in one line for people, docs/WEBHOOKS.md). Off by
-    # default: rendering it costs about 0.3-0.6 ms of CPU per delivery (Babel formats and the words
-    # templates), several times the rest of a webhook send, which halved delivery_bench's rate.
-    summary: bool = False
+    # The payload's `summary` (the message in one line for people, docs/WEBHOOKS.md). false saves
+    # the CPU of rendering it: about 0.1 ms a delivery (bench/summary_bench.py, BENCHMARKS.md).
+    summary: bool = True
 
 
 @dataclass
@@ -283,6 +285,7 @@ class MessagesConfig:
     # no link to the alert and no List-Unsubscribe header.
     public_url: Optional[str] = None
     unsubscribe_ttl: Duration = Duration(365 * 86400)   # how long an unsubscribe link keeps working
+    action_link_ttl: Duration = Duration(7 * 86400)     # how long an ack/resolve link in a message works
     names: dict[str, str] = field(default_factory=dict)   # tenant or base UUID -> display name
     # A query returning (uuid, name) rows for tenants and bases, e.g. from the platform database;
     # it wins over `names` for an id listed in both, and is reloaded every names_refresh.

@@ -65,7 +65,8 @@ def config_secrets(config: Any) -> list[Optional[str]]:
     channels = config.channels
     # Not the SMTP username: it is often a plain word ("alerts") that would vanish from every
     # line; when it is an address, the email pattern covers it.
-    values: list[Optional[str]] = [channels.email.password, channels.slack.token, config.logs.ingest.token]
+    values: list[Optional[str]] = [channels.email.password, channels.slack.token, channels.slack.signing_secret,
+                                   config.logs.ingest.token]
     values += parse_keys(channels.webhook.secret_key)
     for route in config.routes:
         values.append(route.secret)

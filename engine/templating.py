@@ -83,6 +83,10 @@ def environment(root: str = str(TEMPLATE_ROOT)) -> ImmutableSandboxedEnvironment
 
 def _environment(root: str) -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(
+        # The shipped templates change only with a new install (and a restart): checking each file's
+        # mtime on every render was a tenth of a webhook summary's cost. An override folder is
+        # edited in place, so its files are still checked.
+        auto_reload=root != str(TEMPLATE_ROOT),
         # An override folder (delivery.templates_dir) is searched first, the shipped templates after.
         loader=jinja2.FileSystemLoader([root, str(TEMPLATE_ROOT)] if root != str(TEMPLATE_ROOT) else [root]),
         undefined=jinja2.StrictUndefined,
@@ -106,31 +110,46 @@ def message_context(alert: dict, transition: str, severity: Optional[str], remin
     )
 
 
-def words_names(locale: str, kind: str, name: Optional[str] = None) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def words_names(locale: str, kind: str, name: Optional[str] = None) -> tuple[str, ...]:
     """Where the words of `kind` (or the shared file `name`) are looked for, most specific first."""
     from engine.messages import WORDS_FAMILY
 
     languages = list(dict.fromkeys([locale] + ([locale.split("_")[0]] if "_" in locale else []) + ["en"]))
     if name:
-        return [f"words/{lang}/{name}.j2" for lang in languages]
+        return tuple(f"words/{lang}/{name}.j2" for lang in languages)
     # The kind's own words in English beat a translation's generic default.j2.
     specific = list(dict.fromkeys([kind, WORDS_FAMILY.get(kind, "default")]))
-    return ([f"words/{lang}/{file}.j2" for lang in languages for file in specific if file != "default"]
-            + [f"words/{lang}/default.j2" for lang in languages])
+    return tuple([f"words/{lang}/{file}.j2" for lang in languages for file in specific if file != "default"]
+                 + [f"words/{lang}/default.j2" for lang in languages])
+
+
+_SELECTED: dict[tuple[str, ...], jinja2.Template] = {}
+
+
+def select(env: ImmutableSandboxedEnvironment, names: tuple[str, ...]) -> jinja2.Template:
+    """env.select_template, remembered for the shipped templates (which do not change while the
+    process runs): a kind without a file of its own otherwise costs a failed file lookup a render."""
+    if env.auto_reload:
+        return env.select_template(names)
+    template = _SELECTED.get(names)
+    if template is None:
+        template = _SELECTED[names] = env.select_template(names)
+    return template
 
 
 def render(channel: str, kind: str, part: str, context: dict[str, Any], *, root: Optional[Path] = None) -> str:
     env = environment(str(root or TEMPLATE_ROOT))
-    names = [f"{channel}/{kind}.{part}.j2", f"{channel}/default.{part}.j2"]
+    names = (f"{channel}/{kind}.{part}.j2", f"{channel}/default.{part}.j2")
     try:
         if "locale" in context and "words" not in context:
             locale = context["locale"]
             # Facts of another shape than the kind's (an old alert, a hand-made event): the
             # neutral words, which need none.
             words_kind = kind if context.get("facts") and context.get("variant") != "test" else "default"
-            context = dict(context, words=env.select_template(words_names(locale, words_kind)),
-                           common=env.select_template(words_names(locale, kind, "_common")))
-        template = env.select_template(names)
+            context = dict(context, words=select(env, words_names(locale, words_kind)),
+                           common=select(env, words_names(locale, kind, "_common")))
+        template = select(env, names)
         text = template.render(context).strip()
         if part == "text":
             text = _BLANK_RUNS.sub("\n\n", _TRAILING_SPACE.sub("", text))  # optional lines left out leave no holes

@@ -27,14 +27,14 @@ TOKEN_VERSION = "u1"
 _KEY_LABEL = b"notify-engine unsubscribe v1"
 
 
-def _signing_keys(config: Any, *, create: bool) -> list[bytes]:
+def _signing_keys(config: Any, *, create: bool, label: bytes = _KEY_LABEL) -> list[bytes]:
     keys = parse_keys(config.channels.webhook.secret_key)
     if not keys and config.databases is None:
         SecretBox.for_config(config, create=create)  # registers the generated key with the log redactor
         generated = _read_or_create_key(generated_key_path(config.embedded), create=create)
         keys = [generated] if generated else []
     # A key of its own for this purpose, so a token never doubles as anything the Fernet key signs.
-    return [hmac.new(key.encode(), _KEY_LABEL, hashlib.sha256).digest() for key in keys]
+    return [hmac.new(key.encode(), label, hashlib.sha256).digest() for key in keys]
 
 
 def _b64(data: bytes) -> str:

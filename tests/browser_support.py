@@ -18,7 +18,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open it keeps its event loop marked
+# running on the main thread, so every later test in the same worker that calls asyncio.run (the
+# dispatcher, the daemon) fails with "cannot be called from a running event loop". Closed at the
+# end of the module, the next module's tests are unaffected. In a browser test, run such calls in
+# another thread.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """A launched playwright Browser (sync API); make a fresh context per test with
     `chromium.new_context()`, which gives it its own cookies."""

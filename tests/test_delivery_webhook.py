@@ -59,7 +59,6 @@ def test_signing_matches_the_standard_webhooks_test_vector():
 
 
 def test_a_webhook_is_delivered_signed_with_the_documented_payload(webhook_app, receiver):
-    webhook_app.config.channels.webhook.summary = True   # off by default (its CPU cost), on here
     alert = queue_one(webhook_app, receiver.url("/ok"), secret=SECRET)
     summary = deliver_due(webhook_app)
     assert (summary.sent, summary.failed, summary.retrying) == (1, 0, 0)
@@ -80,8 +79,9 @@ def test_a_webhook_is_delivered_signed_with_the_documented_payload(webhook_app, 
     assert payload["summary"] == "Runs quota threshold reached"   # a context of another shape: the neutral words
 
 
-def test_the_summary_is_off_by_default(webhook_app, receiver):
-    assert webhook_app.config.channels.webhook.summary is False
+def test_the_summary_is_on_by_default_and_can_be_turned_off(webhook_app, receiver):
+    assert webhook_app.config.channels.webhook.summary is True
+    webhook_app.config.channels.webhook.summary = False
     queue_one(webhook_app, receiver.url("/ok"), secret=SECRET)
     deliver_due(webhook_app)
     (request,) = receiver.received

@@ -39,6 +39,9 @@ def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
         if r.body is not None:
             operation["requestBody"] = {"required": r.body_required,
                                         "content": {"application/json": {"schema": r.body}}}
+        elif r.form is not None:
+            operation["requestBody"] = {"required": True,
+                                        "content": {"application/x-www-form-urlencoded": {"schema": r.form}}}
         elif r.path.startswith("/v1/unsubscribe/") and r.method == "POST":
             operation["requestBody"] = {"required": True, "content": {"application/x-www-form-urlencoded": {
                 "schema": {"type": "object", "required": ["List-Unsubscribe"],
@@ -46,14 +49,17 @@ def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
         responses: dict = {}
         for status, (description, schema) in r.responses.items():
             if status >= 400 and schema is None:
-                responses[str(status)] = _problem(description)
+                # A page a person opens (text/html) answers its own errors with a page too.
+                responses[str(status)] = (_problem(description) if r.content_type == "application/json"
+                                          else {"description": description, "content": {r.content_type: {}}})
                 continue
             responses[str(status)] = {"description": description}
             if schema is not None:
                 responses[str(status)]["content"] = {r.content_type: {"schema": schema}}
             elif r.content_type != "application/json":   # an HTML page; an empty JSON answer has no content
                 responses[str(status)]["content"] = {r.content_type: {}}
-        if parameters or r.body is not None or r.path.startswith("/v1/unsubscribe/"):
+        if parameters or r.body is not None or r.form is not None or r.path.startswith("/v1/unsubscribe/"):
+            # setdefault: a route that declares its own 400 (a schema, or an HTML page) keeps it.
             responses.setdefault("400", _problem("Bad input: malformed JSON, unknown field, wrong type, bad parameter; "
                                                  "each named"))
         if r.scope is not None:
@@ -62,7 +68,7 @@ def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
             responses["429"] = _problem("Too many failed authentications from this address; see Retry-After")
         if "{id}" in r.path:
             responses["404"] = _problem("No such item")
-        if r.body is not None:
+        if r.body is not None or r.form is not None:
             responses["413"] = _problem("Body larger than api.max_body_bytes")
             responses["415"] = _problem("Body not sent as application/json")
         if r.path.startswith("/v1/unsubscribe/"):

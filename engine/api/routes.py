@@ -54,6 +54,7 @@ class Route:
     responses: dict[int, tuple[str, Optional[dict]]] = field(default_factory=dict)
     content_type: str = "application/json"   # of the success answers
     tag: str = "alerts"
+    form: Optional[dict] = None          # JSON Schema of a form body (application/x-www-form-urlencoded)
 
 
 ROUTES: list[Route] = []
@@ -812,6 +813,160 @@ async def unsubscribe(request: web.Request) -> web.Response:
         raise invalid([{"field": "token", "message": str(exc)}]) from None
     return web.Response(text="<!doctype html><html><body><p>You are unsubscribed.</p></body></html>",
                         content_type="text/html", headers=HTML_HEADERS)
+
+
+# ----------------------------------------------------- ack and resolve from the message (issue 17)
+
+PAGE_HEADERS = {**HTML_HEADERS,
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                                           "frame-ancestors 'none'"}
+LINK_PAGE_RESPONSES = {400: ("The link is malformed or forged (its signature does not match)", None),
+                       404: ("The link's alert no longer exists", None),
+                       409: ("The link was already used", None),
+                       410: ("The link has expired", None)}
+CONFIRM_FORM = {"type": "object", "required": ["confirm"], "additionalProperties": True,
+                "properties": {"confirm": {"type": "string", "enum": ["yes"]}}}
+
+
+def _link_page(status: int, **context) -> web.Response:
+    from engine.templating import environment
+
+    accent = {"critical": "#b91c1c", "Critical": "#b91c1c", "Warning": "#b45309"}.get(
+        (context.get("alert") or {}).get("severity", ""), "#1d4ed8")
+    if context.get("state") == "refused":
+        accent = "#6b7280"
+    page = environment().get_template("pages/alert_action.html.j2").render(accent=accent, **context)
+    return web.Response(status=status, text=page, content_type="text/html", headers=PAGE_HEADERS)
+
+
+@route("GET", "/v1/alert-actions/{token}", scope=None, tag="alert-actions", content_type="text/html",
+       summary="The confirmation page of an ack or resolve link in a message (a form that POSTs back)",
+       description="Changes nothing: mail scanners follow links. The signed, single-use token is the authority.",
+       responses={200: ("A page describing the alert, with one button", None), **LINK_PAGE_RESPONSES})
+async def alert_action_page(request: web.Request) -> web.Response:
+    from engine import action_links
+
+    app = request.app[APP_KEY]
+    now = app.clock.now()
+    try:
+        link = action_links.read_action_token(app.config, request.match_info["token"], now=now)
+        alert, used = await blocking(request, lambda a: (action_links.link_alert(a, link),
+                                                         action_links.link_used(a, link)))
+        if used:
+            raise action_links.LinkRefused(409, "this link was already used: each link works once")
+    except action_links.LinkRefused as exc:
+        return _link_page(exc.status, state="refused", message=str(exc))
+    can_act = alert["status"] != "resolved" and not (link.action == "ack" and alert["status"] == "ack")
+    words = action_links.alert_in_words(app, alert)
+    return _link_page(200, state="confirm", action=link.action, alert=words, can_act=can_act, actor=link.actor,
+                      expires=f"{link.expires_at:%Y-%m-%d %H:%M} UTC", action_path=request.path)
+
+
+@route("POST", "/v1/alert-actions/{token}", scope=None, tag="alert-actions", content_type="text/html",
+       form=CONFIRM_FORM, summary="Acknowledge or resolve the alert of a link in a message (its confirmation form)",
+       description="Audited in admin_log with the link's recipient as the actor; uses the link up in the same "
+                   "transaction.",
+       responses={200: ("Done, or nothing to do (the alert was already so)", None), **LINK_PAGE_RESPONSES})
+async def alert_action(request: web.Request) -> web.Response:
+    from engine import action_links
+
+    app = request.app[APP_KEY]
+    limit = request.app[SETTINGS_KEY].max_body_bytes
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(limit) from None
+    if form.get("confirm") != "yes":
+        return _link_page(400, state="refused", message="the form was not sent from the confirmation page "
+                                                         "(confirm=yes is missing)")
+    now = app.clock.now()
+    try:
+        link, result = await blocking(request, lambda a: action_links.use_link(a, request.match_info["token"],
+                                                                               now=now))
+        alert = await blocking(request, lambda a: action_links.link_alert(a, link))
+    except action_links.LinkRefused as exc:
+        return _link_page(exc.status, state="refused", message=str(exc))
+    title = {"ack": "Alert acknowledged", "resolve": "Alert resolved"}[link.action] if result.changed else \
+        "Nothing to do"
+    outcome = (f"Recorded as {link.actor}." if result.changed else result.message[:1].upper() + result.message[1:] + ".")
+    return _link_page(200, state="done", action=link.action, alert=action_links.alert_in_words(app, alert),
+                      outcome_title=title, outcome=outcome)
+
+
+SLACK_FORM = {"type": "object", "required": ["payload"], "additionalProperties": True,
+              "properties": {"payload": {"type": "string"}}}
+SLACK_ANSWER = {"type": "object", "required": ["ok"],
+                "properties": {"ok": {"type": "boolean"}, "alert_id": {"type": "string"},
+                               "changed": {"type": "boolean"}, "status": {"type": "string"}}}
+
+
+@route("POST", "/slack/actions", scope=None, tag="alert-actions", form=SLACK_FORM,
+       summary="Slack's interactivity callback: the Acknowledge and Resolve buttons of a message",
+       description="Verified with channels.slack.signing_secret (Slack's v0 signature) and a 5-minute window on "
+                   "X-Slack-Request-Timestamp; audited with the Slack user as the actor; the message is updated "
+                   "(chat.update) to show who acted.",
+       responses={200: ("Done, or nothing to do", SLACK_ANSWER),
+                  401: ("Missing, forged or stale Slack signature", None),
+                  403: ("channels.slack.signing_secret is not set", None),
+                  404: ("The button's alert no longer exists", None)})
+async def slack_actions(request: web.Request) -> web.Response:
+    from urllib.parse import parse_qs
+
+    from engine import action_links
+
+    app = request.app[APP_KEY]
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(request.app[SETTINGS_KEY].max_body_bytes) from None
+    now = app.clock.now()
+    try:
+        # The signature is over the raw body: checked before anything in it is believed.
+        action_links.verify_slack_signature(app.config.channels.slack.signing_secret, request.headers, body, now=now)
+        try:
+            form = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        except UnicodeDecodeError:
+            form = {}
+        pressed = action_links.parse_slack_action((form.get("payload") or [None])[0])
+        result = await blocking(request, lambda a: action_links.act_from_slack(a, pressed))
+    except action_links.LinkRefused as exc:
+        kind = {401: "unauthorized", 403: "forbidden", 404: "not-found"}.get(exc.status, "invalid-request")
+        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found"}.get(exc.status, "Invalid request")
+        field = "payload" if exc.status == 400 else "X-Slack-Signature"
+        raise ApiProblem(exc.status, kind, title, str(exc), errors=[{"field": field, "message": str(exc)}]) from None
+    if result.changed and pressed.channel and pressed.ts:
+        await _show_slack_outcome(app, pressed, result, now)
+    return respond({"ok": True, "alert_id": str(result.alert_id), "changed": result.changed,
+                    "status": result.after or ""})
+
+
+async def _show_slack_outcome(app, pressed, result, now: datetime) -> None:
+    """chat.update: the message whose button was pressed, without the buttons that no longer
+    apply, and a line saying who did what. A failure is logged: the action itself is done."""
+    from channels.slack import SlackChannel
+
+    message = pressed.message
+    gone = {"notify_ack"} if result.after == "ack" else {"notify_ack", "notify_resolve"}
+    blocks = []
+    for block in message.get("blocks") or []:
+        if block.get("type") == "actions":
+            elements = [e for e in block.get("elements", []) if e.get("action_id") not in gone]
+            if not elements:
+                continue
+            block = {**block, "elements": elements}
+        blocks.append(block)
+    user_id = pressed.user.split(" ", 1)[0].removeprefix("slack:")
+    verb = "Acknowledged" if result.after == "ack" else "Resolved"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                    "text": f"{verb} by <@{user_id}> at {now:%Y-%m-%d %H:%M} UTC"}]})
+    slack = SlackChannel(app.config.channels.slack)
+    try:
+        await slack.update_message(pressed.channel, pressed.ts, message.get("text") or verb, blocks)
+    except Exception as exc:  # noqa: BLE001 - SlackApiError, connection errors: logged, not the caller's fault
+        log.warning("slack actions: chat.update of %s %s failed: %s", pressed.channel, pressed.ts,
+                    type(exc).__name__)
+    finally:
+        await slack.close()
 
 
 # ------------------------------------------------------------------------------ openapi
