@@ -215,3 +215,121 @@ def test_a_session_cookie_after_its_token_was_revoked_is_refused_and_changes_not
     client.cookies.set("ne_console", session_id)                   # replayed anyway
     page = client.get(f"/ui/alerts/{alert}")
     assert page.status_code == 303 and page.headers["Location"].startswith("/ui/login?next=")
+
+
+def test_a_comment_longer_than_the_apis_limit_is_refused_and_changes_nothing(app, client, clock, operator):
+    alert = open_alert(app, clock)
+    sign_in(client, operator)
+    token = csrf_of(client, f"/ui/alerts/{alert}")
+    response = client.post(f"/ui/alerts/{alert}/ack", data={"csrf_token": token, "comment": "x" * 2001})
+    assert response.status_code == 400 and "at most 2000 characters" in response.text
+    assert scalar(app, f"SELECT status FROM notify.alerts WHERE id = '{alert}'") == "open"
+
+
+def test_errors_are_html_pages_not_api_problems(client, operator):
+    sign_in(client, operator)
+    for path, status in (("/ui/alerts/not-a-uuid", 404), ("/ui/alerts/7a1c2d3e-0000-4000-8000-0000000000ff", 404),
+                         ("/ui/no-such-page", 404), ("/ui/alerts?severity=loud", 400)):
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert response.headers["Content-Type"].startswith("text/html"), path
+
+
+# ------------------------------------------------------------------------------ the pages
+
+
+def test_an_ack_from_the_console_is_the_apis_ack_audited_with_the_tokens_name(app, client, clock, operator):
+    alert = open_alert(app, clock)
+    sign_in(client, operator)
+    token = csrf_of(client, f"/ui/alerts/{alert}")
+    response = client.post(f"/ui/alerts/{alert}/ack", data={"csrf_token": token, "comment": "card updated"})
+    assert response.status_code == 303 and response.headers["Location"] == f"/ui/alerts/{alert}?done=ack"
+    assert scalar(app, f"SELECT acked_by FROM notify.alerts WHERE id = '{alert}'") == "alice"
+    with app.databases.begin("admin_log") as conn:
+        (row,) = conn.execute(text("SELECT action, target_type, target_id, comment, diff FROM admin_log.admin_events")).all()
+    assert (row.action, row.target_type, row.target_id, row.comment) == ("ALERT_ACK", "ALERT", alert, "card updated")
+    assert row.diff["actor"] == "alice"
+    page = client.get(f"/ui/alerts/{alert}?done=ack").text
+    assert "Acknowledged by alice" in page and "card updated" in page
+    again = client.post(f"/ui/alerts/{alert}/ack", data={"csrf_token": token})
+    assert again.headers["Location"].endswith("?done=nothing")
+    assert audit_rows(app) == 1
+
+
+def test_the_alerts_page_filters_as_the_cli_and_shows_names_not_uuids(app, client, clock, operator):
+    critical = open_alert(app, clock, kind="RUNS_THRESHOLD", severity="critical")
+    clock.advance(timedelta(minutes=5))
+    warn = open_alert(app, clock, kind="STORAGE_THRESHOLD", severity="warn", tenant_id=OTHER_TENANT)
+    resolved = open_alert(app, clock, kind="WALLET_LOW", severity="warn", status="resolved")
+    sign_in(client, operator)
+
+    page = client.get("/ui/alerts").text                       # default: open and acked
+    assert critical in page and warn in page and resolved not in page
+    assert page.index(warn) < page.index(critical)             # newest activity first
+    assert "Acme Corp" in page and "Globex" in page and f">{TENANT[:8]}<" not in page
+    only = client.get("/ui/alerts", params={"severity": "critical"}).text
+    assert critical in only and warn not in only
+    assert warn in client.get("/ui/alerts", params={"kind": "STORAGE_THRESHOLD"}).text
+    assert critical not in client.get("/ui/alerts", params={"kind": "STORAGE_THRESHOLD"}).text
+    by_tenant = client.get("/ui/alerts", params={"tenant": OTHER_TENANT}).text
+    assert warn in by_tenant and critical not in by_tenant
+    everything = client.get("/ui/alerts", params={"status": "any"}).text
+    assert resolved in everything
+    assert client.get("/ui/alerts", params={"tenant": "acme"}).status_code == 400
+
+
+def test_the_alert_page_shows_its_timeline_notifications_and_their_attempts(app, client, clock, operator, receiver):
+    app.config.channels.webhook.allow_private_networks = True
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, clock.now(), "webhook", receiver.url("/status/503"), tenant_id=TENANT)
+    alert = str(raise_event(app, TENANT, "PAYMENT_FAILED", base_id=BASE, context={"invoice": "in_42"}).alert_id)
+    clock.advance(timedelta(seconds=30))
+    deliver_due(app)
+    clock.advance(timedelta(minutes=3))
+    sign_in(client, operator)
+    token = csrf_of(client, f"/ui/alerts/{alert}")
+    client.post(f"/ui/alerts/{alert}/ack", data={"csrf_token": token, "comment": "looking"})
+    page = html.unescape(client.get(f"/ui/alerts/{alert}").text)
+    assert "Billing base" in page and "Acme Corp" in page and "in_42" in page
+    timeline = page[page.index("Timeline"):]
+    assert timeline.index("opened (") < timeline.index("opened notification") < timeline.index("acknowledged")
+    assert "webhook" in timeline and "#1" in timeline and "transient" in timeline and "503" in timeline
+    assert "alice" in timeline and "looking" in timeline
+    assert 'action="/ui/alerts/' + alert + '/ack"' not in page           # acked: no ack form any more
+    assert 'action="/ui/alerts/' + alert + '/resolve"' in page
+
+
+def test_the_destinations_page_shows_health_and_sends_a_test(app, client, clock, operator, receiver):
+    app.config.channels.webhook.allow_private_networks = True
+    with app.databases.begin("notify") as conn:
+        healthy = add_dest(conn, clock.now(), "webhook", receiver.url("/ok"), tenant_id=TENANT)
+        paused = add_dest(conn, clock.now(), "webhook", receiver.url("/status/500"), tenant_id=OTHER_TENANT)
+        conn.execute(text("UPDATE notify.destinations SET consecutive_failures = 5, pause_level = 1, "
+                          "paused_until = :until WHERE id = :id"), dict(until=clock.now() + timedelta(minutes=2), id=paused))
+    sign_in(client, operator)
+    page = client.get("/ui/destinations").text
+    assert 'class="health paused"' in page and 'class="health unused"' in page and "Globex" in page
+    token = csrf_of(client, "/ui/destinations")
+    response = client.post(f"/ui/destinations/{healthy}/test", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["Location"].startswith("/ui/destinations?test=")
+    assert len(receiver.received) == 1
+    shown = client.get(response.headers["Location"]).text
+    assert "Test send to webhook" in shown and "<strong>sent</strong>" in shown
+    assert 'class="health ok"' in shown
+    refused = client.post(f"/ui/destinations/{healthy}/test", data={})
+    assert refused.status_code == 403 and len(receiver.received) == 1
+
+
+def test_the_status_page_shows_the_queue_failures_jobs_and_partitions(app, client, clock, operator):
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, clock.now(), "email", "ops@example.com", tenant_id=TENANT)
+    raise_event(app, TENANT, "PAYMENT_FAILED")
+    sign_in(client, operator)
+    page = client.get("/ui/status").text
+    assert re.search(r'<div class="big">1</div><div>queued</div>', page)
+    assert "failed notifications, last hour" in page and "Partitions" in page and "notify.quota_snapshots" in page
+
+
+def test_the_console_is_not_part_of_the_api_document(client):
+    document = client.get("/v1/openapi.json").json()
+    assert document["paths"] and not [p for p in document["paths"] if p.startswith("/ui")]
