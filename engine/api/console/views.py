@@ -4,6 +4,7 @@ these in the API's thread pool."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Optional
@@ -20,6 +21,8 @@ ALERTS_SHOWN = 200
 # Status filter words: the engine's three, plus "active" (open and acked: the default, as
 # Alertmanager and PagerDuty open on what still needs someone) and "any".
 STATUS_FILTERS = ("active", "open", "ack", "resolved", "any")
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 AUDIT_WORDS = {"ALERT_ACK": "acknowledged", "ALERT_RESOLVE": "resolved by hand", "ALERT_ACK_EXPIRED": "ack lapsed"}
 
@@ -43,7 +46,22 @@ def list_alert_rows(app, names: NameBook, *, status: str, severity: Optional[str
 def with_names(names: NameBook, row: dict) -> dict:
     tenant = str(row["tenant_id"]) if row.get("tenant_id") else None
     base = str(row["base_id"]) if row.get("base_id") else None
-    return {**row, "tenant_name": names.get(tenant), "base_name": names.get(base)}
+    named = {**row, "tenant_name": names.get(tenant), "base_name": names.get(base)}
+    if row.get("dedupe_key"):
+        # The key as people read it: ids by their names (or their first 8 characters).
+        named["key_label"] = _UUID.sub(lambda m: names.get(m.group(0)) or m.group(0)[:8], row["dedupe_key"])
+    return named
+
+
+def context_rows(context: Optional[dict]) -> list[tuple[str, Any]]:
+    """The alert's context as key/value rows, objects opened one level (`event.invoice`)."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in (context or {}).items():
+        if isinstance(value, dict) and value:
+            rows.extend((f"{key}.{inner}", item) for inner, item in value.items())
+        else:
+            rows.append((key, value))
+    return rows
 
 
 def alert_page(app, names: NameBook, alert_id: str) -> dict:
@@ -63,6 +81,7 @@ def alert_page(app, names: NameBook, alert_id: str) -> dict:
     for note in notes:
         note["attempts"] = by_note.get(note["id"], [])
     alert["audit"] = audits
+    alert["context_rows"] = context_rows(alert.get("context"))
     alert["timeline"] = timeline(alert, notes, audits)
     return alert
 
