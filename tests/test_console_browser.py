@@ -78,3 +78,27 @@ def test_an_operator_signs_in_filters_acks_with_a_comment_sees_the_audit_row_and
         assert page.url.startswith(f"{server.url}/ui/login?next=")
     finally:
         context.close()
+
+
+def test_a_link_from_another_site_lands_on_the_alert_for_a_signed_in_operator(app, clock, server, chromium):
+    """SameSite=Strict withholds the cookie on a cross-site navigation (a link in a mail or a
+    chat); the console's self-reload makes it same-site, so the operator lands on the alert."""
+    with app.databases.begin("notify") as conn:
+        alert = insert_alert(conn, clock.now(), tenant_id=ACME, severity="critical")
+    token = add_token(app, "alice", ["operate"])
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/ui/login")
+        page.fill("#token", token)
+        page.click("button:has-text('Sign in')")
+        assert page.url == f"{server.url}/ui/alerts"
+        elsewhere = context.new_page()       # about:blank: an opaque origin, another site
+        elsewhere.set_content(f'<a id="link" href="{server.url}/ui/alerts/{alert}">the alert</a>')
+        elsewhere.click("#link")
+        # Two navigations: the cookieless answer, then its same-site reload (else: sign-in).
+        elsewhere.wait_for_url(f"{server.url}/ui/alerts/{alert}", timeout=15_000)
+        elsewhere.wait_for_selector("h1 .status")
+        assert "RUNS_THRESHOLD" in elsewhere.locator("h1").inner_text()
+    finally:
+        context.close()
