@@ -18,7 +18,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started it leaves its event loop set as
+# the running loop of the main thread, so every later asyncio.run() in the same worker (the CLI,
+# the dispatcher) would fail with "cannot be called from a running event loop". Stopped after each
+# module, it costs a browser start per module that uses it.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """A launched playwright Browser (sync API); make a fresh context per test with
     `chromium.new_context()`, which gives it its own cookies."""

@@ -333,3 +333,22 @@ def test_the_status_page_shows_the_queue_failures_jobs_and_partitions(app, clien
 def test_the_console_is_not_part_of_the_api_document(client):
     document = client.get("/v1/openapi.json").json()
     assert document["paths"] and not [p for p in document["paths"] if p.startswith("/ui")]
+
+
+@pytest.mark.four_databases
+def test_the_timeline_reads_the_audit_rows_from_admin_logs_own_database(app, client, clock, operator):
+    alert = open_alert(app, clock)
+    sign_in(client, operator)
+    clock.advance(timedelta(minutes=1))
+    client.post(f"/ui/alerts/{alert}/resolve", data={"csrf_token": csrf_of(client, f"/ui/alerts/{alert}"),
+                                                     "comment": "fixed upstream"})
+    timeline = client.get(f"/ui/alerts/{alert}").text.split("Timeline", 1)[1]
+    assert "resolved by hand" in timeline and "fixed upstream" in timeline and "alice" in timeline
+
+
+def test_a_multipart_form_with_a_file_for_its_csrf_token_is_refused_not_a_failure(app, client, clock, operator):
+    alert = open_alert(app, clock)
+    sign_in(client, operator)
+    response = client.post(f"/ui/alerts/{alert}/ack", files={"csrf_token": ("x.txt", b"abc")})
+    assert response.status_code == 403
+    assert scalar(app, f"SELECT status FROM notify.alerts WHERE id = '{alert}'") == "open"

@@ -237,7 +237,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     limiter = request.app[LIMITER_KEY]
     address = request.remote or "unknown"
     form = await request.post()
-    next_page = _next_page(form.get("next"))
+    next_field = form.get("next")
+    next_page = _next_page(next_field if isinstance(next_field, str) else None)
     wait = limiter.retry_after(address)
     if wait:
         return render(request, "login.html.j2", status=429, headers={"Retry-After": str(wait)}, next=next_page,

@@ -46,8 +46,10 @@ def csrf_token_of(session_id: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def csrf_matches(session: ConsoleSession, presented: Optional[str]) -> bool:
-    return bool(presented) and hmac.compare_digest(session.csrf_token.encode(), presented.encode("utf-8", "replace"))
+def csrf_matches(session: ConsoleSession, presented: object) -> bool:
+    """`presented`: the form's field as it came (a string, a file part of a multipart form, None)."""
+    return isinstance(presented, str) and bool(presented) and \
+        hmac.compare_digest(session.csrf_token.encode(), presented.encode("utf-8", "replace"))
 
 
 class SignInRefused(Exception):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from typing import Any, Optional
 
 from engine import alerts as engine_alerts
@@ -138,7 +137,3 @@ def send_test(app, destination_id: str) -> str:
 
 def status_page(app) -> dict:
     return collect_status(app)
-
-
-def age_seconds(now: datetime, then: Optional[datetime]) -> Optional[float]:
-    return (now - then).total_seconds() if then is not None else None
