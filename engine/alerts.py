@@ -63,11 +63,14 @@ def _alert_filters(status: Optional[str], tenant_id: Optional[str], kind: Option
 
 
 def list_alerts(app, *, status: Optional[str] = None, tenant_id: Optional[str] = None,
-                kind: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
+                kind: Optional[str] = None, limit: Optional[int] = None, severity: Optional[str] = None) -> list[dict]:
     status, tenant, kind = _alert_filters(status, tenant_id, kind)
+    if severity is not None and severity not in SEVERITIES:
+        raise BadInput(f"--severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}")
     with app.databases.begin("notify") as conn:
         rows = conn.execute(query("alerts", "list_alerts"), {"id": None, "status": status, "tenant_id": tenant, "kind": kind,
-                                                             "snapshot_kinds": _snapshot_kinds(), "limit": limit}).mappings().all()
+                                                             "severity": severity, "snapshot_kinds": _snapshot_kinds(),
+                                                             "limit": limit}).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -90,7 +93,7 @@ def get_alert(app, alert_id: str) -> dict:
     ident = parse_alert_id(alert_id)
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("alerts", "list_alerts"),
-                           {"id": ident, "status": None, "tenant_id": None, "kind": None,
+                           {"id": ident, "status": None, "tenant_id": None, "kind": None, "severity": None,
                             "snapshot_kinds": _snapshot_kinds(), "limit": None}).mappings().first()
         if row is None:
             raise NotFound(f"ALERT_ID: no alert with id {ident}")

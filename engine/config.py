@@ -249,6 +249,8 @@ class ApiConfig:
     auth_failure_interval: Duration = Duration(6)
     # POST /api/v2/alerts (Alertmanager's API): which label names the tenant, kind, severity, base.
     alert_labels: dict[str, str] = field(default_factory=lambda: dict(ALERT_LABEL_DEFAULTS))
+    # The web console (/ui/, docs/CONSOLE.md): a session ends this long after its sign-in.
+    console_session_ttl: Duration = Duration(12 * 3600)
 
 
 @dataclass
@@ -770,6 +772,8 @@ def _check_api(api: ApiConfig, source: str) -> None:
             raise ConfigError(f"{source}: api.{key}: must be at least 1")
     if api.auth_failure_interval <= 0:
         raise ConfigError(f"{source}: api.auth_failure_interval: must be longer than 0s")
+    if api.console_session_ttl <= 0:
+        raise ConfigError(f"{source}: api.console_session_ttl: must be longer than 0s")
     for key, label in api.alert_labels.items():
         if key not in ALERT_LABEL_DEFAULTS:
             raise ConfigError(f"{source}: api.alert_labels.{key}: unknown (known: {', '.join(ALERT_LABEL_DEFAULTS)})")

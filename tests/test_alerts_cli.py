@@ -60,11 +60,14 @@ def test_alerts_filters_and_readable_table(cli):
     assert code == 0 and "RUNS_THRESHOLD" in out and out.splitlines()[0].startswith("ID")
     assert json.loads(cli("alerts", "--status", "resolved", "--json")[1]) == []
     assert json.loads(cli("alerts", "--kind", "WALLET_LOW", "--json")[1]) == []
+    assert len(json.loads(cli("alerts", "--severity", "warn", "--json")[1])) == 1
+    assert json.loads(cli("alerts", "--severity", "critical", "--json")[1]) == []
 
 
 @pytest.mark.parametrize("argv, named", [
     (["alerts", "--status", "closed"], "--status"),
     (["alerts", "--kind", "DISK_FULL"], "--kind"),
+    (["alerts", "--severity", "loud"], "--severity"),
     (["alerts", "--tenant", "acme"], "--tenant"),
     (["snapshot", "record", "--tenant", "acme", "--metric", "runs_used", "--value", "1"], "--tenant"),
     (["snapshot", "record", "--tenant", TENANT, "--metric", "cpu", "--value", "1"], "--metric"),

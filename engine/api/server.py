@@ -12,6 +12,7 @@ from aiohttp import web
 
 from engine.api import routes
 from engine.api.auth import FailedAuthLimiter, bearer_token
+from engine.api.console import make_console_app
 from engine.api.openapi import build_document
 from engine.api.problems import PROBLEM_CONTENT_TYPE, ApiProblem
 from engine.config import ApiConfig
@@ -104,6 +105,8 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
                                                 queries={"/v1/alerts": alerts_query, "/v1/notifications": app[routes.NOTIFICATIONS_QUERY_KEY]})
     for r in routes.ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
+    # The web console's HTML pages, beside the API; left out of the OpenAPI document (not API).
+    app.add_subapp("/ui", make_console_app(engine_app, settings, run_blocking=run_blocking, limiter=limiter))
 
     async def shutdown_pool(_app) -> None:
         if executor is None:

@@ -17,6 +17,7 @@ def register(subparsers, common) -> None:
     listing.add_argument("--status", metavar="S", help="open, ack or resolved")
     listing.add_argument("--tenant", metavar="T", help="tenant id (UUID)")
     listing.add_argument("--kind", metavar="K", help="alert kind, e.g. RUNS_THRESHOLD")
+    listing.add_argument("--severity", metavar="S", help="info, warn or critical")
     listing.add_argument("--limit", type=positive_int, default=1000, metavar="N",
                          help="at most this many alerts, newest activity first (default 1000)")
     listing.add_argument("--json", action="store_true", help="print one JSON array")
@@ -41,7 +42,8 @@ def register(subparsers, common) -> None:
 
 
 def alerts_command(app, args) -> int:
-    rows = list_alerts(app, status=args.status, tenant_id=args.tenant, kind=args.kind, limit=args.limit + 1)
+    rows = list_alerts(app, status=args.status, tenant_id=args.tenant, kind=args.kind, severity=args.severity,
+                       limit=args.limit + 1)
     if len(rows) > args.limit:
         rows = rows[:args.limit]
         print(f"notifyctl: showing the first {args.limit} alerts; more match (--limit N for more)", file=sys.stderr)

@@ -19,6 +19,7 @@ WHERE (CAST(:id AS uuid) IS NULL OR a.id = :id)
   AND (CAST(:status AS text) IS NULL OR a.status = :status)
   AND (CAST(:tenant_id AS uuid) IS NULL OR a.tenant_id = :tenant_id)
   AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
+  AND (CAST(:severity AS text) IS NULL OR a.severity::text = :severity)
 ORDER BY 9 DESC, a.id
 LIMIT CAST(:limit AS integer);  -- NULL: every row
 
