@@ -71,10 +71,18 @@ class SlackChannel(Channel):
 
     def build(self, message: Message) -> tuple[str, list]:
         """The notification's fallback text and its Block Kit blocks."""
-        context = self.composer.context(
-            message.alert, message.transition, message.severity, message.reminder_no,
-            Recipient(message.destination_id, message.timezone, message.locale, None))
-        kind = message.alert.get("kind", "default")
+        recipient = Recipient(message.destination_id, message.timezone, message.locale, None)
+        if message.group is not None:
+            # A group message (issue 15): its members listed, each by its own kind's words.
+            context = self.composer.group_context(
+                message.group, message.severity, recipient,
+                lambda kind, member: render("slack", kind, "text", member, root=self.templates_root),
+                message_id=message.notification_id)
+            kind = "group"
+        else:
+            context = self.composer.context(message.alert, message.transition, message.severity,
+                                            message.reminder_no, recipient)
+            kind = message.alert.get("kind", "default")
         text = render("slack", kind, "text", context, root=self.templates_root)
         return text, render_json("slack", kind, "blocks", context, root=self.templates_root)
 
