@@ -18,13 +18,17 @@ group once.
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
+from typing import Optional
 
 from sqlalchemy import Connection
 
 from engine import metrics
-from engine.config import Config
+from engine.config import Config, Duration
+from engine.errors import BadInput, NotFound
 from engine.queries import query
 
 log = logging.getLogger(__name__)
@@ -89,3 +93,71 @@ def release_job(app) -> ReleaseSummary:
         log.info("release: %d queued alone, %d group messages carrying %d, %d held back by rate limits",
                  summary.queued, summary.messages, summary.grouped, summary.rate_limited)
     return summary
+
+
+# ---------------------------------------------------------------------- destination settings
+
+DIGESTS = ("immediate", "hourly", "daily")
+_CLOCK_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_clock_time(value: str, *, where: str) -> time:
+    match = _CLOCK_TIME.match(value.strip())
+    if not match:
+        raise BadInput(f"{where}: expected a local time HH:MM (such as 08:30), got {value!r}")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def parse_quiet_hours(value: str, *, where: str = "--quiet-hours") -> Optional[tuple[time, time]]:
+    """`22:00-07:00` (may span midnight), or `off`."""
+    if value.strip().lower() == "off":
+        return None
+    start, sep, end = value.partition("-")
+    if not sep:
+        raise BadInput(f"{where}: expected START-END in local time (such as 22:00-07:00) or off, got {value!r}")
+    window = parse_clock_time(start, where=where), parse_clock_time(end, where=where)
+    if window[0] == window[1]:
+        raise BadInput(f"{where}: the window starts and ends at the same time: {value!r}")
+    return window
+
+
+def parse_rate_limit(value: str, *, where: str = "--rate-limit") -> tuple[Optional[int], Optional[float]]:
+    """`N/WINDOW` (10/1h): at most N messages per window; `off` (0 messages: no limit here);
+    `default` (rate_limits.destination from config)."""
+    text = value.strip().lower()
+    if text == "default":
+        return None, None
+    if text == "off":
+        return 0, None
+    count, sep, window = text.partition("/")
+    try:
+        messages = int(count)
+        seconds = float(Duration.parse(window)) if sep else None
+    except ValueError:
+        messages, seconds = -1, None
+    if messages < 0 or not sep or not seconds:
+        raise BadInput(f"{where}: expected N/WINDOW (such as 10/1h), off or default, got {value!r}")
+    return messages, seconds
+
+
+def set_destination_noise(conn: Connection, destination_id: str, *, digest: Optional[str] = None,
+                          digest_at: Optional[str] = None, quiet_hours: Optional[str] = None,
+                          rate_limit: Optional[str] = None, grouped_payload: Optional[bool] = None) -> None:
+    """Sets a destination's noise control (`destinations add/update` flags); None leaves a setting
+    as it is."""
+    try:
+        ident = uuid.UUID(destination_id)
+    except ValueError:
+        raise BadInput(f"ID: a destination id must be a UUID, got {destination_id!r}") from None
+    if digest is not None and digest not in DIGESTS:
+        raise BadInput(f"--digest: expected one of {', '.join(DIGESTS)}, got {digest!r}")
+    at = parse_clock_time(digest_at, where="--digest-at") if digest_at is not None else None
+    window = parse_quiet_hours(quiet_hours) if quiet_hours is not None else None
+    limit = parse_rate_limit(rate_limit) if rate_limit is not None else (None, None)
+    found = conn.execute(query("noise", "set_destination_noise"), dict(
+        id=ident, digest=digest, digest_at=at, set_quiet=quiet_hours is not None,
+        quiet_start=window[0] if window else None, quiet_end=window[1] if window else None,
+        set_rate=rate_limit is not None, rate_limit_messages=limit[0], rate_limit_window=limit[1],
+        grouped_payload=grouped_payload)).first()
+    if found is None:
+        raise NotFound(f"ID: no destination {destination_id}")

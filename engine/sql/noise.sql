@@ -46,21 +46,22 @@ limits AS (
   LEFT JOIN notify.destinations d ON d.tenant_id = g.tenant_id AND d.id = g.destination_id
 ),
 -- Messages are rows that were or will be sent: queued, sent, failed (not held, grouped,
--- suppressed or skipped), counted by creation inside the window.
+-- suppressed or skipped), counted inside the window by when they were queued: a row queued at
+-- planning by its creation, a held row released alone by its release (release_at, set then).
 usage AS (
   SELECT l.*, du.used AS dest_used, du.oldest AS dest_oldest, tu.used AS tenant_used, tu.oldest AS tenant_oldest
   FROM limits l
   LEFT JOIN LATERAL (
-    SELECT count(*) AS used, min(m.created_at) AS oldest FROM notify.notifications m
+    SELECT count(*) AS used, min(coalesce(m.release_at, m.created_at)) AS oldest FROM notify.notifications m
     WHERE l.dest_limit > 0 AND m.tenant_id = l.tenant_id AND m.route_key = l.route_key
       AND m.status IN ('queued', 'sent', 'failed')
-      AND m.created_at > CAST(:now AS timestamptz) - make_interval(secs => l.dest_window)
+      AND coalesce(m.release_at, m.created_at) > CAST(:now AS timestamptz) - make_interval(secs => l.dest_window)
   ) du ON true
   LEFT JOIN LATERAL (
-    SELECT count(*) AS used, min(m.created_at) AS oldest FROM notify.notifications m
+    SELECT count(*) AS used, min(coalesce(m.release_at, m.created_at)) AS oldest FROM notify.notifications m
     WHERE l.tenant_limit > 0 AND m.tenant_id = l.tenant_id AND m.destination_id IS NOT NULL
       AND m.status IN ('queued', 'sent', 'failed')
-      AND m.created_at > CAST(:now AS timestamptz) - make_interval(secs => CAST(:tenant_window AS float8))
+      AND coalesce(m.release_at, m.created_at) > CAST(:now AS timestamptz) - make_interval(secs => CAST(:tenant_window AS float8))
   ) tu ON true
 ),
 decided AS (
@@ -87,7 +88,7 @@ held_back AS (
 ),
 singles AS (
   UPDATE notify.notifications n
-  SET status = 'queued', next_attempt_at = CAST(:now AS timestamptz)
+  SET status = 'queued', next_attempt_at = CAST(:now AS timestamptz), release_at = CAST(:now AS timestamptz)
   FROM members m
   JOIN decided d ON d.route_key = m.route_key AND d.group_key = m.group_key
   WHERE d.allowed AND d.size = 1 AND n.tenant_id = m.tenant_id AND n.id = m.id
@@ -147,3 +148,17 @@ FROM notify.notifications
 WHERE status = 'held'
 GROUP BY held_reason
 ORDER BY held_reason;
+
+-- name: set_destination_noise
+-- `destinations add/update` noise flags: NULL leaves a setting as it is (quiet hours and the rate
+-- limit say with :set_quiet / :set_rate that they are being set, since NULL is also a value there).
+UPDATE notify.destinations
+SET digest = coalesce(CAST(:digest AS text), digest),
+    digest_at = coalesce(CAST(:digest_at AS time), digest_at),
+    quiet_start = CASE WHEN :set_quiet THEN CAST(:quiet_start AS time) ELSE quiet_start END,
+    quiet_end = CASE WHEN :set_quiet THEN CAST(:quiet_end AS time) ELSE quiet_end END,
+    rate_limit_messages = CASE WHEN :set_rate THEN CAST(:rate_limit_messages AS integer) ELSE rate_limit_messages END,
+    rate_limit_window = CASE WHEN :set_rate THEN CAST(:rate_limit_window AS float8) ELSE rate_limit_window END,
+    grouped_payload = coalesce(CAST(:grouped_payload AS boolean), grouped_payload)
+WHERE id = :id
+RETURNING id;
