@@ -155,3 +155,18 @@ def test_noise_flags_of_destinations_add_and_update(config_file, capsys):
         capsys.readouterr().err
     assert cli_main(["--config", path, "destinations", "update", dest, "--digest-at", "25:00"]) == 2
     assert "--digest-at: expected a local time HH:MM" in capsys.readouterr().err
+
+
+from tests.test_api import auth, client, server, tokens  # noqa: E402,F401  (fixtures of the API tests)
+
+
+def test_the_apis_destination_body_takes_the_noise_settings(client, tokens):
+    body = {"tenant_id": TENANT, "channel": "email", "target": "owner@tenant.example", "digest": "daily",
+            "digest_at": "07:45", "quiet_hours": "21:00-06:30", "rate_limit": "5/1h"}
+    added = client.post("/v1/destinations", json=body, headers=auth(tokens["admin"]))
+    assert added.status_code == 201, added.text
+    (listed,) = client.get("/v1/destinations", headers=auth(tokens["read"])).json()["items"]
+    assert (listed["digest"], listed["digest_at"], listed["quiet_hours"], listed["rate_limit_messages"],
+            listed["rate_limit_window"]) == ("daily", "07:45", "21:00-06:30", 5, 3600.0)
+    refused = client.post("/v1/destinations", json={**body, "quiet_hours": "soon"}, headers=auth(tokens["admin"]))
+    assert refused.status_code == 400 and "quiet-hours" in refused.text
