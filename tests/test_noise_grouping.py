@@ -234,3 +234,27 @@ def test_webhooks_stay_one_payload_per_alert_unless_the_destination_asks_for_the
     members = rows(app, f"destination_id = '{grouped}' AND transition = 'opened'")
     assert sorted(a["notification"]["id"] for a in group["data"]["alerts"]) == sorted(str(m["id"]) for m in members)
     assert {a["alert"]["kind"] for a in group["data"]["alerts"]} == {"RUNS_THRESHOLD"}
+
+
+def test_a_group_message_that_fails_for_good_goes_to_the_fallback_with_its_members(app, receiver):
+    app.config.channels.webhook.allow_private_networks = True
+    now = app.clock.now()
+    with app.databases.begin("notify") as conn:
+        fallback = add_dest(conn, now, "webhook", receiver.url("/fallback"))
+        broken = add_dest(conn, now, "webhook", receiver.url("/status/400"))
+        conn.execute(text("UPDATE notify.destinations SET grouped_payload = true, fallback_id = :f WHERE id = :id"),
+                     dict(f=fallback, id=broken))
+        conn.execute(text("UPDATE notify.destinations SET enabled = false WHERE id = :id"), dict(id=fallback))
+        for _ in range(3):
+            insert_alert(conn, now)
+        plan_notifications(conn, app.config, now)   # the fallback is disabled: it gets none of its own
+        conn.execute(text("UPDATE notify.destinations SET enabled = true WHERE id = :id"), dict(id=fallback))
+    deliver_due(app)
+    (failed,) = rows(app, "transition = 'group' AND origin_id IS NULL")
+    assert failed["status"] == "failed"
+    (copy,) = rows(app, "transition = 'group' AND origin_id IS NOT NULL")
+    assert copy["status"] == "sent" and str(copy["destination_id"]) == fallback
+    (payload,) = [r.json() for r in receiver.received if r.path == "/fallback"]
+    members = rows(app, f"message_id = '{failed['id']}'")
+    assert payload["data"]["group"]["size"] == 3
+    assert sorted(a["notification"]["id"] for a in payload["data"]["alerts"]) == sorted(str(m["id"]) for m in members)

@@ -55,7 +55,7 @@ claimed AS (
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
             n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at, n.note,
-            n.group_key
+            n.group_key, n.origin_id
 )
 SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS alert_id,
        c.destination_id::text AS destination_id, c.route_key, c.channel, c.recipient, c.lease_expired,
@@ -68,10 +68,12 @@ SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS ale
        coalesce(a.kind = ANY (d.opted_out_kinds), false) AS destination_opted_out,
        -- A group message (issue 15) names no alert: its members and their alerts come with it as
        -- one JSON array (the first :list_max, through not_note_members), and how many there are.
-       -- CASE: the subqueries run for group rows only.
+       -- CASE: the subqueries run for group rows only. A fallback copy of a group message
+       -- (origin_id) carries the members of the message it was copied from.
        c.group_key, coalesce(d.grouped_payload, false) AS grouped_payload,
        CASE WHEN c.transition = 'group' THEN
-         (SELECT count(*) FROM notify.notifications m WHERE m.message_id = c.id) END AS member_count,
+         (SELECT count(*) FROM notify.notifications m WHERE m.message_id = coalesce(c.origin_id, c.id)) END
+         AS member_count,
        CASE WHEN c.transition = 'group' THEN
          (SELECT json_agg(json_build_object(
                     'notification_id', m.id, 'transition', m.transition, 'reminder_no', m.reminder_no,
@@ -81,7 +83,7 @@ SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS ale
                                                'dedupe_key', ma.dedupe_key, 'first_seen_at', ma.first_seen_at,
                                                'last_seen_at', ma.last_seen_at, 'context', ma.context))
                   ORDER BY m.created_at, m.id)::text
-          FROM (SELECT * FROM notify.notifications m0 WHERE m0.message_id = c.id
+          FROM (SELECT * FROM notify.notifications m0 WHERE m0.message_id = coalesce(c.origin_id, c.id)
                 ORDER BY m0.created_at, m0.id LIMIT :list_max) m
           LEFT JOIN notify.alerts ma ON ma.tenant_id = m.tenant_id AND ma.id = m.alert_id) END AS members
 FROM claimed c
