@@ -258,3 +258,20 @@ def test_a_group_message_that_fails_for_good_goes_to_the_fallback_with_its_membe
     members = rows(app, f"message_id = '{failed['id']}'")
     assert payload["data"]["group"]["size"] == 3
     assert sorted(a["notification"]["id"] for a in payload["data"]["alerts"]) == sorted(str(m["id"]) for m in members)
+
+
+def test_grouping_and_rate_limit_keys_are_parsed_and_checked():
+    from engine.config import ConfigError, parse_config
+
+    config = parse_config({"grouping": {"group_wait": "10s", "destinations": {"group_by": ["tenant", "base"]}},
+                           "routes": [{"name": "ops", "channel": "slack", "target": "COPS", "group_wait": "0s",
+                                       "group_by": ["kind"]}],
+                           "rate_limits": {"destination": {"messages": 10, "window": "1h"}}})
+    assert config.grouping.group_wait == 10 and config.grouping.group_interval == 300
+    assert config.grouping.destinations.group_by == ["tenant", "base"] and config.routes[0].group_wait == 0
+    assert config.rate_limits.destination.messages == 10 and config.rate_limits.tenant.messages == 0
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.group_by: unknown label 'region' \(known: tenant, kind, "
+                                          r"severity, base\)"):
+        parse_config({"routes": [{"name": "ops", "channel": "slack", "target": "COPS", "group_by": ["region"]}]})
+    with pytest.raises(ConfigError, match=r"rate_limits\.tenant\.messages: cannot be negative"):
+        parse_config({"rate_limits": {"tenant": {"messages": -1}}})
