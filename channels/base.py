@@ -32,6 +32,10 @@ class Message:
     destination_id: Optional[str] = None
     timezone: Optional[str] = None
     locale: Optional[str] = None
+    # A group message (transition 'group', issue 15): {key, size, members: [{notification_id,
+    # transition, severity, held_reason, alert: {...}}, ...] (at most grouping.list_max),
+    # grouped_payload}; None for a message about one alert.
+    group: Optional[dict[str, Any]] = None
 
 
 # The ledger keeps at most this many bytes of an answer; channels read twice that (redaction may

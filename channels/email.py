@@ -59,12 +59,21 @@ class EmailChannel(Channel):
         return unsubscribe_url(full, token)
 
     def build(self, message: Message) -> EmailMessage:
-        link = self._unsubscribe_link(message)
-        context = self.composer.context(
-            message.alert, message.transition, message.severity, message.reminder_no,
-            Recipient(message.destination_id, message.timezone, message.locale, message.recipient),
-            unsubscribe_url=link, action_links=message_action_links(self.composer.config, message))
-        kind = message.alert.get("kind", "default")
+        recipient = Recipient(message.destination_id, message.timezone, message.locale, message.recipient)
+        if message.group is not None:
+            # A group message (issue 15): its members listed, each by its own kind's subject.
+            link = None
+            context = self.composer.group_context(
+                message.group, message.severity, recipient,
+                lambda kind, member: render("email", kind, "subject", member, root=self.templates_root),
+                message_id=message.notification_id)
+            kind = "group"
+        else:
+            link = self._unsubscribe_link(message)
+            context = self.composer.context(
+                message.alert, message.transition, message.severity, message.reminder_no, recipient,
+                unsubscribe_url=link, action_links=message_action_links(self.composer.config, message))
+            kind = message.alert.get("kind", "default")
         subject = render("email", kind, "subject", context, root=self.templates_root)
         text = render("email", kind, "text", context, root=self.templates_root)
         html = render("email", kind, "html", context, root=self.templates_root)
@@ -75,12 +84,13 @@ class EmailChannel(Channel):
         email["Date"] = format_datetime(message.now)
         domain = self.config.sender.rpartition("@")[2] or "notify-engine"
         email["Message-ID"] = f"<{message.idempotency_key}@{domain}>"
-        email["X-Notify-Alert-Id"] = message.alert_id
         email["Auto-Submitted"] = "auto-generated"
-        thread_root = f"<alert-{message.alert_id}@{domain}>"
-        email["References"] = thread_root
-        if message.transition != "opened":
-            email["In-Reply-To"] = thread_root
+        if message.alert_id:   # a group message is about several alerts: no thread of its own
+            email["X-Notify-Alert-Id"] = message.alert_id
+            thread_root = f"<alert-{message.alert_id}@{domain}>"
+            email["References"] = thread_root
+            if message.transition != "opened":
+                email["In-Reply-To"] = thread_root
         if link:
             email["List-Unsubscribe"] = f"<{link}>"
             email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -74,19 +74,27 @@ class SlackChannel(Channel):
         """The notification's fallback text and its Block Kit blocks. An ops route's message about
         an open alert carries Ack/Resolve: interactive buttons when it goes through the Web API
         and channels.slack.signing_secret can verify their callbacks, else link buttons to the
-        confirmation pages (engine.action_links)."""
-        links, buttons = None, None
-        if self.config.signing_secret and not message.recipient.startswith(("https://", "http://")):
-            if offers_actions(alert_id=message.alert_id, transition=message.transition,
-                              status=message.alert.get("status"), ops_route=message.destination_id is None):
-                buttons = slack_buttons(message.alert_id, message.alert.get("status"))
+        confirmation pages (engine.action_links). A group message (issue 15) lists its members,
+        each by its own kind's words, and carries no buttons."""
+        recipient = Recipient(message.destination_id, message.timezone, message.locale, None)
+        if message.group is not None:
+            context = self.composer.group_context(
+                message.group, message.severity, recipient,
+                lambda kind, member: render("slack", kind, "text", member, root=self.templates_root),
+                message_id=message.notification_id)
+            kind = "group"
         else:
-            links = message_action_links(self.composer.config, message)
-        context = self.composer.context(
-            message.alert, message.transition, message.severity, message.reminder_no,
-            Recipient(message.destination_id, message.timezone, message.locale, None),
-            action_links=links, slack_buttons=buttons)
-        kind = message.alert.get("kind", "default")
+            links, buttons = None, None
+            if self.config.signing_secret and not message.recipient.startswith(("https://", "http://")):
+                if offers_actions(alert_id=message.alert_id, transition=message.transition,
+                                  status=message.alert.get("status"), ops_route=message.destination_id is None):
+                    buttons = slack_buttons(message.alert_id, message.alert.get("status"))
+            else:
+                links = message_action_links(self.composer.config, message)
+            context = self.composer.context(
+                message.alert, message.transition, message.severity, message.reminder_no, recipient,
+                action_links=links, slack_buttons=buttons)
+            kind = message.alert.get("kind", "default")
         text = render("slack", kind, "text", context, root=self.templates_root)
         return text, render_json("slack", kind, "blocks", context, root=self.templates_root)
 

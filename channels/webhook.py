@@ -35,6 +35,7 @@ MAX_BODY_READ = 4096
 MAX_CANONICAL_URLS = 4096
 
 PAYLOAD_VERSION = 1
+GROUP_PAYLOAD_VERSION = 2   # a group message's payload (issue 15): several alerts in one
 
 
 def signing_key(secret: str) -> bytes:
@@ -54,7 +55,49 @@ def _iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def _alert_json(alert: dict, severity: Any) -> dict[str, Any]:
+    return {
+        "id": str(alert.get("id")),
+        "tenant_id": str(alert.get("tenant_id")),
+        "base_id": str(alert["base_id"]) if alert.get("base_id") else None,
+        "kind": alert.get("kind"),
+        "severity": severity,
+        "status": alert.get("status"),
+        "dedupe_key": alert.get("dedupe_key"),
+        "first_seen_at": _iso(alert.get("first_seen_at")),
+        "last_seen_at": _iso(alert.get("last_seen_at")),
+        "context": alert.get("context") or {},
+    }
+
+
+def build_group_payload(message: Message, summary: Optional[str] = None) -> dict[str, Any]:
+    """Version 2 (docs/WEBHOOKS.md): one payload for a group message (issue 15): the group (why
+    its members were held, how many there are) and its members, each as version 1's alert."""
+    from engine.noise import DESTINATION_GROUPS
+
+    group = message.group or {}
+    key = group.get("key") or ""
+    members = group.get("members") or []
+    return {
+        "version": GROUP_PAYLOAD_VERSION,
+        "type": "alert.group",
+        "id": message.idempotency_key,
+        "timestamp": message.now.isoformat(),
+        "summary": summary,
+        "data": {
+            "notification": {"id": message.notification_id, "transition": "group", "attempt": message.attempt},
+            "group": {"key": key, "reason": key if key in DESTINATION_GROUPS else "group_wait",
+                      "size": int(group.get("size") or len(members)), "listed": len(members)},
+            "alerts": [{"notification": {"id": str(m.get("notification_id")), "transition": m.get("transition"),
+                                         "reminder_no": m.get("reminder_no") or 0, "held_reason": m.get("held_reason")},
+                        "alert": _alert_json(m.get("alert") or {}, m.get("severity"))} for m in members],
+        },
+    }
+
+
 def build_payload(message: Message, summary: Optional[str] = None) -> dict[str, Any]:
+    if message.group is not None:
+        return build_group_payload(message, summary)
     alert = message.alert
     return {
         "version": PAYLOAD_VERSION,
@@ -135,6 +178,13 @@ class WebhookChannel(Channel):
 
         if self.composer is None:
             self.composer = Composer()
+        if message.group is not None:
+            context = self.composer.group_context(
+                message.group, message.severity,
+                Recipient(message.destination_id, message.timezone, message.locale, None),
+                lambda kind, member: render("webhook", kind, "summary", member, root=self.templates_root),
+                message_id=message.notification_id)
+            return " ".join(render("webhook", "group", "summary", context, root=self.templates_root).split())
         context = self.composer.context(message.alert, message.transition, message.severity, message.reminder_no,
                                         Recipient(message.destination_id, message.timezone, message.locale, None))
         return " ".join(render("webhook", message.alert.get("kind", "default"), "summary", context,

@@ -151,6 +151,9 @@ class JobsConfig:
     cleanup: Duration = Duration(3600)
     # Plans transitions not planned in their own transaction and due reminders (issue 4).
     plan: Duration = Duration(30)
+    # Releases held notifications whose time has come (group_wait, digest, quiet hours, rate
+    # limit) as one message per group (issue 15, engine.noise).
+    release: Duration = Duration(5)
 
 
 @dataclass
@@ -192,6 +195,54 @@ class RouteConfig:
     min_severity: str = "info"
     secret: Optional[str] = None           # webhook signing secret, e.g. ${OPS_WEBHOOK_SECRET}
     escalation_only: bool = False          # reached only by escalation steps that name it
+    # Grouping (issue 15): None takes grouping.group_wait / group_interval / group_by.
+    group_wait: Optional[Duration] = None
+    group_interval: Optional[Duration] = None
+    group_by: Optional[list[str]] = None
+    grouped_payload: bool = False          # webhooks: group like email and Slack (payload version 2)
+
+
+GROUP_LABELS = ("tenant", "kind", "severity", "base")
+
+
+@dataclass
+class DestinationGroupingConfig:
+    """Grouping of tenant destinations' notifications (issue 15). group_wait 0 still groups the
+    transitions of one planning pass (ten bases crossing 80 % in one detection pass: one email)."""
+
+    group_wait: Duration = Duration(0)
+    group_interval: Duration = Duration(0)
+    group_by: list[str] = field(default_factory=lambda: ["tenant", "kind"])
+
+
+@dataclass
+class GroupingConfig:
+    """Grouping (issue 15, docs/NOISE.md): the top-level keys are the ops routes' defaults
+    (Alertmanager's: 30s, 5m), `destinations` the tenant destinations'. Webhooks stay one payload
+    per alert unless a route or destination asks for the grouped payload."""
+
+    group_wait: Duration = Duration(30)
+    group_interval: Duration = Duration(300)
+    group_by: list[str] = field(default_factory=lambda: ["kind", "severity"])
+    destinations: DestinationGroupingConfig = field(default_factory=DestinationGroupingConfig)
+    # A group message lists at most this many of its transitions; the rest are named by a count
+    # and the `notifyctl notifications` command that lists them.
+    list_max: int = 50
+
+
+@dataclass
+class RateLimitConfig:
+    messages: int = 0                 # at most this many messages per window; 0: no limit
+    window: Duration = Duration(3600)
+
+
+@dataclass
+class RateLimitsConfig:
+    """At most N messages per tenant destination and per tenant per window (issue 15); off unless
+    set. A destination may override its own (`destinations add/update --rate-limit N/WINDOW`)."""
+
+    destination: RateLimitConfig = field(default_factory=RateLimitConfig)
+    tenant: RateLimitConfig = field(default_factory=RateLimitConfig)
 
 
 @dataclass
@@ -455,6 +506,8 @@ class Config:
     partitions: PartitionsConfig = field(default_factory=PartitionsConfig)
     routes: list[RouteConfig] = field(default_factory=list)
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
@@ -720,6 +773,7 @@ def _check_references(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: delivery.max_attempts: must be at least 1")
     _check_delivery(config, source)
     _check_escalation(config, source)
+    _check_noise(config, source)
     if config.retention.batch_size < 1:
         raise ConfigError(f"{source}: retention.batch_size: must be at least 1")
     if config.daemon.health_interval <= 0:
@@ -890,6 +944,24 @@ def _check_delivery(config: Config, source: str) -> None:
                 check_signing_secret(route.secret, where=f"{where}.secret")
         except BadInput as exc:
             raise ConfigError(str(exc)) from None
+
+
+def _check_noise(config: Config, source: str) -> None:
+    grouping = config.grouping
+    checks = [("grouping.group_by", grouping.group_by), ("grouping.destinations.group_by", grouping.destinations.group_by)]
+    checks += [(f"routes[{i}].group_by", r.group_by) for i, r in enumerate(config.routes) if r.group_by is not None]
+    for where, labels in checks:
+        for label in labels:
+            if label not in GROUP_LABELS:
+                raise ConfigError(f"{source}: {where}: unknown label {label!r} (known: {', '.join(GROUP_LABELS)})")
+    if grouping.list_max < 1:
+        raise ConfigError(f"{source}: grouping.list_max: must be at least 1")
+    for name in ("destination", "tenant"):
+        limit = getattr(config.rate_limits, name)
+        if limit.messages < 0:
+            raise ConfigError(f"{source}: rate_limits.{name}.messages: cannot be negative (0: no limit)")
+        if limit.window <= 0:
+            raise ConfigError(f"{source}: rate_limits.{name}.window: must be longer than 0s")
 
 
 def _check_escalation(config: Config, source: str) -> None:

@@ -224,7 +224,8 @@ class Dispatcher:
     def _claim_params(self, now: datetime, token: uuid.UUID) -> dict:
         delivery = self.config.delivery
         return dict(now=now, lease_until=now + timedelta(seconds=delivery.lease), token=token,
-                    batch_size=delivery.batch_size, max_attempts=delivery.max_attempts)
+                    batch_size=delivery.batch_size, max_attempts=delivery.max_attempts,
+                    list_max=self.config.grouping.list_max)
 
     def _record_params(self, rows: list[dict], outcomes: list[Outcome], token: uuid.UUID) -> dict:
         sent_tenant_ids, sent_ids = [], []
@@ -658,13 +659,21 @@ class Dispatcher:
         if row.get("note"):
             # A notice (a disabled destination): why this message exists, shown with the context.
             alert["context"] = {**alert["context"], "notice": row["note"]}
+        group = None
+        if row["transition"] == "group":
+            # A group message (issue 15, engine.noise): no alert of its own; its members came
+            # with the claim (the first grouping.list_max of them) and how many there are.
+            group = dict(key=row.get("group_key"), size=row.get("member_count") or 0,
+                         members=_load_context(row.get("members")) or [],
+                         grouped_payload=bool(row.get("grouped_payload")))
+            alert = dict(alert, id=None, tenant_id=row["tenant_id"])
         return Message(notification_id=row["id"], tenant_id=row["tenant_id"],
                        alert_id=row["alert_id"], channel=row["channel"], recipient=recipient,
                        idempotency_key=row["idempotency_key"], transition=row["transition"] or "opened",
                        reminder_no=row["reminder_no"], severity=row["severity"] or row["alert_severity"],
                        attempt=row["send_attempts"], now=now, alert=alert, secret=secret,
                        destination_id=row["destination_id"], timezone=row.get("destination_timezone"),
-                       locale=row.get("destination_locale"))
+                       locale=row.get("destination_locale"), group=group)
 
     def _outcome(self, row: dict, result: DeliveryResult, now: datetime) -> Outcome:
         if result.kind == "sent":

@@ -18,6 +18,7 @@ from engine import metrics
 from engine.app import App
 from engine.collect import run_collection
 from engine.detect import run_detection
+from engine.noise import release_job
 from engine.partitions import ensure_partitions, prune_partitions
 from engine.retention import delete_alertless_notifications, delete_old_job_runs, delete_resolved_alerts
 from engine.scheduler import PeriodicJob, Worker, is_connection_error, job_lock, one_line
@@ -139,6 +140,7 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("maintenance", maintenance_job),
     PeriodicJob("cleanup", cleanup_job),
     PeriodicJob("plan", plan_job),
+    PeriodicJob("release", release_job),
 ]
 
 WORKERS: list[Worker] = [Worker("dispatcher", dispatcher_worker), Worker("detect-on-push", detect_on_push_worker)]

@@ -337,6 +337,43 @@ class Composer:
         )
         return context
 
+    def group_context(self, group: dict, severity: Optional[str], recipient: Optional[Recipient],
+                      member_line: Any, *, message_id: Optional[str] = None) -> dict[str, Any]:
+        """The context of a group message (issue 15, engine.noise): its members as a list, each
+        with the one line its own kind's words give it (`member_line(kind, member_context)`,
+        the channel's subject), plus what the group's words need: how many, why they were held,
+        and how to list those the message leaves out."""
+        from engine.noise import DESTINATION_GROUPS  # here: noise imports engine.config only
+
+        recipient = recipient or Recipient()
+        settings = self.config.messages
+        zone = _zone(recipient.timezone) or _zone(settings.timezone) or ZoneInfo("UTC")
+        locale = _locale(recipient.locale) or _locale(settings.locale) or "en"
+        members = []
+        for member in group.get("members") or []:
+            alert = member.get("alert") or {}
+            context = self.context(alert, member.get("transition") or "opened", member.get("severity"),
+                                   member.get("reminder_no") or 0, recipient)
+            members.append(dict(line=" ".join(member_line(context["kind"], context).split()), kind=context["kind"],
+                                severity=context["severity"], variant=context["variant"],
+                                transition_text=context["transition_text"], tenant=context["tenant"],
+                                base=context["base"], alert_url=context["alert_url"],
+                                notification_id=member.get("notification_id"), alert_id=alert.get("id")))
+        kinds = sorted({m["kind"] for m in members})
+        tenants = {m["tenant"]["id"] for m in members}
+        tenant_id = next(iter(tenants)) if len(tenants) == 1 else None
+        size = int(group.get("size") or len(members))
+        key = group.get("key") or ""
+        return dict(
+            kind=kinds[0] if len(kinds) == 1 else "ALERT", kinds=kinds, locale=locale, zone=zone.key,
+            variant="group", transition="group", transition_name="group", severity=severity or "info",
+            reason=key if key in DESTINATION_GROUPS else "group_wait", group_key=key,
+            size=size, members=members, more=max(0, size - len(members)), message_id=message_id,
+            facts=dict(size=size),
+            tenant=dict(id=tenant_id, name=self.names.get(tenant_id)), tenants=len(tenants),
+            recipient=recipient.address, unsubscribe_url=None, action=None, alert_url=None,
+        )
+
     def alert_url(self, alert_id: Any) -> Optional[str]:
         base = self.config.messages.public_url
         return f"{base.rstrip('/')}/ui/alerts/{alert_id}" if base and alert_id else None

@@ -50,6 +50,10 @@ ALERT_TRANSITIONS = Counter(
 DELIVERY_ATTEMPTS = Counter(
     "notify_delivery_attempts", "Delivery attempts by channel and outcome (sent, transient, permanent)",
     ["channel", "outcome"], registry=REGISTRY)
+NOTIFICATIONS_HELD = Counter(
+    "notify_notifications_held", "Notifications held back by noise control (issue 15), by reason: "
+    "group_wait, digest, quiet_hours, rate_limit (a row held again by a rate limit counts again)",
+    ["reason"], registry=REGISTRY)
 DELIVERY_UNDECRYPTABLE = Counter(
     "notify_delivery_undecryptable", "Claimed notifications not sent because no key of "
     "channels.webhook.secret_key decrypts their destination's secret (they stay queued), by channel",

@@ -25,7 +25,7 @@ from engine.errors import BadInput, NotFound
 from engine.queries import query
 
 RETRYABLE = ("failed", "skipped")
-STATUSES = ("queued", "sent", "failed", "skipped")
+STATUSES = ("queued", "sent", "failed", "skipped", "held", "grouped", "suppressed")
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from engine import metrics
 from engine.config import Config
 from engine.escalation import policy_parameters
+from engine.noise import planner_parameters, release_held
 from engine.queries import query
 from engine.routing import route_parameters
 
@@ -51,10 +53,17 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
     policies = policy_parameters(config)
     # Without any reminder or step configured, the tick does not read open alerts at all.
     periodic = periodic and policies["earliest_due"] is not None
-    params = dict(route_parameters(config), **policies, now=now, periodic=periodic,
+    params = dict(route_parameters(config), **policies, **planner_parameters(config), now=now, periodic=periodic,
                   changed_since=changed_since, shard=shard[0] if shard else None,
                   shards=shard[1] if shard else None, tenants=tenants)
-    planned = conn.execute(query("planner", "plan_notifications"), params).one().planned
+    result = conn.execute(query("planner", "plan_notifications"), params).one()
+    planned = result.planned
     if planned:
         conn.execute(query("planner", "wake_dispatchers"))
+    for reason in ("group_wait", "digest", "quiet_hours"):
+        if getattr(result, f"held_{reason}"):
+            metrics.NOTIFICATIONS_HELD.labels(reason=reason).inc(getattr(result, f"held_{reason}"))
+    if planned or changed_since is None:
+        # Rows held for their group (issue 15) that are due now, those of this pass included.
+        release_held(conn, config, now)
     return planned

@@ -29,7 +29,7 @@ def test_healthz_metrics_and_sigterm_exit_0(start_daemon, database_urls):
     daemon = start_daemon(FAST_JOBS)
     body = daemon.wait_healthy()
     assert body["status"] == "ok"
-    assert set(body["jobs"]) == {"collect", "detect", "maintenance", "cleanup", "plan", "dispatcher",
+    assert set(body["jobs"]) == {"collect", "detect", "maintenance", "cleanup", "plan", "release", "dispatcher",
                                  "detect-on-push"}
     wait_for(lambda: len(job_runs(database_urls, "cleanup")) >= 2, "two cleanup ticks")
     text = daemon.metrics()

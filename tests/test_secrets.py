@@ -329,7 +329,8 @@ def test_slack_sdk_debug_logging_never_prints_an_incoming_webhook_url(app, captu
 def test_an_ops_route_to_a_slack_incoming_webhook_leaves_no_plain_url_in_the_notifications(app, slack_server):
     from engine.config import RouteConfig
 
-    app.config.routes = [RouteConfig(name="ops", channel="slack", target=hook_url(slack_server))]
+    # group_wait 0: the ops route's grouping (issue 15) would hold the message 30s.
+    app.config.routes = [RouteConfig(name="ops", channel="slack", target=hook_url(slack_server), group_wait=0)]
     app.config.channels.webhook.allow_private_networks = True
     plan(app)
     with app.databases.begin("notify") as conn:

@@ -488,8 +488,28 @@ DESTINATION_BODY = {
                    "description": "webhook signing secret; stored encrypted, never shown again"},
         "kinds": {"type": ["array", "null"], "maxItems": 50, "items": {"type": "string", "enum": _all_kinds()}},
         "min_severity": {"type": "string", "enum": list(SEVERITIES)},
+        # Noise control (docs/NOISE.md), as `destinations add --digest ... --quiet-hours ...`.
+        "digest": {"type": "string", "enum": ["immediate", "hourly", "daily"]},
+        "digest_at": {"type": "string", "maxLength": 5, "description": "local time HH:MM"},
+        "quiet_hours": {"type": "string", "maxLength": 11, "description": "local window START-END, e.g. 22:00-07:00"},
+        "rate_limit": {"type": "string", "maxLength": 40, "description": "N/WINDOW (10/1h), off or default"},
+        "grouped_payload": {"type": "boolean", "description": "webhooks: group messages as payload version 2"},
     },
 }
+NOISE_FIELDS = ("digest", "digest_at", "quiet_hours", "rate_limit", "grouped_payload")
+
+
+def _add_destination_with_noise(conn, app, body: dict):
+    ident = engine_destinations.add_destination(
+        conn, app.config, app.clock.now(), tenant_id=body["tenant_id"], channel=body["channel"],
+        target=body["target"], secret=body.get("secret"), kinds=body.get("kinds"),
+        min_severity=body.get("min_severity") or "info")
+    noise = {name: body.get(name) for name in NOISE_FIELDS}
+    if any(value is not None for value in noise.values()):
+        from engine.noise import set_destination_noise
+
+        set_destination_noise(conn, str(ident), **noise)
+    return ident
 
 
 @route("GET", "/v1/destinations", scope="read", tag="destinations",
@@ -510,10 +530,7 @@ async def add_destination(request: web.Request) -> web.Response:
     body = await read_body(request, DESTINATION_BODY)
     app = request.app[APP_KEY]
     try:
-        ident = await blocking(request, _in_transaction, lambda conn: engine_destinations.add_destination(
-            conn, app.config, app.clock.now(), tenant_id=body["tenant_id"], channel=body["channel"],
-            target=body["target"], secret=body.get("secret"), kinds=body.get("kinds"),
-            min_severity=body.get("min_severity") or "info"))
+        ident = await blocking(request, _in_transaction, _add_destination_with_noise, app, body)
     except BadInput as exc:
         raise engine_problem(exc) from None
     log.info("api: %s added destination %s for tenant %s", actor(request), ident, body["tenant_id"])

@@ -34,7 +34,15 @@ def register(subparsers, common) -> None:
                           "is disabled for, or holds paused past delivery.fallback_after (once; never further)")
     add.add_argument("--tag", action="append", metavar="T",
                      help="a label escalation steps can notify (escalation.policies); repeatable or T1,T2")
+    add_noise_arguments(add)
     add.set_defaults(handler=add_command)
+
+    update = actions.add_parser("update", parents=[common],
+                                help="change a destination's noise control: digest, quiet hours, rate limit, "
+                                     "grouped webhook payload (docs/NOISE.md)")
+    update.add_argument("id", metavar="ID")
+    add_noise_arguments(update)
+    update.set_defaults(handler=update_command)
 
     listing = actions.add_parser("list", parents=[common], help="list destinations (secrets masked)")
     listing.add_argument("--tenant", metavar="T")
@@ -55,6 +63,40 @@ def register(subparsers, common) -> None:
     test.add_argument("id", metavar="ID")
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.set_defaults(handler=test_command)
+
+
+def add_noise_arguments(parser) -> None:
+    """Noise control (issue 15, docs/NOISE.md), all opt-in; critical transitions are never delayed
+    by a digest or quiet hours."""
+    parser.add_argument("--digest", choices=("immediate", "hourly", "daily"),
+                        help="non-critical transitions as an hourly or daily digest (default: immediate)")
+    parser.add_argument("--digest-at", metavar="HH:MM",
+                        help="local time of the daily digest (its minute for hourly); default 09:00")
+    parser.add_argument("--quiet-hours", metavar="START-END",
+                        help="local window (e.g. 22:00-07:00) whose non-critical messages wait for its end; off to clear")
+    parser.add_argument("--rate-limit", metavar="N/WINDOW",
+                        help="at most N messages per WINDOW (e.g. 10/1h); off, or default (rate_limits.destination)")
+    parser.add_argument("--grouped-payload", choices=("on", "off"),
+                        help="webhooks: grouped transitions as one payload (version 2) instead of one per alert")
+
+
+def _noise_settings(args) -> dict:
+    grouped = None if args.grouped_payload is None else args.grouped_payload == "on"
+    return dict(digest=args.digest, digest_at=args.digest_at, quiet_hours=args.quiet_hours,
+                rate_limit=args.rate_limit, grouped_payload=grouped)
+
+
+def update_command(app, args) -> int:
+    from engine.noise import set_destination_noise
+
+    settings = _noise_settings(args)
+    if all(value is None for value in settings.values()):
+        raise BadInput("destinations update: nothing to change (--digest, --digest-at, --quiet-hours, "
+                       "--rate-limit, --grouped-payload)")
+    with app.databases.begin("notify") as conn:
+        set_destination_noise(conn, args.id, **settings)
+    print(f"updated {args.id}")
+    return 0
 
 
 def read_secret(args) -> Optional[str]:
@@ -89,6 +131,11 @@ def add_command(app, args) -> int:
                                          kinds=kinds, min_severity=args.min_severity,
                                          timezone=args.timezone, locale=args.locale, fallback=args.fallback,
                                          tags=args.tag)
+        settings = _noise_settings(args)
+        if any(value is not None for value in settings.values()):
+            from engine.noise import set_destination_noise
+
+            set_destination_noise(conn, str(destination_id), **settings)
     print(destination_id)
     return 0
 

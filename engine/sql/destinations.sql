@@ -15,7 +15,11 @@ SELECT id, enabled FROM notify.destinations WHERE tenant_id = :tenant_id AND id 
 SELECT id, tenant_id, channel, target, (secret_ciphertext IS NOT NULL) AS has_secret,
        kinds, min_severity::text AS min_severity, tags, enabled, disabled_reason, created_at,
        timezone, locale, opted_out_kinds, last_success_at, consecutive_failures,
-       CASE WHEN pause_level > 0 THEN paused_until END AS paused_until, fallback_id
+       CASE WHEN pause_level > 0 THEN paused_until END AS paused_until, fallback_id,
+       digest, CASE WHEN digest <> 'immediate' THEN to_char(digest_at, 'HH24:MI') END AS digest_at,
+       CASE WHEN quiet_start IS NOT NULL THEN to_char(quiet_start, 'HH24:MI') || '-' || to_char(quiet_end, 'HH24:MI') END
+         AS quiet_hours,
+       rate_limit_messages, rate_limit_window, grouped_payload
 FROM notify.destinations
 WHERE CAST(:tenant_id AS uuid) IS NULL OR tenant_id = CAST(:tenant_id AS uuid)
 ORDER BY tenant_id, created_at, id;

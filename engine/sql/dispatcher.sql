@@ -54,7 +54,8 @@ claimed AS (
   WHERE n.tenant_id = due.tenant_id AND n.id = due.id
   RETURNING n.tenant_id, n.id, n.alert_id, n.destination_id, n.route_key, n.channel, n.recipient,
             (due.claim_token IS NOT NULL) AS lease_expired,
-            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at, n.note
+            n.transition, n.reminder_no, n.severity, n.send_attempts, n.idempotency_key, n.created_at, n.note,
+            n.group_key, n.origin_id
 )
 SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS alert_id,
        c.destination_id::text AS destination_id, c.route_key, c.channel, c.recipient, c.lease_expired,
@@ -64,9 +65,29 @@ SELECT c.tenant_id::text AS tenant_id, c.id::text AS id, c.alert_id::text AS ale
        a.dedupe_key, a.first_seen_at, a.last_seen_at, a.context::text AS context,
        (d.id IS NOT NULL) AS destination_exists, d.enabled AS destination_enabled, d.secret_ciphertext,
        d.timezone AS destination_timezone, d.locale AS destination_locale,
-       coalesce(a.kind = ANY (d.opted_out_kinds), false) AS destination_opted_out
+       coalesce(a.kind = ANY (d.opted_out_kinds), false) AS destination_opted_out,
+       -- A group message (issue 15) names no alert: its members and their alerts come with it as
+       -- one JSON array (the first :list_max, through not_note_members), and how many there are.
+       -- CASE: the subqueries run for group rows only. A fallback copy of a group message
+       -- (origin_id) carries the members of the message it was copied from.
+       c.group_key, coalesce(d.grouped_payload, false) AS grouped_payload,
+       CASE WHEN c.transition = 'group' THEN
+         (SELECT count(*) FROM notify.notifications m WHERE m.message_id = coalesce(c.origin_id, c.id)) END
+         AS member_count,
+       CASE WHEN c.transition = 'group' THEN
+         (SELECT json_agg(json_build_object(
+                    'notification_id', m.id, 'transition', m.transition, 'reminder_no', m.reminder_no,
+                    'severity', m.severity, 'held_reason', m.held_reason, 'created_at', m.created_at,
+                    'alert', json_build_object('id', ma.id, 'tenant_id', ma.tenant_id, 'base_id', ma.base_id,
+                                               'kind', ma.kind, 'severity', ma.severity, 'status', ma.status,
+                                               'dedupe_key', ma.dedupe_key, 'first_seen_at', ma.first_seen_at,
+                                               'last_seen_at', ma.last_seen_at, 'context', ma.context))
+                  ORDER BY m.created_at, m.id)::text
+          FROM (SELECT * FROM notify.notifications m0 WHERE m0.message_id = coalesce(c.origin_id, c.id)
+                ORDER BY m0.created_at, m0.id LIMIT :list_max) m
+          LEFT JOIN notify.alerts ma ON ma.tenant_id = m.tenant_id AND ma.id = m.alert_id) END AS members
 FROM claimed c
-JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
+LEFT JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
 LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destination_id;
 
 -- name: record_results

@@ -150,16 +150,69 @@ targets AS (
   FROM steps_pending sp
   JOIN routes r ON r.name = sp.route_name
 ),
+-- Noise control (issue 15, docs/NOISE.md): how a new row starts. A non-critical row waits as
+-- `held` for its destination's digest ('digest') or the end of its quiet hours ('quiet_hours'); a
+-- row of a grouping route or destination (email, Slack; webhooks that ask for the grouped payload)
+-- is held ('group_wait') until group_wait from now, or group_interval after its group's last
+-- message, whichever is later, and so is every row of a rate-limited destination or tenant. A row
+-- alone in its group with nothing to wait for is queued at once, as before. engine.noise's release
+-- step (in the same transaction, and the `release` job) turns due held rows into messages.
+noise_routes AS (
+  SELECT * FROM unnest(CAST(:noise_route_keys AS text[]), CAST(:noise_group_waits AS float8[]),
+                       CAST(:noise_group_intervals AS float8[]), CAST(:noise_group_bys AS text[]),
+                       CAST(:noise_groupable AS boolean[]))
+         AS r(route_key, group_wait, group_interval, group_by, groupable)
+),
+shaped AS (
+  SELECT t.*, k.group_key,
+         CASE WHEN t.severity < 'critical' AND d.digest <> 'immediate' THEN notify.next_digest_at(CAST(:now AS timestamptz), d.digest, d.digest_at,
+                                                                      coalesce(d.timezone, :noise_timezone)) END AS digest_due,
+         CASE WHEN t.severity < 'critical' AND d.quiet_start IS NOT NULL THEN notify.quiet_hours_end(CAST(:now AS timestamptz), d.quiet_start, d.quiet_end,
+                                                                       coalesce(d.timezone, :noise_timezone)) END AS quiet_until,
+         coalesce(r.groupable, t.channel <> 'webhook' OR coalesce(d.grouped_payload, false)) AS groupable,
+         coalesce(r.group_interval, CAST(:noise_dest_group_interval AS float8)) AS group_interval,
+         greatest(CAST(:now AS timestamptz) + make_interval(secs => coalesce(r.group_wait, CAST(:noise_dest_group_wait AS float8))),
+                  g.last_message_at + make_interval(secs => coalesce(r.group_interval, CAST(:noise_dest_group_interval AS float8))))
+           AS group_due,
+         t.destination_id IS NOT NULL AND (coalesce(d.rate_limit_messages, CAST(:noise_dest_limit AS integer)) > 0
+                                           OR CAST(:noise_tenant_limit AS integer) > 0) AS limited
+  FROM targets t
+  LEFT JOIN notify.destinations d ON d.tenant_id = t.tenant_id AND d.id = t.destination_id
+  LEFT JOIN noise_routes r ON r.route_key = t.route_key
+  CROSS JOIN LATERAL (
+    SELECT concat_ws('|',
+             CASE WHEN 'tenant' = ANY (k.labels) THEN 'tenant=' || t.tenant_id END,
+             CASE WHEN 'kind' = ANY (k.labels) THEN 'kind=' || t.kind END,
+             CASE WHEN 'severity' = ANY (k.labels) THEN 'severity=' || t.severity END,
+             CASE WHEN 'base' = ANY (k.labels)
+                  THEN 'base=' || coalesce((SELECT a.base_id::text FROM notify.alerts a
+                                            WHERE a.tenant_id = t.tenant_id AND a.id = t.alert_id), '-') END) AS group_key
+    FROM (SELECT string_to_array(coalesce(r.group_by, :noise_dest_group_by), ',') AS labels) k
+  ) k
+  LEFT JOIN notify.group_state g ON g.route_key = t.route_key AND g.group_key = k.group_key
+),
+started AS (
+  SELECT s.*,
+         CASE WHEN s.digest_due IS NOT NULL THEN 'digest'
+              WHEN s.quiet_until IS NOT NULL THEN 'quiet_hours'
+              WHEN s.limited OR (s.groupable AND (s.group_due > CAST(:now AS timestamptz) OR s.group_interval > 0
+                                                 OR count(*) OVER (PARTITION BY s.route_key, s.group_key) > 1))
+                THEN 'group_wait' END AS held_reason
+  FROM shaped s
+),
 inserted AS (
   INSERT INTO notify.notifications
     (tenant_id, alert_id, created_at, channel, recipient, status, transition, transition_seq, reminder_no,
-     severity, route_key, destination_id, next_attempt_at)
-  SELECT tenant_id, alert_id, :now, channel, recipient, 'queued', transition, transition_seq, reminder_no,
-         severity, route_key, destination_id, :now
-  FROM targets
+     severity, route_key, destination_id, next_attempt_at, held_reason, release_at, group_key)
+  SELECT tenant_id, alert_id, :now, channel, recipient, CASE WHEN held_reason IS NULL THEN 'queued' ELSE 'held' END,
+         transition, transition_seq, reminder_no, severity, route_key, destination_id, :now, held_reason,
+         CASE held_reason WHEN 'digest' THEN digest_due WHEN 'quiet_hours' THEN quiet_until
+                          WHEN 'group_wait' THEN group_due END,
+         CASE held_reason WHEN 'digest' THEN 'digest' WHEN 'quiet_hours' THEN 'quiet_hours' ELSE group_key END
+  FROM started
   ORDER BY tenant_id, alert_id, route_key
   ON CONFLICT (tenant_id, alert_id, transition_seq, reminder_no, route_key) DO NOTHING
-  RETURNING 1
+  RETURNING held_reason
 ),
 caught_up AS (
   UPDATE notify.alerts a SET planned_seq = t.transition_seq
@@ -190,7 +243,10 @@ reminded AS (
 )
 SELECT (SELECT count(*) FROM inserted) AS planned,
        (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts,
-       (SELECT count(*) FROM steps_taken) AS steps;
+       (SELECT count(*) FROM steps_taken) AS steps,
+       (SELECT count(*) FROM inserted WHERE held_reason = 'group_wait') AS held_group_wait,
+       (SELECT count(*) FROM inserted WHERE held_reason = 'digest') AS held_digest,
+       (SELECT count(*) FROM inserted WHERE held_reason = 'quiet_hours') AS held_quiet_hours;
 
 -- name: wake_dispatchers
 -- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
