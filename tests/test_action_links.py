@@ -61,7 +61,8 @@ def ops_app(app, smtp, api):
     app.config.channels.webhook.secret_key = Fernet.generate_key().decode()
     app.config.messages.public_url = api.url
     app.config.messages.names = {TENANT: "Acme Analytics"}
-    app.config.routes = [RouteConfig(name="ops", channel="email", target=OPS)]
+    # No grouping: the ops route's defaults (issue 15) would hold each email 30s or more.
+    app.config.routes = [RouteConfig(name="ops", channel="email", target=OPS, group_wait=0, group_interval=0)]
     return app
 
 
@@ -256,7 +257,8 @@ def slack_app(ops_app, slack):
     ops_app.config.channels.slack.token = "xoxb-test-token"
     ops_app.config.channels.slack.base_url = slack.server.url("/api/")
     ops_app.config.channels.slack.signing_secret = SIGNING_SECRET
-    ops_app.config.routes = [RouteConfig(name="ops-slack", channel="slack", target="C0OPS")]
+    ops_app.config.routes = [RouteConfig(name="ops-slack", channel="slack", target="C0OPS", group_wait=0,
+                                              group_interval=0)]
     return ops_app
 
 
