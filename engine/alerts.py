@@ -296,19 +296,11 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
     if context is not None and not isinstance(context, dict):
         raise BadInput("--context: expected a JSON object")
     dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
-    now = app.clock.now()
-    stored = {"event": redact_context(context or {}, app.config.logs.redaction), "raised_at": now.isoformat()}
-    if actor:
-        stored["raised_by"] = actor
-    with app.databases.begin("notify") as conn:
-        row = conn.execute(query("alerts", "raise_event"), {
-            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": severity or event_kind.severity,
-            "dedupe_key": dedupe_key, "now": now, "context": json.dumps(stored)}).one()
-        plan_transitions_of_this_transaction(conn, app.config, now)
-    if row.transitioned:  # opened or re-opened, not a refresh of an open alert
-        metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition=row.transition).inc()
-    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} is {row.status} ({row.transition})",
-                        after=row.status, transition=row.transition if row.transitioned else "refreshed",
+    outcome = apply_events(app, [EventChange(tenant, event_kind.kind, dedupe_key, base_id=base,
+                                             severity=severity or event_kind.severity, context=context)],
+                           actor=actor)[0]
+    return ActionResult(outcome.alert_id, True, f"{event_kind.kind} alert {outcome.alert_id} is {outcome.status} "
+                        f"({outcome.stored_transition})", after=outcome.status, transition=outcome.transition,
                         dedupe_key=dedupe_key)
 
 
@@ -317,21 +309,82 @@ def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
     """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
     event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
     dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
-    now = app.clock.now()
-    with app.databases.begin("notify") as conn:
-        row = conn.execute(query("alerts", "clear_event"), {
-            "tenant_id": tenant, "dedupe_key": dedupe_key, "now": now, "actor": actor}).first()
-        if row is not None:
-            plan_transitions_of_this_transaction(conn, app.config, now)
-        else:
-            existing = conn.execute(query("alerts", "event_alert_status"), {
-                "tenant_id": tenant, "dedupe_key": dedupe_key}).first()
-    if row is None:
+    outcome = apply_events(app, [EventChange(tenant, event_kind.kind, dedupe_key, resolve=True)], actor=actor)[0]
+    if outcome.transition is None:
         # before=None: no such alert was ever raised (a mistyped id?), not merely already resolved.
-        return ActionResult(existing.id if existing else uuid.UUID(int=0), False,
+        return ActionResult(outcome.alert_id or uuid.UUID(int=0), False,
                             f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear",
-                            existing.status if existing else None, existing.status if existing else None,
-                            dedupe_key=dedupe_key)
-    metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition="resolved").inc()
-    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved",
-                        transition="resolved", dedupe_key=dedupe_key)
+                            outcome.status, outcome.status, dedupe_key=dedupe_key)
+    return ActionResult(outcome.alert_id, True, f"{event_kind.kind} alert {outcome.alert_id} resolved", "open",
+                        "resolved", transition="resolved", dedupe_key=dedupe_key)
+
+
+@dataclass
+class EventChange:
+    """One event alert to raise (or, with `resolve`, to clear) in a batch (apply_events). The
+    caller has checked it: tenant and base are UUIDs, severity one of SEVERITIES."""
+
+    tenant_id: uuid.UUID
+    kind: str
+    dedupe_key: str
+    resolve: bool = False
+    base_id: Optional[uuid.UUID] = None
+    severity: Optional[str] = None
+    context: Optional[dict] = None      # the sender's; stored redacted under context.event
+
+
+@dataclass
+class EventOutcome:
+    alert_id: Optional[uuid.UUID]       # None: a clear of an alert never raised
+    status: Optional[str]               # the alert's status after the batch (None: never raised)
+    transition: Optional[str]           # opened, reopened, refreshed, resolved; None: nothing changed
+    stored_transition: Optional[str] = None   # the alert's transition column (refreshed keeps the last one)
+
+
+def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None) -> list[EventOutcome]:
+    """Raises and clears a batch of event alerts in one transaction: one upsert for the raises,
+    one update for the clears, then the planner, so the batch's transitions and their
+    notifications commit together (or not at all). Returns one outcome per change, in order. An
+    alert named twice in the batch takes its last change (as if applied in order, the earlier
+    one's own transition is not planned); both get the last one's outcome."""
+    if not changes:
+        return []
+    now = app.clock.now()
+    last: dict[tuple, EventChange] = {}
+    for change in changes:
+        key = (change.tenant_id, change.dedupe_key)
+        last.pop(key, None)   # re-insert: dict order is then the order of each alert's last change
+        last[key] = change
+    raises = [c for c in last.values() if not c.resolve]
+    clears = [c for c in last.values() if c.resolve]
+    rules = app.config.logs.redaction
+    stamp = {"raised_at": now.isoformat(), **({"raised_by": actor} if actor else {})}
+    outcomes: dict[tuple, EventOutcome] = {}
+    with app.databases.begin("notify") as conn:
+        if raises:
+            rows = conn.execute(query("alerts", "raise_events"), {
+                "now": now, "tenant_ids": [c.tenant_id for c in raises], "base_ids": [c.base_id for c in raises],
+                "kinds": [c.kind for c in raises], "severities": [c.severity for c in raises],
+                "dedupe_keys": [c.dedupe_key for c in raises],
+                "contexts": [json.dumps({"event": redact_context(c.context or {}, rules), **stamp}) for c in raises],
+            }).all()
+            for row in rows:
+                outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(
+                    row.id, row.status, row.transition if row.transitioned else "refreshed", row.transition)
+        if clears:
+            params = {"tenant_ids": [c.tenant_id for c in clears], "dedupe_keys": [c.dedupe_key for c in clears]}
+            rows = conn.execute(query("alerts", "clear_events"), {**params, "now": now, "actor": actor}).all()
+            for row in rows:
+                outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(row.id, row.status, "resolved", "resolved")
+            if len(rows) < len(clears):
+                for row in conn.execute(query("alerts", "event_alerts_status"), params).all():
+                    outcomes.setdefault((row.tenant_id, row.dedupe_key), EventOutcome(row.id, row.status, None))
+        if any(o.transition not in (None, "refreshed") for o in outcomes.values()):
+            plan_transitions_of_this_transaction(conn, app.config, now,
+                                                 tenants=sorted({c.tenant_id for c in last.values()}))
+    for change in last.values():
+        outcome = outcomes.get((change.tenant_id, change.dedupe_key))
+        if outcome is not None and outcome.transition not in (None, "refreshed"):
+            metrics.ALERT_TRANSITIONS.labels(kind=change.kind, transition=outcome.transition).inc()
+    never = EventOutcome(None, None, None)
+    return [outcomes.get((c.tenant_id, c.dedupe_key), never) for c in changes]
