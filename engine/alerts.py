@@ -357,27 +357,25 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
         last[key] = change
     raises = [c for c in last.values() if not c.resolve]
     clears = [c for c in last.values() if c.resolve]
-    rules = app.config.logs.redaction
+    redactor = Redactor(app.config.logs.redaction)   # one per batch: its caches serve every alert
     stamp = {"raised_at": now.isoformat(), **({"raised_by": actor} if actor else {})}
     outcomes: dict[tuple, EventOutcome] = {}
     with app.databases.begin("notify") as conn:
         if raises:
-            rows = conn.execute(query("alerts", "raise_events"), {
-                "now": now, "tenant_ids": [c.tenant_id for c in raises], "base_ids": [c.base_id for c in raises],
-                "kinds": [c.kind for c in raises], "severities": [c.severity for c in raises],
-                "dedupe_keys": [c.dedupe_key for c in raises],
-                "contexts": [json.dumps({"event": redact_context(c.context or {}, rules), **stamp}) for c in raises],
-            }).all()
-            for row in rows:
+            events = json.dumps([{
+                "tenant_id": str(c.tenant_id), "base_id": str(c.base_id) if c.base_id else None, "kind": c.kind,
+                "severity": c.severity, "dedupe_key": c.dedupe_key,
+                "context": {"event": redactor.payload(c.context or {}), **stamp}} for c in raises])
+            for row in conn.execute(query("alerts", "raise_events"), {"now": now, "events": events}).all():
                 outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(
                     row.id, row.status, row.transition if row.transitioned else "refreshed", row.transition)
         if clears:
-            params = {"tenant_ids": [c.tenant_id for c in clears], "dedupe_keys": [c.dedupe_key for c in clears]}
-            rows = conn.execute(query("alerts", "clear_events"), {**params, "now": now, "actor": actor}).all()
+            keys = {"events": json.dumps([{"tenant_id": str(c.tenant_id), "dedupe_key": c.dedupe_key} for c in clears])}
+            rows = conn.execute(query("alerts", "clear_events"), {**keys, "now": now, "actor": actor}).all()
             for row in rows:
                 outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(row.id, row.status, "resolved", "resolved")
             if len(rows) < len(clears):
-                for row in conn.execute(query("alerts", "event_alerts_status"), params).all():
+                for row in conn.execute(query("alerts", "event_alerts_status"), keys).all():
                     outcomes.setdefault((row.tenant_id, row.dedupe_key), EventOutcome(row.id, row.status, None))
         if any(o.transition not in (None, "refreshed") for o in outcomes.values()):
             plan_transitions_of_this_transaction(conn, app.config, now,

@@ -642,6 +642,12 @@ def parse_rfc3339(value: str) -> Optional[datetime]:
         return None
 
 
+@functools.cache
+def _detector_kinds() -> frozenset[str]:
+    from detectors import SNAPSHOT_DETECTORS
+    return frozenset(d.kind for d in SNAPSHOT_DETECTORS)
+
+
 # Prometheus writes `warning`; the engine's word is `warn`.
 SEVERITY_ALIASES = {"warning": "warn"}
 MAX_KIND = 200
@@ -652,7 +658,7 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
     its bad parts. The kind is the kind label, else the alertname: an engine event kind
     (PAYMENT_FAILED) keeps its own key and severity, any other name is an alert of that kind
     with the generic Prometheus words (templates/words/*/prometheus.j2)."""
-    from detectors import EVENT_KINDS, SNAPSHOT_DETECTORS
+    from detectors import EVENT_KINDS
 
     where = f"[{index}]"
     labels = alert["labels"]
@@ -683,7 +689,7 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
     elif len(kind) > MAX_KIND or any(ord(c) < 32 or ord(c) == 127 for c in kind):
         errors.append({"field": f"{where}.labels.{kind_label}",
                        "message": f"a kind is 1-{MAX_KIND} printable characters, got {kind[:60]!r}"})
-    elif kind in {d.kind for d in SNAPSHOT_DETECTORS}:
+    elif kind in _detector_kinds():
         # The detectors own these alerts' lifecycle (they resolve what they no longer see).
         errors.append({"field": f"{where}.labels.{kind_label}",
                        "message": f"{kind} alerts are raised by the engine's detectors, not posted"})

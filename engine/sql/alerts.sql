@@ -113,15 +113,16 @@ VALUES (:now, :actor_admin_id, :tenant_id, :base_id, :action, 'ALERT', :target_i
 -- alert, in one statement for a whole batch (each (tenant_id, dedupe_key) at most once): opens
 -- each alert, re-opens a resolved one (counted in context.reopen_count), or refreshes
 -- last_seen_at and the event's context on an open or acked one. Rows go in key order, so
--- batches racing over the same alerts lock them in the same order.
+-- batches racing over the same alerts lock them in the same order. :events is one JSON array of
+-- {tenant_id, base_id, kind, severity, dedupe_key, context} (one parameter: binding arrays of a
+-- thousand values cost the API more than encoding one document).
 INSERT INTO notify.alerts AS a (tenant_id, base_id, kind, severity, dedupe_key, status, first_seen_at,
                                 last_seen_at, context, transition, transition_seq, planned_seq, transition_at,
                                 created_at)
 SELECT e.tenant_id, e.base_id, e.kind, e.severity, e.dedupe_key, 'open', :now, :now, e.context,
        'opened', 1, 1, :now, :now
-FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:base_ids AS uuid[]), CAST(:kinds AS text[]),
-            CAST(:severities AS public.sev_level[]), CAST(:dedupe_keys AS text[]), CAST(:contexts AS jsonb[]))
-     AS e(tenant_id, base_id, kind, severity, dedupe_key, context)
+FROM jsonb_to_recordset(CAST(:events AS jsonb))
+     AS e(tenant_id uuid, base_id uuid, kind text, severity public.sev_level, dedupe_key text, context jsonb)
 ORDER BY e.tenant_id, e.dedupe_key
 ON CONFLICT (tenant_id, dedupe_key) DO UPDATE
 SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
@@ -140,14 +141,15 @@ RETURNING tenant_id, dedupe_key, id, status, transition, transition_seq,
 
 -- name: clear_events
 -- Event-driven conditions are over, a batch in one statement: each unresolved alert named by
--- (tenant_id, dedupe_key) resolves; keys with nothing unresolved return nothing.
+-- (tenant_id, dedupe_key) in the JSON array :events resolves; keys with nothing unresolved
+-- return nothing.
 UPDATE notify.alerts a
 SET status = 'resolved', resolved_at = :now,
     transition = 'resolved', transition_seq = a.transition_seq + 1, planned_seq = a.transition_seq + 1,
     transition_at = :now,
     context = a.context || jsonb_build_object('resolved_by', 'event_cleared')
               || jsonb_strip_nulls(jsonb_build_object('cleared_by', CAST(:actor AS text)))
-FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:dedupe_keys AS text[])) AS e(tenant_id, dedupe_key)
+FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(tenant_id uuid, dedupe_key text)
 WHERE a.tenant_id = e.tenant_id AND a.dedupe_key = e.dedupe_key AND a.status <> 'resolved'
 RETURNING a.tenant_id, a.dedupe_key, a.id, a.status, a.transition, a.transition_seq;
 
@@ -155,5 +157,5 @@ RETURNING a.tenant_id, a.dedupe_key, a.id, a.status, a.transition, a.transition_
 -- The status of each named event alert that was ever raised (a clear that changed nothing says which).
 SELECT a.tenant_id, a.dedupe_key, a.id, a.status
 FROM notify.alerts a
-JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:dedupe_keys AS text[])) AS e(tenant_id, dedupe_key)
+JOIN jsonb_to_recordset(CAST(:events AS jsonb)) AS e(tenant_id uuid, dedupe_key text)
   ON a.tenant_id = e.tenant_id AND a.dedupe_key = e.dedupe_key;
