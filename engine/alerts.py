@@ -290,33 +290,48 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
     on the dedupe key: raising it again while it is open or acked changes only last_seen_at and
     the context (`transition` is then `refreshed`). `severity` replaces the kind's for a new
     alert (a sender that grades its own alerts, as Prometheus rules do)."""
+    change = event_change(tenant_id, kind, base_id=base_id, context=context, dedup_key=dedup_key, actor=actor,
+                          severity=severity)
+    return event_result(change, apply_events(app, [change])[0])
+
+
+def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
+                dedup_key: Optional[str] = None, actor: Optional[str] = None) -> ActionResult:
+    """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
+    change = event_change(tenant_id, kind, base_id=base_id, dedup_key=dedup_key, actor=actor, resolve=True)
+    return event_result(change, apply_events(app, [change])[0])
+
+
+def event_change(tenant_id: str, kind: str, *, base_id: Optional[str] = None, context: Optional[dict] = None,
+                 dedup_key: Optional[str] = None, actor: Optional[str] = None, severity: Optional[str] = None,
+                 resolve: bool = False) -> "EventChange":
+    """A raise (or, with `resolve`, a clear) of an event alert, checked (BadInput naming the bad
+    argument), for apply_events."""
     event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
     if severity is not None and severity not in SEVERITIES:
         raise BadInput(f"--severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}")
     if context is not None and not isinstance(context, dict):
         raise BadInput("--context: expected a JSON object")
     dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
-    outcome = apply_events(app, [EventChange(tenant, event_kind.kind, dedupe_key, base_id=base,
-                                             severity=severity or event_kind.severity, context=context)],
-                           actor=actor)[0]
-    return ActionResult(outcome.alert_id, True, f"{event_kind.kind} alert {outcome.alert_id} is {outcome.status} "
-                        f"({outcome.stored_transition})", after=outcome.status, transition=outcome.transition,
-                        dedupe_key=dedupe_key)
+    if resolve:
+        return EventChange(tenant, event_kind.kind, dedupe_key, resolve=True, actor=actor)
+    return EventChange(tenant, event_kind.kind, dedupe_key, base_id=base, severity=severity or event_kind.severity,
+                       context=context, actor=actor)
 
 
-def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
-                dedup_key: Optional[str] = None, actor: Optional[str] = None) -> ActionResult:
-    """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
-    event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
-    dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
-    outcome = apply_events(app, [EventChange(tenant, event_kind.kind, dedupe_key, resolve=True)], actor=actor)[0]
+def event_result(change: "EventChange", outcome: "EventOutcome") -> ActionResult:
+    """What raise_event and clear_event answer for a change apply_events applied."""
+    if not change.resolve:
+        return ActionResult(outcome.alert_id, True, f"{change.kind} alert {outcome.alert_id} is {outcome.status} "
+                            f"({outcome.stored_transition})", after=outcome.status, transition=outcome.transition,
+                            dedupe_key=change.dedupe_key)
     if outcome.transition is None:
         # before=None: no such alert was ever raised (a mistyped id?), not merely already resolved.
         return ActionResult(outcome.alert_id or uuid.UUID(int=0), False,
-                            f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear",
-                            outcome.status, outcome.status, dedupe_key=dedupe_key)
-    return ActionResult(outcome.alert_id, True, f"{event_kind.kind} alert {outcome.alert_id} resolved", "open",
-                        "resolved", transition="resolved", dedupe_key=dedupe_key)
+                            f"no unresolved {change.kind} alert for tenant {change.tenant_id}; nothing to clear",
+                            outcome.status, outcome.status, dedupe_key=change.dedupe_key)
+    return ActionResult(outcome.alert_id, True, f"{change.kind} alert {outcome.alert_id} resolved", "open",
+                        "resolved", transition="resolved", dedupe_key=change.dedupe_key)
 
 
 @dataclass
@@ -331,6 +346,7 @@ class EventChange:
     base_id: Optional[uuid.UUID] = None
     severity: Optional[str] = None
     context: Optional[dict] = None      # the sender's; stored redacted under context.event
+    actor: Optional[str] = None         # raised_by / cleared_by; None: apply_events' actor
 
 
 @dataclass
@@ -358,20 +374,22 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
     raises = [c for c in last.values() if not c.resolve]
     clears = [c for c in last.values() if c.resolve]
     redactor = Redactor(app.config.logs.redaction)   # one per batch: its caches serve every alert
-    stamp = {"raised_at": now.isoformat(), **({"raised_by": actor} if actor else {})}
+    raised_at = now.isoformat()
     outcomes: dict[tuple, EventOutcome] = {}
     with app.databases.begin("notify") as conn:
         if raises:
             events = json.dumps([{
                 "tenant_id": str(c.tenant_id), "base_id": str(c.base_id) if c.base_id else None, "kind": c.kind,
                 "severity": c.severity, "dedupe_key": c.dedupe_key,
-                "context": {"event": redactor.payload(c.context or {}), **stamp}} for c in raises])
+                "context": {"event": redactor.payload(c.context or {}), "raised_at": raised_at,
+                            **({"raised_by": c.actor or actor} if c.actor or actor else {})}} for c in raises])
             for row in conn.execute(query("alerts", "raise_events"), {"now": now, "events": events}).all():
                 outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(
                     row.id, row.status, row.transition if row.transitioned else "refreshed", row.transition)
         if clears:
-            keys = {"events": json.dumps([{"tenant_id": str(c.tenant_id), "dedupe_key": c.dedupe_key} for c in clears])}
-            rows = conn.execute(query("alerts", "clear_events"), {**keys, "now": now, "actor": actor}).all()
+            keys = {"events": json.dumps([{"tenant_id": str(c.tenant_id), "dedupe_key": c.dedupe_key,
+                                           "actor": c.actor or actor} for c in clears])}
+            rows = conn.execute(query("alerts", "clear_events"), {**keys, "now": now}).all()
             for row in rows:
                 outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(row.id, row.status, "resolved", "resolved")
             if len(rows) < len(clears):

@@ -160,3 +160,36 @@ def test_the_api_server_keeps_an_active_token_cached(app, serve, token):
         conn.exec_driver_sql("UPDATE notify.api_tokens SET token_sha256 = sha256('other'::bytea) WHERE name = 'prometheus'")
     assert post(server, token, [firing(2)]).status_code == 200
     assert post(serve(token_cache=0), token, [firing(3)]).status_code == 401
+
+
+def test_concurrent_events_share_transactions_yet_a_repeated_key_is_a_duplicate(app, serve):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.clock import ManualClock
+
+    class TickingClock(ManualClock):   # each transaction its own instant, as on a real clock
+        def now(self):
+            self.advance(timedelta(milliseconds=1))
+            return super().now()
+
+    app.clock = TickingClock(app.clock.now())
+    with_webhook(app)
+    server = serve()
+    secret = add_token(app, "billing", ["events"])
+
+    def trigger(key):
+        body = {"action": "trigger", "tenant_id": TENANT, "kind": "PAYMENT_FAILED", "dedup_key": key}
+        return httpx.post(f"{server.url}/v1/events", json=body, headers={"Authorization": f"Bearer {secret}"},
+                          trust_env=False, timeout=30)
+
+    keys = [f"invoice-{n}" for n in range(20)] + ["invoice-0"] * 4
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(trigger, keys))
+    repeated = sorted(a.status_code for a, k in zip(answers, keys) if k == "invoice-0")
+    assert repeated == [200, 200, 200, 200, 202]   # one opened it; the others found it open
+    assert all(a.status_code == 202 for a, k in zip(answers, keys) if k != "invoice-0")
+    assert {a.json()["alert_id"] for a, k in zip(answers, keys) if k == "invoice-0"} == \
+        {answers[0].json()["alert_id"]}
+    assert rows(app, "SELECT count(*) FROM notify.alerts") == [(20,)]
+    assert rows(app, "SELECT count(*), count(DISTINCT alert_id) FROM notify.notifications") == [(20, 20)]
+    assert rows(app, "SELECT DISTINCT context ->> 'raised_by' FROM notify.alerts") == [("billing",)]

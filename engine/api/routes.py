@@ -84,6 +84,7 @@ ALERTS_QUERY_KEY = web.AppKey("alerts_query", dict)
 OPENAPI_KEY = web.AppKey("openapi", dict)
 STARTED_KEY = web.AppKey("started_at", datetime)
 NOTIFICATIONS_QUERY_KEY = web.AppKey("notifications_query", dict)
+EVENT_BATCHES_KEY = web.AppKey("event_batches", object)   # engine.api.event_batches.EventBatches
 
 
 def _json_default(value: Any) -> Any:
@@ -342,15 +343,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
                   200: ("Nothing changed: a duplicate trigger, or a resolve with no unresolved alert", EVENT_ANSWER)})
 async def post_event(request: web.Request) -> web.Response:
     body = await read_body(request, EVENT_BODY)
-    kwargs = dict(base_id=body.get("base_id"), dedup_key=body.get("dedup_key"), actor=actor(request))
     try:
-        if body["action"] == "trigger":
-            result = await blocking(request, engine_alerts.raise_event, body["tenant_id"], body["kind"],
-                                    context=body.get("context"), **kwargs)
-        else:
-            result = await blocking(request, engine_alerts.clear_event, body["tenant_id"], body["kind"], **kwargs)
+        change = engine_alerts.event_change(body["tenant_id"], body["kind"], base_id=body.get("base_id"),
+                                            dedup_key=body.get("dedup_key"), actor=actor(request),
+                                            context=body.get("context"), resolve=body["action"] == "resolve")
     except BadInput as exc:
         raise engine_problem(exc) from None
+    # Concurrent requests share a transaction (engine/api/event_batches.py); answered after its commit.
+    result = engine_alerts.event_result(change, await request.app[EVENT_BATCHES_KEY].apply(change))
     changed = result.transition not in (None, "refreshed")
     known = result.after is not None
     return respond({"status": "success", "message": result.message, "dedup_key": _answer_key(body, result),
@@ -686,7 +686,7 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
     kind = labels.get(kind_label)
     if not kind:
         bad("kind", f"required: the label naming the kind (or {kind_label!r})")
-    elif len(kind) > MAX_KIND or any(ord(c) < 32 or ord(c) == 127 for c in kind):
+    elif len(kind) > MAX_KIND or not kind.isprintable():
         errors.append({"field": f"{where}.labels.{kind_label}",
                        "message": f"a kind is 1-{MAX_KIND} printable characters, got {kind[:60]!r}"})
     elif kind in _detector_kinds():

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from engine.api import routes
 from engine.api.auth import FailedAuthLimiter, bearer_token
+from engine.api.event_batches import EventBatches
 from engine.api.openapi import build_document
 from engine.api.problems import ApiProblem
 from engine.config import ApiConfig
@@ -94,6 +95,7 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     app[routes.APP_KEY] = engine_app
     app[routes.SETTINGS_KEY] = settings
     app[routes.RUN_KEY] = run_blocking
+    app[routes.EVENT_BATCHES_KEY] = EventBatches(engine_app, run_blocking)
     app[LIMITER_KEY] = limiter
     app[routes.STARTED_KEY] = engine_app.clock.now()
     alerts_query = {**routes.ALERTS_QUERY, "limit": {**routes.ALERTS_QUERY["limit"], "maximum": settings.page_max}}

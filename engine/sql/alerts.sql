@@ -141,15 +141,15 @@ RETURNING tenant_id, dedupe_key, id, status, transition, transition_seq,
 
 -- name: clear_events
 -- Event-driven conditions are over, a batch in one statement: each unresolved alert named by
--- (tenant_id, dedupe_key) in the JSON array :events resolves; keys with nothing unresolved
--- return nothing.
+-- (tenant_id, dedupe_key) in the JSON array :events (with its actor, kept as cleared_by)
+-- resolves; keys with nothing unresolved return nothing.
 UPDATE notify.alerts a
 SET status = 'resolved', resolved_at = :now,
     transition = 'resolved', transition_seq = a.transition_seq + 1, planned_seq = a.transition_seq + 1,
     transition_at = :now,
     context = a.context || jsonb_build_object('resolved_by', 'event_cleared')
-              || jsonb_strip_nulls(jsonb_build_object('cleared_by', CAST(:actor AS text)))
-FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(tenant_id uuid, dedupe_key text)
+              || jsonb_strip_nulls(jsonb_build_object('cleared_by', e.actor))
+FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(tenant_id uuid, dedupe_key text, actor text)
 WHERE a.tenant_id = e.tenant_id AND a.dedupe_key = e.dedupe_key AND a.status <> 'resolved'
 RETURNING a.tenant_id, a.dedupe_key, a.id, a.status, a.transition, a.transition_seq;
 
