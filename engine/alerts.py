@@ -2,7 +2,8 @@
 admin_log.admin_events), event-driven alerts (raise / clear), and reading alerts.
 
 Transactions that change notify.alerts live in exactly these places: engine.detect.run_detection
-(one per pass), and here in ack_alert, resolve_alert, raise_event, clear_event and expire_acks
+(one per pass), and here in ack_alert, resolve_alert, apply_events (raise_event, clear_event, the
+API's batches) and expire_acks
 (the plan tick: acks whose `--for` ran out). Each calls
 engine.planner.plan_transitions_of_this_transaction just before its commit, inside its
 transaction, so the new transitions become notification rows atomically with them (DESIGN.md: a
