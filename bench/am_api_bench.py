@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from delivery_bench import (  # noqa: E402
-    TIME_LIMIT, bench_cluster, free_port, peak_rss_mb, post_alert_batches, prepare_database, receiver_counts,
+    TIME_LIMIT, bench_cluster, free_port, peak_rss_mb, post_alert_batches, prepare_database,
     run_engine, running_alertmanager, start_receiver, wait_received,
 )
 from e2e_latency_bench import start_notifyd  # noqa: E402

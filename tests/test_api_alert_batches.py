@@ -3,7 +3,6 @@ Prometheus alertname, a default tenant; and the API's token cache, which revocat
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import httpx
