@@ -333,7 +333,41 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_alertmanager(alerts: int, receiver_port: int, workdir: Path) -> dict:
+def bench_alert_batches(alerts: int, batch: int = 1000):
+    """The posted alerts, batch by batch, as Alertmanager's API takes them: one label set each
+    (one group each under group_by ['...']), spread over the 1,000 bench tenants by the label
+    notify-engine reads the tenant from, so both systems take the very same bodies."""
+    import uuid
+
+    starts = "2026-11-25T12:00:00Z"
+    tenants = [str(uuid.UUID(f"00000000-0000-4000-8000-{t:012d}")) for t in range(1, 1001)]
+    for offset in range(0, alerts, batch):
+        yield [{"labels": {"alertname": "BenchQuotaHigh", "tenant_id": tenants[i % 1000], "n": str(i)},
+                "annotations": {"summary": f"bench alert {i}"}, "startsAt": starts}
+               for i in range(offset, min(alerts, offset + batch))]
+
+
+def post_alert_batches(client, alerts: int, batch: int = 1000) -> None:
+    """POST /api/v2/alerts in batches, each body encoded on the clock (the same for both systems)."""
+    for body in bench_alert_batches(alerts, batch):
+        client.post("/api/v2/alerts", json=body).raise_for_status()
+
+
+def wait_received(receiver_port: int, path: str, alerts: int, limit: float = TIME_LIMIT) -> int:
+    delivered = 0
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        delivered = receiver_counts(receiver_port).get(path, 0)
+        if delivered >= alerts:
+            break
+        time.sleep(0.05)
+    return delivered
+
+
+@contextlib.contextmanager
+def running_alertmanager(receiver_port: int, workdir: Path):
+    """Alertmanager on a free loopback port, one webhook receiver, group_wait 0 and one group per
+    alert; yields (its process, an httpx client on it, its version line)."""
     import httpx
 
     binary = alertmanager_binary()
@@ -369,30 +403,24 @@ receivers:
             if time.monotonic() > deadline:
                 raise SystemExit("alertmanager did not become ready")
             time.sleep(0.1)
-        starts = "2026-11-25T12:00:00Z"
-        start = time.perf_counter()
-        for offset in range(0, alerts, 1000):
-            batch = [{"labels": {"alertname": "RUNS_THRESHOLD", "tenant": f"t{i % 1000}", "n": str(i)},
-                      "annotations": {"percent": "80"}, "startsAt": starts}
-                     for i in range(offset, min(alerts, offset + 1000))]
-            client.post("/api/v2/alerts", json=batch).raise_for_status()
-        posted_seconds = time.perf_counter() - start
-        delivered = 0
-        deadline = time.monotonic() + TIME_LIMIT
-        while time.monotonic() < deadline:
-            delivered = receiver_counts(receiver_port).get("/alertmanager", 0)
-            if delivered >= alerts:
-                break
-            time.sleep(0.05)
-        seconds = time.perf_counter() - start
-        return dict(version=version, delivered=delivered, seconds=seconds, posted_seconds=posted_seconds,
-                    peak_rss_mb=peak_rss_mb(proc.pid))
+        yield proc, client, version
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def run_alertmanager(alerts: int, receiver_port: int, workdir: Path) -> dict:
+    with running_alertmanager(receiver_port, workdir) as (proc, client, version):
+        start = time.perf_counter()
+        post_alert_batches(client, alerts)
+        posted_seconds = time.perf_counter() - start
+        delivered = wait_received(receiver_port, "/alertmanager", alerts)
+        seconds = time.perf_counter() - start
+        return dict(version=version, delivered=delivered, seconds=seconds, posted_seconds=posted_seconds,
+                    peak_rss_mb=peak_rss_mb(proc.pid))
 
 
 # ------------------------------------------------------------------------------ main

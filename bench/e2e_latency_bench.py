@@ -187,20 +187,24 @@ def run_bare_posts(port: int, count: int, rate: float) -> dict:
 # ------------------------------------------------------------------------------ setup
 
 
-def start_notifyd(workdir: Path, url: str, receiver_port: int, detect_interval: str) -> tuple[subprocess.Popen, int]:
+def start_notifyd(workdir: Path, url: str, receiver_port: int, detect_interval: str, *, route: bool = True,
+                  extra: tuple[str, ...] = (), name: str = "notifyd") -> tuple[subprocess.Popen, int]:
+    """notifyd on the cluster at `url`: one ops webhook route to the receiver unless `route` is
+    false; `extra` are more lines of its config.yaml (an api: section, delivery keys)."""
     http_port = free_port()
-    config = workdir / "notifyd.yaml"
+    config = workdir / f"{name}.yaml"
+    routes = ["routes:", f"  - {{name: bench, channel: webhook, target: 'http://127.0.0.1:{receiver_port}/hook'}}"]
     config.write_text("\n".join([
         "databases:", *(f"  {s}: {url}" for s in ("admin_log", "portal_log", "data_activity", "notify")),
         "http:", f"  listen: 127.0.0.1:{http_port}",
         "plans:", "  default: {runs_used: 1000}",
         "channels:", "  webhook: {allow_private_networks: true}",
-        "routes:", f"  - {{name: bench, channel: webhook, target: 'http://127.0.0.1:{receiver_port}/hook'}}",
+        *(routes if route else []),
         "jobs:", "  collect: 0", f"  detect: {detect_interval}",
-        "delivery:", "  reminder_interval: 0", ""]))
+        "delivery:", "  reminder_interval: 0", *extra, ""]))
     env = {**os.environ, "NOTIFY_LOG_LEVEL": "WARNING"}
     env.pop("NOTIFY_CONFIG", None)
-    stderr = open(workdir / "notifyd.stderr", "wb")
+    stderr = open(workdir / f"{name}.stderr", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "notifyd"), "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     deadline = time.monotonic() + 60
@@ -212,7 +216,7 @@ def start_notifyd(workdir: Path, url: str, receiver_port: int, detect_interval: 
         except OSError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"notifyd exited {proc.returncode}: {(workdir / 'notifyd.stderr').read_text()[-2000:]}")
+            raise SystemExit(f"notifyd exited {proc.returncode}: {(workdir / f'{name}.stderr').read_text()[-2000:]}")
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("notifyd did not become healthy within 60 s")

@@ -2,7 +2,8 @@
 admin_log.admin_events), event-driven alerts (raise / clear), and reading alerts.
 
 Transactions that change notify.alerts live in exactly these places: engine.detect.run_detection
-(one per pass), and here in ack_alert, resolve_alert, raise_event, clear_event and expire_acks
+(one per pass), and here in ack_alert, resolve_alert, apply_events (raise_event, clear_event, the
+API's batches) and expire_acks
 (the plan tick: acks whose `--for` ran out). Each calls
 engine.planner.plan_transitions_of_this_transaction just before its commit, inside its
 transaction, so the new transitions become notification rows atomically with them (DESIGN.md: a
@@ -299,48 +300,117 @@ def raise_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None
     on the dedupe key: raising it again while it is open or acked changes only last_seen_at and
     the context (`transition` is then `refreshed`). `severity` replaces the kind's for a new
     alert (a sender that grades its own alerts, as Prometheus rules do)."""
+    change = event_change(tenant_id, kind, base_id=base_id, context=context, dedup_key=dedup_key, actor=actor,
+                          severity=severity)
+    return event_result(change, apply_events(app, [change])[0])
+
+
+def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
+                dedup_key: Optional[str] = None, actor: Optional[str] = None) -> ActionResult:
+    """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
+    change = event_change(tenant_id, kind, base_id=base_id, dedup_key=dedup_key, actor=actor, resolve=True)
+    return event_result(change, apply_events(app, [change])[0])
+
+
+def event_change(tenant_id: str, kind: str, *, base_id: Optional[str] = None, context: Optional[dict] = None,
+                 dedup_key: Optional[str] = None, actor: Optional[str] = None, severity: Optional[str] = None,
+                 resolve: bool = False) -> "EventChange":
+    """A raise (or, with `resolve`, a clear) of an event alert, checked (BadInput naming the bad
+    argument), for apply_events."""
     event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
     if severity is not None and severity not in SEVERITIES:
         raise BadInput(f"--severity: expected one of {', '.join(SEVERITIES)}, got {severity!r}")
     if context is not None and not isinstance(context, dict):
         raise BadInput("--context: expected a JSON object")
     dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
-    now = app.clock.now()
-    stored = {"event": redact_context(context or {}, app.config.logs.redaction), "raised_at": now.isoformat()}
-    if actor:
-        stored["raised_by"] = actor
-    with app.databases.begin("notify") as conn:
-        row = conn.execute(query("alerts", "raise_event"), {
-            "tenant_id": tenant, "base_id": base, "kind": event_kind.kind, "severity": severity or event_kind.severity,
-            "dedupe_key": dedupe_key, "now": now, "context": json.dumps(stored)}).one()
-        plan_transitions_of_this_transaction(conn, app.config, now)
-    if row.transitioned:  # opened or re-opened, not a refresh of an open alert
-        metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition=row.transition).inc()
-    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} is {row.status} ({row.transition})",
-                        after=row.status, transition=row.transition if row.transitioned else "refreshed",
-                        dedupe_key=dedupe_key)
+    if resolve:
+        return EventChange(tenant, event_kind.kind, dedupe_key, resolve=True, actor=actor)
+    return EventChange(tenant, event_kind.kind, dedupe_key, base_id=base, severity=severity or event_kind.severity,
+                       context=context, actor=actor)
 
 
-def clear_event(app, tenant_id: str, kind: str, *, base_id: Optional[str] = None,
-                dedup_key: Optional[str] = None, actor: Optional[str] = None) -> ActionResult:
-    """The event-driven condition is over: its alert resolves (a no-op that says so if none is open)."""
-    event_kind, tenant, base = _event_target(kind, tenant_id, base_id)
-    dedupe_key = event_dedupe_key(event_kind, base, dedup_key)
-    now = app.clock.now()
-    with app.databases.begin("notify") as conn:
-        row = conn.execute(query("alerts", "clear_event"), {
-            "tenant_id": tenant, "dedupe_key": dedupe_key, "now": now, "actor": actor}).first()
-        if row is not None:
-            plan_transitions_of_this_transaction(conn, app.config, now)
-        else:
-            existing = conn.execute(query("alerts", "event_alert_status"), {
-                "tenant_id": tenant, "dedupe_key": dedupe_key}).first()
-    if row is None:
+def event_result(change: "EventChange", outcome: "EventOutcome") -> ActionResult:
+    """What raise_event and clear_event answer for a change apply_events applied."""
+    if not change.resolve:
+        return ActionResult(outcome.alert_id, True, f"{change.kind} alert {outcome.alert_id} is {outcome.status} "
+                            f"({outcome.stored_transition})", after=outcome.status, transition=outcome.transition,
+                            dedupe_key=change.dedupe_key)
+    if outcome.transition is None:
         # before=None: no such alert was ever raised (a mistyped id?), not merely already resolved.
-        return ActionResult(existing.id if existing else uuid.UUID(int=0), False,
-                            f"no unresolved {event_kind.kind} alert for tenant {tenant}; nothing to clear",
-                            existing.status if existing else None, existing.status if existing else None,
-                            dedupe_key=dedupe_key)
-    metrics.ALERT_TRANSITIONS.labels(kind=event_kind.kind, transition="resolved").inc()
-    return ActionResult(row.id, True, f"{event_kind.kind} alert {row.id} resolved", "open", "resolved",
-                        transition="resolved", dedupe_key=dedupe_key)
+        return ActionResult(outcome.alert_id or uuid.UUID(int=0), False,
+                            f"no unresolved {change.kind} alert for tenant {change.tenant_id}; nothing to clear",
+                            outcome.status, outcome.status, dedupe_key=change.dedupe_key)
+    return ActionResult(outcome.alert_id, True, f"{change.kind} alert {outcome.alert_id} resolved", "open",
+                        "resolved", transition="resolved", dedupe_key=change.dedupe_key)
+
+
+@dataclass
+class EventChange:
+    """One event alert to raise (or, with `resolve`, to clear) in a batch (apply_events). The
+    caller has checked it: tenant and base are UUIDs, severity one of SEVERITIES."""
+
+    tenant_id: uuid.UUID
+    kind: str
+    dedupe_key: str
+    resolve: bool = False
+    base_id: Optional[uuid.UUID] = None
+    severity: Optional[str] = None
+    context: Optional[dict] = None      # the sender's; stored redacted under context.event
+    actor: Optional[str] = None         # raised_by / cleared_by; None: apply_events' actor
+
+
+@dataclass
+class EventOutcome:
+    alert_id: Optional[uuid.UUID]       # None: a clear of an alert never raised
+    status: Optional[str]               # the alert's status after the batch (None: never raised)
+    transition: Optional[str]           # opened, reopened, refreshed, resolved; None: nothing changed
+    stored_transition: Optional[str] = None   # the alert's transition column (refreshed keeps the last one)
+
+
+def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None) -> list[EventOutcome]:
+    """Raises and clears a batch of event alerts in one transaction: one upsert for the raises,
+    one update for the clears, then the planner, so the batch's transitions and their
+    notifications commit together (or not at all). Returns one outcome per change, in order. An
+    alert named twice in the batch takes its last change (as if applied in order, the earlier
+    one's own transition is not planned); both get the last one's outcome."""
+    if not changes:
+        return []
+    now = app.clock.now()
+    last: dict[tuple, EventChange] = {}
+    for change in changes:
+        key = (change.tenant_id, change.dedupe_key)
+        last.pop(key, None)   # re-insert: dict order is then the order of each alert's last change
+        last[key] = change
+    raises = [c for c in last.values() if not c.resolve]
+    clears = [c for c in last.values() if c.resolve]
+    redactor = Redactor(app.config.logs.redaction)   # one per batch: its caches serve every alert
+    raised_at = now.isoformat()
+    outcomes: dict[tuple, EventOutcome] = {}
+    with app.databases.begin("notify") as conn:
+        if raises:
+            events = json.dumps([{
+                "tenant_id": str(c.tenant_id), "base_id": str(c.base_id) if c.base_id else None, "kind": c.kind,
+                "severity": c.severity, "dedupe_key": c.dedupe_key,
+                "context": {"event": redactor.payload(c.context or {}), "raised_at": raised_at,
+                            **({"raised_by": c.actor or actor} if c.actor or actor else {})}} for c in raises])
+            for row in conn.execute(query("alerts", "raise_events"), {"now": now, "events": events}).all():
+                outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(
+                    row.id, row.status, row.transition if row.transitioned else "refreshed", row.transition)
+        if clears:
+            keys = {"events": json.dumps([{"tenant_id": str(c.tenant_id), "dedupe_key": c.dedupe_key,
+                                           "actor": c.actor or actor} for c in clears])}
+            rows = conn.execute(query("alerts", "clear_events"), {**keys, "now": now}).all()
+            for row in rows:
+                outcomes[(row.tenant_id, row.dedupe_key)] = EventOutcome(row.id, row.status, "resolved", "resolved")
+            if len(rows) < len(clears):
+                for row in conn.execute(query("alerts", "event_alerts_status"), keys).all():
+                    outcomes.setdefault((row.tenant_id, row.dedupe_key), EventOutcome(row.id, row.status, None))
+        if any(o.transition not in (None, "refreshed") for o in outcomes.values()):
+            plan_transitions_of_this_transaction(conn, app.config, now,
+                                                 tenants=sorted({c.tenant_id for c in last.values()}))
+    for change in last.values():
+        outcome = outcomes.get((change.tenant_id, change.dedupe_key))
+        if outcome is not None and outcome.transition not in (None, "refreshed"):
+            metrics.ALERT_TRANSITIONS.labels(kind=change.kind, transition=outcome.transition).inc()
+    never = EventOutcome(None, None, None)
+    return [outcomes.get((c.tenant_id, c.dedupe_key), never) for c in changes]

@@ -284,7 +284,8 @@ class HttpConfig:
     listen: Optional[str] = None
 
 
-ALERT_LABEL_DEFAULTS = {"tenant_id": "tenant_id", "kind": "kind", "severity": "severity", "base_id": "base_id"}
+ALERT_LABEL_DEFAULTS = {"tenant_id": "tenant_id", "kind": "kind", "severity": "severity", "base_id": "base_id",
+                        "alertname": "alertname"}   # the kind when the kind label is absent
 
 
 @dataclass
@@ -302,6 +303,11 @@ class ApiConfig:
     alert_labels: dict[str, str] = field(default_factory=lambda: dict(ALERT_LABEL_DEFAULTS))
     # The web console (/ui/, docs/CONSOLE.md): a session ends this long after its sign-in.
     console_session_ttl: Duration = Duration(12 * 3600)
+    # The tenant of a posted alert without the tenant label (a plain Prometheus rule); None: required.
+    alert_default_tenant: Optional[str] = None
+    # A token is looked up in the database at most this often per server; a revoke elsewhere
+    # (notifyctl) is honoured within this time, one in the same process at once.
+    token_cache: Duration = Duration(5)
 
 
 @dataclass
@@ -835,6 +841,14 @@ def _check_api(api: ApiConfig, source: str) -> None:
             raise ConfigError(f"{source}: api.alert_labels.{key}: a label name cannot be empty")
     # A partial mapping keeps the defaults for the keys it leaves out.
     api.alert_labels = {**ALERT_LABEL_DEFAULTS, **api.alert_labels}
+    if api.alert_default_tenant is not None:
+        try:
+            api.alert_default_tenant = str(uuid.UUID(str(api.alert_default_tenant)))
+        except ValueError:
+            raise ConfigError(f"{source}: api.alert_default_tenant: a tenant id must be a UUID, "
+                              f"got {api.alert_default_tenant!r}") from None
+    if api.token_cache < 0:
+        raise ConfigError(f"{source}: api.token_cache: cannot be negative")
 
 
 def _check_logs(logs: "LogsConfig", source: str) -> None:

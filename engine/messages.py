@@ -319,6 +319,10 @@ class Composer:
         context = message_context(alert, transition, severity, reminder_no)
         tenant_id, base_id = _text(alert.get("tenant_id")), _text(alert.get("base_id"))
         facts = self._facts(kind, alert, formats)
+        if kind not in WORDS_FAMILY and facts:
+            # A posted alert of a kind the engine has no words for (any Prometheus alertname):
+            # the generic words, never a words file that happens to share the alert's name.
+            context["words_kind"] = "prometheus"
         context.update(
             kind=kind, locale=locale, zone=formats.zone_name,
             variant=VARIANTS.get(transition, "update"),
@@ -404,6 +408,8 @@ class Composer:
                 return LazyFacts(self._payment_facts(alert, ctx, f))
             if kind == "RATE_LIMIT":
                 return LazyFacts(self._rate_limit_facts(alert, ctx, f))
+            if kind not in WORDS_FAMILY and isinstance((ctx.get("event") or {}).get("labels"), dict):
+                return LazyFacts(self._posted_alert_facts(kind, ctx["event"]))
         except (InvalidOperation, ValueError, TypeError, KeyError, OverflowError):
             pass  # a context of another shape: the kind's words fall back to what they can say
         return {}
@@ -480,6 +486,18 @@ class Composer:
         if since:
             facts["since"] = Later(f.datetime, _parse_time(since))
         return facts
+
+    @staticmethod
+    def _posted_alert_facts(kind: str, event: dict) -> dict[str, Any]:
+        """A Prometheus alert (POST /api/v2/alerts): the rule's summary and description
+        annotations, its labels."""
+        labels = {str(k): str(v) for k, v in event["labels"].items()}
+        annotations = event.get("annotations") if isinstance(event.get("annotations"), dict) else {}
+        alertname = labels.get("alertname") or kind
+        return dict(title=_short(annotations.get("summary")) or alertname, alertname=alertname,
+                    description=_short(annotations.get("description"), 2000),
+                    labels=[(name, _short(value)) for name, value in sorted(labels.items()) if name != "alertname"],
+                    source=_short(event.get("generator_url"), 2000))
 
     @staticmethod
     def _rate_limit_facts(alert: dict, ctx: dict, f: Formats) -> dict[str, Any]:

@@ -146,7 +146,8 @@ def render(channel: str, kind: str, part: str, context: dict[str, Any], *, root:
             locale = context["locale"]
             # Facts of another shape than the kind's (an old alert, a hand-made event): the
             # neutral words, which need none.
-            words_kind = kind if context.get("facts") and context.get("variant") != "test" else "default"
+            words_kind = (context.get("words_kind") or kind) if context.get("facts") and context.get("variant") != "test" \
+                else "default"
             context = dict(context, words=select(env, words_names(locale, words_kind)),
                            common=select(env, words_names(locale, kind, "_common")))
         template = select(env, names)

@@ -15,6 +15,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Optional
@@ -82,7 +85,10 @@ def list_tokens(app) -> list[dict]:
 
 
 def revoke_token(app, name: str) -> None:
-    """From now on the token is refused (every server looks tokens up per request)."""
+    """From now on the token is refused: at once by the servers of this process, within
+    api.token_cache by the others (they look a token up again once its cache entry is that old)."""
+    for cache in list(_CACHES):
+        cache.forget(name)
     with app.databases.begin("notify") as conn:
         if conn.execute(query("tokens", "revoke_token"), dict(name=name, now=app.clock.now())).first() is None:
             state = conn.execute(query("tokens", "token_state"), dict(name=name)).first()
@@ -91,11 +97,62 @@ def revoke_token(app, name: str) -> None:
             raise BadInput(f"NAME: token {name!r} was already revoked at {state.revoked_at.isoformat()}")
 
 
-def authenticate(app, presented: str, *, now: datetime) -> Optional[ApiToken]:
-    """The active token matching `presented`, or None (unknown, revoked or malformed)."""
+class TokenCache:
+    """Tokens found active in the last `ttl` seconds, by hash, so a busy client costs one
+    database lookup per `ttl` rather than one per request. Only active tokens are kept (an
+    unknown one is looked up every time: it is a failure the limiter counts). A revoke in this
+    process drops the name's entries at once (revoke_token); one made elsewhere is seen when the
+    entry expires. Bounded: the oldest entries go first past `max_entries`."""
+
+    def __init__(self, ttl: float, *, max_entries: int = 10_000, monotonic=time.monotonic):
+        self.ttl = float(ttl)
+        self.max_entries = max_entries
+        self._monotonic = monotonic
+        self._entries: dict[bytes, tuple[ApiToken, float]] = {}
+        self._lock = threading.Lock()
+        _CACHES.add(self)
+
+    def get(self, digest: bytes) -> Optional[ApiToken]:
+        entry = self._entries.get(digest)
+        if entry is None or self._monotonic() >= entry[1]:
+            return None
+        return entry[0]
+
+    def put(self, digest: bytes, token: ApiToken) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries.pop(digest, None)
+            self._entries[digest] = (token, self._monotonic() + self.ttl)
+            while len(self._entries) > self.max_entries:
+                del self._entries[next(iter(self._entries))]
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            for digest in [d for d, (token, _) in self._entries.items() if token.name == name]:
+                del self._entries[digest]
+
+
+_CACHES: "weakref.WeakSet[TokenCache]" = weakref.WeakSet()
+
+
+def cached_token(cache: Optional[TokenCache], presented: str) -> Optional[ApiToken]:
+    """The token from `cache` without touching the database, or None (then: authenticate)."""
+    if cache is None or not presented.startswith(TOKEN_PREFIX) or len(presented) > 200:
+        return None
+    return cache.get(token_hash(presented))
+
+
+def authenticate(app, presented: str, *, now: datetime, cache: Optional[TokenCache] = None) -> Optional[ApiToken]:
+    """The active token matching `presented`, or None (unknown, revoked or malformed). With a
+    cache, a token found active within its ttl is not looked up again."""
     if not presented.startswith(TOKEN_PREFIX) or len(presented) > 200:
         return None
     digest = token_hash(presented)
+    if cache is not None:
+        hit = cache.get(digest)
+        if hit is not None:
+            return hit
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("tokens", "token_by_hash"), dict(token_sha256=digest)).first()
         if row is None or row.revoked_at is not None:
@@ -104,4 +161,7 @@ def authenticate(app, presented: str, *, now: datetime) -> Optional[ApiToken]:
         if not hmac.compare_digest(bytes(row.token_sha256), digest):
             return None
         conn.execute(query("tokens", "touch_token"), dict(name=row.name, now=now))
-    return ApiToken(row.name, frozenset(row.scopes))
+    token = ApiToken(row.name, frozenset(row.scopes))
+    if cache is not None:
+        cache.put(digest, token)
+    return token

@@ -432,10 +432,10 @@ def test_prometheus_alerts_open_once_per_label_set_and_resolve_when_ended(client
 def test_a_bad_alert_in_a_batch_is_named_and_the_others_are_applied(client, tokens, databases):
     no_tenant = prometheus_alert()
     del no_tenant["labels"]["tenant_id"]
-    alerts = [prometheus_alert(), no_tenant, prometheus_alert(kind="HighLatency"), {**prometheus_alert(), "endsAt": "soon"}]
+    alerts = [prometheus_alert(), no_tenant, prometheus_alert(severity="urgent"), {**prometheus_alert(), "endsAt": "soon"}]
     response = client.post("/api/v2/alerts", json=alerts, headers=auth(tokens["events"]))
     problem = assert_problem(response, 400)
-    assert [e["field"] for e in problem["errors"]] == ["[1].labels.tenant_id", "[2].labels.kind", "[3].endsAt"]
+    assert [e["field"] for e in problem["errors"]] == ["[1].labels.tenant_id", "[2].labels.severity", "[3].endsAt"]
     assert scalar(databases, "SELECT count(*) FROM notify.alerts") == 1
 
 

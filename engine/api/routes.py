@@ -85,6 +85,7 @@ ALERTS_QUERY_KEY = web.AppKey("alerts_query", dict)
 OPENAPI_KEY = web.AppKey("openapi", dict)
 STARTED_KEY = web.AppKey("started_at", datetime)
 NOTIFICATIONS_QUERY_KEY = web.AppKey("notifications_query", dict)
+EVENT_BATCHES_KEY = web.AppKey("event_batches", object)   # engine.api.event_batches.EventBatches
 
 
 def _json_default(value: Any) -> Any:
@@ -343,15 +344,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
                   200: ("Nothing changed: a duplicate trigger, or a resolve with no unresolved alert", EVENT_ANSWER)})
 async def post_event(request: web.Request) -> web.Response:
     body = await read_body(request, EVENT_BODY)
-    kwargs = dict(base_id=body.get("base_id"), dedup_key=body.get("dedup_key"), actor=actor(request))
     try:
-        if body["action"] == "trigger":
-            result = await blocking(request, engine_alerts.raise_event, body["tenant_id"], body["kind"],
-                                    context=body.get("context"), **kwargs)
-        else:
-            result = await blocking(request, engine_alerts.clear_event, body["tenant_id"], body["kind"], **kwargs)
+        change = engine_alerts.event_change(body["tenant_id"], body["kind"], base_id=body.get("base_id"),
+                                            dedup_key=body.get("dedup_key"), actor=actor(request),
+                                            context=body.get("context"), resolve=body["action"] == "resolve")
     except BadInput as exc:
         raise engine_problem(exc) from None
+    # Concurrent requests share a transaction (engine/api/event_batches.py); answered after its commit.
+    result = engine_alerts.event_result(change, await request.app[EVENT_BATCHES_KEY].apply(change))
     changed = result.transition not in (None, "refreshed")
     known = result.after is not None
     return respond({"status": "success", "message": result.message, "dedup_key": _answer_key(body, result),
@@ -644,7 +644,7 @@ async def retry_notification(request: web.Request) -> web.Response:
 # Prometheus posts here as to an Alertmanager (alerting.alertmanagers[].authorization carries the
 # token); labels name the tenant, kind, severity and base (api.alert_labels). Each distinct label
 # set is its own alert (its fingerprint is the dedup key); an alert whose endsAt has passed
-# resolves. Kinds are the engine's event kinds for now.
+# resolves. Any alertname is a kind (engine.messages words it from its annotations).
 
 AM_ALERT = {
     "type": "object",
@@ -691,76 +691,113 @@ def parse_rfc3339(value: str) -> Optional[datetime]:
         return None
 
 
-def _am_event(alert: dict, index: int, labels_config: dict, now: datetime) -> tuple[dict, list[dict]]:
-    """One posted alert as raise/clear arguments, or the errors naming its bad parts."""
+@functools.cache
+def _detector_kinds() -> frozenset[str]:
+    from detectors import SNAPSHOT_DETECTORS
+    return frozenset(d.kind for d in SNAPSHOT_DETECTORS)
+
+
+# Prometheus writes `warning`; the engine's word is `warn`.
+SEVERITY_ALIASES = {"warning": "warn"}
+MAX_KIND = 200
+
+
+def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optional[engine_alerts.EventChange], list[dict]]:
+    """One posted alert as an event change (engine.alerts.apply_events), or the errors naming
+    its bad parts. The kind is the kind label, else the alertname: an engine event kind
+    (PAYMENT_FAILED) keeps its own key and severity, any other name is an alert of that kind
+    with the generic Prometheus words (templates/words/*/prometheus.j2)."""
+    from detectors import EVENT_KINDS
+
     where = f"[{index}]"
     labels = alert["labels"]
+    names = settings.alert_labels
     errors: list[dict] = []
-    args: dict[str, Any] = {}
-    for key in ("tenant_id", "kind", "severity", "base_id"):
-        name = labels_config[key]
-        if name in labels:
-            args[key] = labels[name]
-        elif key in ("tenant_id", "kind"):
-            errors.append({"field": f"{where}.labels.{name}", "message": f"required: the label naming the {key}"})
+
+    def bad(label_key: str, message: str) -> None:
+        errors.append({"field": f"{where}.labels.{names[label_key]}", "message": message})
+
+    tenant = base = None
+    tenant_text = labels.get(names["tenant_id"], settings.alert_default_tenant)
+    if tenant_text is None:
+        bad("tenant_id", "required: the label naming the tenant_id (or set api.alert_default_tenant)")
+    else:
+        try:
+            tenant = uuid.UUID(tenant_text)
+        except ValueError:
+            bad("tenant_id", f"a tenant id must be a UUID, got {tenant_text[:60]!r}")
+    if names["base_id"] in labels:
+        try:
+            base = uuid.UUID(labels[names["base_id"]])
+        except ValueError:
+            bad("base_id", f"a base id must be a UUID, got {labels[names['base_id']][:60]!r}")
+    kind_label = names["kind"] if names["kind"] in labels else names.get("alertname", "alertname")
+    kind = labels.get(kind_label)
+    if not kind:
+        bad("kind", f"required: the label naming the kind (or {kind_label!r})")
+    elif len(kind) > MAX_KIND or not kind.isprintable():
+        errors.append({"field": f"{where}.labels.{kind_label}",
+                       "message": f"a kind is 1-{MAX_KIND} printable characters, got {kind[:60]!r}"})
+    elif kind in _detector_kinds():
+        # The detectors own these alerts' lifecycle (they resolve what they no longer see).
+        errors.append({"field": f"{where}.labels.{kind_label}",
+                       "message": f"{kind} alerts are raised by the engine's detectors, not posted"})
+    severity = labels.get(names["severity"])
+    if severity is not None:
+        severity = SEVERITY_ALIASES.get(severity, severity)
+        if severity not in SEVERITIES:
+            bad("severity", f"expected one of {', '.join(SEVERITIES)} (or warning), got {severity[:40]!r}")
     times = {}
     for key in ("startsAt", "endsAt"):
         if alert.get(key):
             times[key] = parse_rfc3339(alert[key])
             if times[key] is None:
                 errors.append({"field": f"{where}.{key}", "message": f"not an RFC 3339 time: {alert[key][:40]!r}"})
+    if errors:
+        return None, errors
     ends = times.get("endsAt")
     # Go's zero time (0001-01-01) is how clients say "no end".
-    args["resolved"] = ends is not None and ends.year > 1 and ends <= now
+    resolved = ends is not None and ends.year > 1 and ends <= now
     fingerprint = hashlib.sha256(json.dumps(sorted(labels.items())).encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    args["dedup_key"] = f"am:{fingerprint}"
-    args["context"] = {"labels": labels, "annotations": alert.get("annotations") or {},
-                       **({"generator_url": alert["generatorURL"]} if alert.get("generatorURL") else {}),
-                       **({"starts_at": alert["startsAt"]} if alert.get("startsAt") else {})}
-    return args, errors
+    event_kind = EVENT_KINDS.get(kind)
+    if event_kind is not None:
+        dedupe_key = engine_alerts.event_dedupe_key(event_kind, base, f"am:{fingerprint}")
+        severity = severity or event_kind.severity
+    else:
+        dedupe_key = f"am:{fingerprint}"
+        severity = severity or "warn"
+    context = {"labels": labels, "annotations": alert.get("annotations") or {},
+               **({"generator_url": alert["generatorURL"]} if alert.get("generatorURL") else {}),
+               **({"starts_at": alert["startsAt"]} if alert.get("startsAt") else {})}
+    return engine_alerts.EventChange(tenant, kind, dedupe_key, resolve=resolved, base_id=base, severity=severity,
+                                     context=None if resolved else context), []
 
 
 @route("POST", "/api/v2/alerts", scope="events", tag="alertmanager", body=AM_ALERTS_BODY,
        summary="Alertmanager's POST /api/v2/alerts: what Prometheus sends",
-       description="Labels name the tenant, kind, severity and base (api.alert_labels). Each label set is one "
-                   "alert; an alert whose endsAt has passed resolves. Valid alerts are applied even when "
-                   "others in the batch are not; then the answer is a 400 naming the bad ones.",
+       description="Labels name the tenant, kind, severity and base (api.alert_labels); without the kind label "
+                   "the alertname is the kind, without the tenant label api.alert_default_tenant is the tenant. "
+                   "Each label set is one alert; an alert whose endsAt has passed resolves. The batch is one "
+                   "transaction, answered after commit. Valid alerts are applied even when others in the batch "
+                   "are not; then the answer is a 400 naming the bad ones.",
        responses={200: ("Every alert applied", None)})
 async def post_alertmanager_alerts(request: web.Request) -> web.Response:
     alerts = await read_body(request, AM_ALERTS_BODY)
     settings = request.app[SETTINGS_KEY]
     now = request.app[APP_KEY].clock.now()
     errors: list[dict] = []
-    events = []
+    changes = []
     for index, alert in enumerate(alerts):
-        args, alert_errors = _am_event(alert, index, settings.alert_labels, now)
+        change, alert_errors = _am_event(alert, index, settings, now)
         errors.extend(alert_errors)
-        if not alert_errors:
-            events.append((index, args))
-
-    def apply(engine_app) -> list[dict]:
-        failed = []
-        for index, args in events:
-            common = dict(base_id=args.get("base_id"), dedup_key=args["dedup_key"], actor=actor(request))
-            try:
-                if args["resolved"]:
-                    engine_alerts.clear_event(engine_app, args["tenant_id"], args["kind"], **common)
-                else:
-                    engine_alerts.raise_event(engine_app, args["tenant_id"], args["kind"], context=args["context"],
-                                              severity=args.get("severity"), **common)
-            except BadInput as exc:
-                item = from_engine_message(str(exc))
-                label = settings.alert_labels.get(item["field"])
-                field = f"[{index}].labels.{label}" if label else f"[{index}]"
-                failed.append({"field": field, "message": item["message"]})
-        return failed
-
-    errors.extend(await request.app[RUN_KEY](functools.partial(apply, request.app[APP_KEY])))
+        if change is not None:
+            changes.append(change)
+    if changes:
+        await blocking(request, engine_alerts.apply_events, changes, actor=actor(request))
     if errors:
-        errors.sort(key=lambda e: int(e["field"][1:e["field"].index("]")]))
         raise ApiProblem(400, "invalid-request", "Invalid request",
-                         f"{len(alerts) - len({e['field'].split('.')[0] for e in errors})} of {len(alerts)} alerts "
-                         f"applied; {errors[0]['field']}: {errors[0]['message']}", errors=errors[:100])
+                         f"{len(changes)} of {len(alerts)} alerts applied; {errors[0]['field']}: {errors[0]['message']}",
+                         errors=errors[:100])
     return web.Response(status=200)
 
 

@@ -13,11 +13,12 @@ from aiohttp import web
 from engine.api import routes
 from engine.api.auth import FailedAuthLimiter, bearer_token
 from engine.api.console import make_console_app
+from engine.api.event_batches import EventBatches
 from engine.api.openapi import build_document
 from engine.api.problems import PROBLEM_CONTENT_TYPE, ApiProblem
 from engine.config import ApiConfig
 from engine.errors import BadInput
-from engine.tokens import authenticate
+from engine.tokens import TokenCache, authenticate, cached_token
 from engine.web_thread import ThreadedAiohttpServer
 
 log = logging.getLogger("engine.api")
@@ -32,6 +33,7 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     """The aiohttp application over an open engine.app.App."""
     pool = executor or ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="api")
     limiter = limiter or FailedAuthLimiter(settings.auth_failure_burst, float(settings.auth_failure_interval))
+    token_cache = TokenCache(float(settings.token_cache))
 
     async def run_blocking(call):
         return await asyncio.get_running_loop().run_in_executor(pool, call)
@@ -72,7 +74,9 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
         presented = bearer_token(header)
         token = None
         if presented is not None:
-            token = await run_blocking(lambda: authenticate(engine_app, presented, now=engine_app.clock.now()))
+            # A cached token is answered on the loop; a lookup goes to the thread pool.
+            token = cached_token(token_cache, presented) or await run_blocking(
+                lambda: authenticate(engine_app, presented, now=engine_app.clock.now(), cache=token_cache))
         if token is None:
             reason = ("no Authorization header" if header is None else
                       "not a Bearer token" if presented is None else "unknown or revoked token")
@@ -93,6 +97,7 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     app[routes.APP_KEY] = engine_app
     app[routes.SETTINGS_KEY] = settings
     app[routes.RUN_KEY] = run_blocking
+    app[routes.EVENT_BATCHES_KEY] = EventBatches(engine_app, run_blocking)
     app[LIMITER_KEY] = limiter
     app[routes.STARTED_KEY] = engine_app.clock.now()
     alerts_query = {**routes.ALERTS_QUERY, "limit": {**routes.ALERTS_QUERY["limit"], "maximum": settings.page_max}}

@@ -109,15 +109,22 @@ INSERT INTO admin_log.admin_events (occurred_at, actor_admin_id, tenant_id, base
 VALUES (:now, :actor_admin_id, :tenant_id, :base_id, :action, 'ALERT', :target_id, 'info',
         CAST(:diff AS jsonb), :comment);
 
--- name: raise_event
--- An event-driven condition (PAYMENT_FAILED, ...) is present: opens its alert, re-opens a
--- resolved one (counted in context.reopen_count), or refreshes last_seen_at and the event's
--- context on an open or acked one.
+-- name: raise_events
+-- Event-driven conditions (PAYMENT_FAILED, a Prometheus alert, ...) are present, one row per
+-- alert, in one statement for a whole batch (each (tenant_id, dedupe_key) at most once): opens
+-- each alert, re-opens a resolved one (counted in context.reopen_count), or refreshes
+-- last_seen_at and the event's context on an open or acked one. Rows go in key order, so
+-- batches racing over the same alerts lock them in the same order. :events is one JSON array of
+-- {tenant_id, base_id, kind, severity, dedupe_key, context} (one parameter: binding arrays of a
+-- thousand values cost the API more than encoding one document).
 INSERT INTO notify.alerts AS a (tenant_id, base_id, kind, severity, dedupe_key, status, first_seen_at,
                                 last_seen_at, context, transition, transition_seq, planned_seq, transition_at,
                                 created_at)
-VALUES (:tenant_id, :base_id, :kind, CAST(:severity AS public.sev_level), :dedupe_key, 'open', :now, :now,
-        CAST(:context AS jsonb), 'opened', 1, 1, :now, :now)
+SELECT e.tenant_id, e.base_id, e.kind, e.severity, e.dedupe_key, 'open', :now, :now, e.context,
+       'opened', 1, 1, :now, :now
+FROM jsonb_to_recordset(CAST(:events AS jsonb))
+     AS e(tenant_id uuid, base_id uuid, kind text, severity public.sev_level, dedupe_key text, context jsonb)
+ORDER BY e.tenant_id, e.dedupe_key
 ON CONFLICT (tenant_id, dedupe_key) DO UPDATE
 SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
     last_seen_at = greatest(a.last_seen_at, EXCLUDED.last_seen_at),
@@ -130,19 +137,26 @@ SET status = CASE WHEN a.status = 'resolved' THEN 'open' ELSE a.status END,
     resolved_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.resolved_at END,
     acked_at = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_at END,
     acked_by = CASE WHEN a.status = 'resolved' THEN NULL ELSE a.acked_by END
-RETURNING id, status, transition, transition_seq, transition_at = CAST(:now AS timestamptz) AS transitioned;
+RETURNING tenant_id, dedupe_key, id, status, transition, transition_seq,
+          transition_at = CAST(:now AS timestamptz) AS transitioned;
 
--- name: clear_event
--- The event-driven condition is over: its unresolved alert resolves.
-UPDATE notify.alerts
+-- name: clear_events
+-- Event-driven conditions are over, a batch in one statement: each unresolved alert named by
+-- (tenant_id, dedupe_key) in the JSON array :events (with its actor, kept as cleared_by)
+-- resolves; keys with nothing unresolved return nothing.
+UPDATE notify.alerts a
 SET status = 'resolved', resolved_at = :now,
-    transition = 'resolved', transition_seq = transition_seq + 1, planned_seq = transition_seq + 1,
+    transition = 'resolved', transition_seq = a.transition_seq + 1, planned_seq = a.transition_seq + 1,
     transition_at = :now,
-    context = context || jsonb_build_object('resolved_by', 'event_cleared')
-              || jsonb_strip_nulls(jsonb_build_object('cleared_by', CAST(:actor AS text)))
-WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key AND status <> 'resolved'
-RETURNING id, status, transition, transition_seq;
+    context = a.context || jsonb_build_object('resolved_by', 'event_cleared')
+              || jsonb_strip_nulls(jsonb_build_object('cleared_by', e.actor))
+FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(tenant_id uuid, dedupe_key text, actor text)
+WHERE a.tenant_id = e.tenant_id AND a.dedupe_key = e.dedupe_key AND a.status <> 'resolved'
+RETURNING a.tenant_id, a.dedupe_key, a.id, a.status, a.transition, a.transition_seq;
 
--- name: event_alert_status
--- The status of the event's alert, if it was ever raised (a clear that changed nothing says which).
-SELECT id, status FROM notify.alerts WHERE tenant_id = :tenant_id AND dedupe_key = :dedupe_key;
+-- name: event_alerts_status
+-- The status of each named event alert that was ever raised (a clear that changed nothing says which).
+SELECT a.tenant_id, a.dedupe_key, a.id, a.status
+FROM notify.alerts a
+JOIN jsonb_to_recordset(CAST(:events AS jsonb)) AS e(tenant_id uuid, dedupe_key text)
+  ON a.tenant_id = e.tenant_id AND a.dedupe_key = e.dedupe_key;
