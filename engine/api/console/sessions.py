@@ -1,7 +1,7 @@
 """Console sessions: an API token of scope operate (or admin) exchanged for a session.
 
 The session id is 256 random bits in a cookie; only its SHA-256 is stored
-(notify.console_sessions, ddl/notify/0016), with the token it came from. Every request looks the
+(notify.console_sessions, ddl/notify/0017), with the token it came from. Every request looks the
 session up joined to its token, so an expired session or a revoked token (`notifyctl tokens
 revoke`) is refused at the next request. The CSRF token of a session is derived from its id
 (HMAC-SHA256 keyed by the id): a page can carry it without the id ever leaving the cookie, and
