@@ -23,7 +23,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from engine.config import Config
+from engine import metrics
+from engine.config import Config, default_inhibit_rules
 from engine.escalation import policy_parameters
 from engine.queries import query
 from engine.routing import route_parameters
@@ -49,12 +50,32 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
           periodic: bool, shard: tuple[int, int] | None = None, tenants: list | None = None) -> int:
     conn.execute(query("planner", "lock_planner"))
     policies = policy_parameters(config)
+    # The tick (only) notifies the alerts of silences that ended (engine.silences).
+    notice_silences = periodic
     # Without any reminder or step configured, the tick does not read open alerts at all.
     periodic = periodic and policies["earliest_due"] is not None
-    params = dict(route_parameters(config), **policies, now=now, periodic=periodic,
-                  changed_since=changed_since, shard=shard[0] if shard else None,
+    params = dict(route_parameters(config), **policies, **inhibit_parameters(config), now=now, periodic=periodic,
+                  notice_silences=notice_silences, changed_since=changed_since, shard=shard[0] if shard else None,
                   shards=shard[1] if shard else None, tenants=tenants)
-    planned = conn.execute(query("planner", "plan_notifications"), params).one().planned
-    if planned:
+    result = conn.execute(query("planner", "plan_notifications"), params).one()
+    # Counted when planned; a caller's transaction that rolls back afterwards over-counts (rare).
+    if result.silenced:
+        metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="silence").inc(result.silenced)
+    if result.inhibited:
+        metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="inhibition").inc(result.inhibited)
+    if result.planned:
         conn.execute(query("planner", "wake_dispatchers"))
-    return planned
+    return result.planned
+
+
+def inhibit_parameters(config: Config) -> dict[str, list]:
+    """config.inhibit_rules as parallel arrays for unnest() (lists comma-joined, '' = any)."""
+    rules = default_inhibit_rules() if config.inhibit_rules is None else config.inhibit_rules
+    return dict(
+        inhibit_names=[r.name for r in rules],
+        inhibit_source_kinds=[",".join(r.source_matchers.get("kind", [])) for r in rules],
+        inhibit_source_severities=[",".join(r.source_matchers.get("severity", [])) for r in rules],
+        inhibit_target_kinds=[",".join(r.target_matchers.get("kind", [])) for r in rules],
+        inhibit_target_severities=[",".join(r.target_matchers.get("severity", [])) for r in rules],
+        inhibit_equal=[",".join(r.equal) for r in rules],
+    )

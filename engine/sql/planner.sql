@@ -111,10 +111,55 @@ steps_pending AS (
   FROM steps_taken t
   JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
 ),
+-- Silences that ended (run out or expired early) and were not handled yet (:notice_silences:
+-- the periodic tick): each alert they suppressed that is still open and not acked, and whose
+-- current transition nobody was told about since, is notified once, as transition
+-- 'silence_ended' (docs/NOISE.md). notify.silence_notices is the guarantee, as alert_escalations
+-- is for steps: only a notice this statement took gets notifications.
+silences_ended AS (
+  SELECT s.id FROM notify.silences s
+  WHERE CAST(:notice_silences AS boolean) AND s.ended_noticed_at IS NULL
+    AND coalesce(s.expired_at, s.ends_at) <= CAST(:now AS timestamptz)
+),
+notices_due AS (
+  SELECT DISTINCT n.tenant_id, n.alert_id, se.id AS silence_id
+  FROM silences_ended se
+  JOIN notify.notifications n ON n.status = 'suppressed' AND n.suppressed_by = 'silence:' || se.id::text
+  JOIN notify.alerts a ON a.tenant_id = n.tenant_id AND a.id = n.alert_id
+  WHERE a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
+    AND NOT EXISTS (SELECT 1 FROM notify.notifications c
+                    WHERE c.tenant_id = a.tenant_id AND c.alert_id = a.id AND c.transition_seq = a.transition_seq
+                      AND c.status IN ('queued', 'sent', 'held', 'grouped'))
+),
+notices_taken AS (
+  -- Numbered per alert under the planner's lock; the primary key stops a second notice anyway.
+  INSERT INTO notify.silence_notices (tenant_id, alert_id, silence_id, notice_no, noticed_at)
+  SELECT d.tenant_id, d.alert_id, d.silence_id,
+         coalesce((SELECT max(x.notice_no) FROM notify.silence_notices x
+                   WHERE x.tenant_id = d.tenant_id AND x.alert_id = d.alert_id), 0)
+           + row_number() OVER (PARTITION BY d.tenant_id, d.alert_id ORDER BY d.silence_id),
+         :now
+  FROM notices_due d
+  ORDER BY d.tenant_id, d.alert_id
+  ON CONFLICT DO NOTHING
+  RETURNING tenant_id, alert_id, notice_no
+),
+silences_noticed AS (
+  UPDATE notify.silences s SET ended_noticed_at = :now FROM silences_ended se WHERE s.id = se.id
+  RETURNING 1
+),
+notices AS (
+  SELECT t.tenant_id, t.alert_id, a.kind, a.severity, a.transition_seq, 'silence_ended' AS transition,
+         -(1000000 + t.notice_no) AS reminder_no
+  FROM notices_taken t
+  JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
+),
 pending AS (
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM transitions
   UNION ALL
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM reminders
+  UNION ALL
+  SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM notices
 ),
 routes AS (
   SELECT * FROM unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]),
@@ -150,16 +195,59 @@ targets AS (
   FROM steps_pending sp
   JOIN routes r ON r.name = sp.route_name
 ),
+-- Noise control (docs/NOISE.md): a row whose alert a silence in force selects is recorded
+-- `suppressed` by it (the earliest such silence), else one an inhibition rule's source alert holds
+-- down (an unresolved alert of the same tenant matching the rule's source, equal on its `equal`
+-- labels); never dropped. Silences are few: the matcher function runs only while one is in force.
+active_silences AS MATERIALIZED (
+  SELECT s.id, s.matchers, s.starts_at FROM notify.silences s
+  WHERE s.starts_at <= CAST(:now AS timestamptz) AND coalesce(s.expired_at, s.ends_at) > CAST(:now AS timestamptz)
+),
+inhibit_rules AS (
+  SELECT * FROM unnest(CAST(:inhibit_names AS text[]), CAST(:inhibit_source_kinds AS text[]),
+                       CAST(:inhibit_source_severities AS text[]), CAST(:inhibit_target_kinds AS text[]),
+                       CAST(:inhibit_target_severities AS text[]), CAST(:inhibit_equal AS text[]))
+         WITH ORDINALITY AS r(name, source_kinds, source_severities, target_kinds, target_severities, equal, rule_no)
+),
+suppressions AS (
+  SELECT t.tenant_id, t.alert_id,
+         coalesce(
+           (SELECT 'silence:' || s.id::text FROM active_silences s
+            WHERE notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id,
+                                         a.context -> 'labels')
+            ORDER BY s.starts_at, s.id LIMIT 1),
+           (SELECT 'inhibition:' || r.name || ':' || src.id::text
+            FROM inhibit_rules r
+            JOIN notify.alerts src
+              ON src.tenant_id = a.tenant_id AND src.status IN ('open', 'ack') AND src.id <> a.id
+             AND (r.source_kinds = '' OR src.kind = ANY (string_to_array(r.source_kinds, ',')))
+             AND (r.source_severities = '' OR src.severity::text = ANY (string_to_array(r.source_severities, ',')))
+             AND (NOT 'kind' = ANY (string_to_array(r.equal, ',')) OR src.kind = a.kind)
+             AND (NOT 'severity' = ANY (string_to_array(r.equal, ',')) OR src.severity = a.severity)
+             AND (NOT 'base' = ANY (string_to_array(r.equal, ',')) OR src.base_id IS NOT DISTINCT FROM a.base_id)
+            WHERE (r.target_kinds = '' OR a.kind = ANY (string_to_array(r.target_kinds, ',')))
+              AND (r.target_severities = '' OR a.severity::text = ANY (string_to_array(r.target_severities, ',')))
+            ORDER BY r.rule_no, src.first_seen_at, src.id LIMIT 1)) AS suppressed_by
+  FROM (SELECT DISTINCT tenant_id, alert_id FROM targets) t
+  JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
+  -- Only alerts something could suppress: a silence is in force, or a rule's target may match.
+  WHERE EXISTS (SELECT 1 FROM active_silences)
+     OR EXISTS (SELECT 1 FROM inhibit_rules r
+                WHERE (r.target_kinds = '' OR a.kind = ANY (string_to_array(r.target_kinds, ',')))
+                  AND (r.target_severities = '' OR a.severity::text = ANY (string_to_array(r.target_severities, ','))))
+),
 inserted AS (
   INSERT INTO notify.notifications
     (tenant_id, alert_id, created_at, channel, recipient, status, transition, transition_seq, reminder_no,
-     severity, route_key, destination_id, next_attempt_at)
-  SELECT tenant_id, alert_id, :now, channel, recipient, 'queued', transition, transition_seq, reminder_no,
-         severity, route_key, destination_id, :now
-  FROM targets
-  ORDER BY tenant_id, alert_id, route_key
+     severity, route_key, destination_id, next_attempt_at, suppressed_by)
+  SELECT t.tenant_id, t.alert_id, :now, t.channel, t.recipient,
+         CASE WHEN sp.suppressed_by IS NULL THEN 'queued' ELSE 'suppressed' END, t.transition, t.transition_seq,
+         t.reminder_no, t.severity, t.route_key, t.destination_id, :now, sp.suppressed_by
+  FROM targets t
+  LEFT JOIN suppressions sp ON sp.tenant_id = t.tenant_id AND sp.alert_id = t.alert_id
+  ORDER BY t.tenant_id, t.alert_id, t.route_key
   ON CONFLICT (tenant_id, alert_id, transition_seq, reminder_no, route_key) DO NOTHING
-  RETURNING 1
+  RETURNING suppressed_by
 ),
 caught_up AS (
   UPDATE notify.alerts a SET planned_seq = t.transition_seq
@@ -189,6 +277,9 @@ reminded AS (
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS planned,
+       (SELECT count(*) FROM inserted WHERE suppressed_by LIKE 'silence:%') AS silenced,
+       (SELECT count(*) FROM inserted WHERE suppressed_by LIKE 'inhibition:%') AS inhibited,
+       (SELECT count(*) FROM silences_noticed) AS silences_ended,
        (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts,
        (SELECT count(*) FROM steps_taken) AS steps;
 
