@@ -259,11 +259,3 @@ def _shown(row: dict) -> dict:
     row["match"] = ",".join(str(Matcher(m["name"], m["value"], m.get("isRegex", False), m.get("isEqual", True)))
                             for m in row["matchers"])
     return row
-
-
-def silence_comments(conn, silence_ids: list[uuid.UUID]) -> dict[str, dict]:
-    """id -> {comment, created_by, ended_at} of the named silences (the accounting in `show`)."""
-    if not silence_ids:
-        return {}
-    rows = conn.execute(query("silences", "silence_comments"), dict(ids=silence_ids)).mappings().all()
-    return {str(r["id"]): dict(r) for r in rows}

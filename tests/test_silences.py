@@ -298,7 +298,7 @@ def test_silence_add_list_expire_from_the_cli_are_audited(silence_app, config_fi
     assert [(s["state"], s["expired_by"]) for s in json.loads(out)] == [("expired", "bob")]
     with app.databases.begin("admin_log") as conn:
         audits = conn.execute(text("SELECT action, target_type, target_id, tenant_id::text, comment, diff "
-                                   "FROM admin_log.admin_events ORDER BY occurred_at, action DESC")).all()
+                                   "FROM admin_log.admin_events ORDER BY occurred_at, action")).all()
     assert [(a.action, a.target_type, a.target_id, a.tenant_id) for a in audits] == [
         ("SILENCE_ADD", "SILENCE", ident, TENANT), ("SILENCE_EXPIRE", "SILENCE", ident, TENANT)]
     assert audits[0].comment == "db upgrade" and audits[0].diff["actor"] == "alice"
@@ -347,3 +347,63 @@ def test_a_maintenance_window_starts_later_and_lists_as_pending(app, config_file
 def test_an_empty_comment_is_refused_by_the_engine(silence_app):
     with pytest.raises(BadInput, match="--comment"):
         add_silence(silence_app, parse_match([f"tenant={TENANT}"]), duration=60, comment="  ")
+
+
+# ----------------------------------------------------------------- accounting (item 7)
+
+
+def test_show_and_notifications_say_what_happened_to_each_notification(silence_app, config_file, capsys, clock):
+    app = silence_app
+    ident = silence(app, f"tenant={TENANT},kind=RUNS_THRESHOLD", comment="plan migration")
+    record(app, 1200)
+    run_detection(app)                          # both levels: each row suppressed by the silence
+    expire_silence(app, str(ident), actor="oncall")
+    clock.advance(timedelta(minutes=1))
+    record(app, 1300)
+    with app.databases.begin("notify") as conn:   # the warn alert resolves by hand and re-opens: inhibited
+        warn = conn.execute(text("SELECT id FROM notify.alerts WHERE severity = 'warn'")).scalar_one()
+        critical = conn.execute(text("SELECT id FROM notify.alerts WHERE severity = 'critical'")).scalar_one()
+    from engine.alerts import resolve_alert
+    resolve_alert(app, str(warn), actor="oncall")
+    clock.advance(timedelta(minutes=1))
+    run_detection(app)
+    # Rows the grouping work fills (held, grouped), written here as it will write them.
+    with app.databases.begin("notify") as conn:
+        conn.execute(text(
+            "INSERT INTO notify.notifications (tenant_id, alert_id, created_at, channel, recipient, status, transition,"
+            " transition_seq, reminder_no, route_key, next_attempt_at, held_reason, release_at)"
+            " VALUES (:t, :a, :now, 'email', 'x@example.com', 'held', 'reminder', 9, 1, 'dest:held', :now,"
+            " 'quiet_hours', :release)"), dict(t=TENANT, a=critical, now=clock.now(),
+                                               release=clock.now() + timedelta(hours=7)))
+        message = conn.execute(text(
+            "INSERT INTO notify.notifications (tenant_id, alert_id, created_at, channel, recipient, status, transition,"
+            " route_key, next_attempt_at, sent_at) VALUES (:t, NULL, :now, 'email', 'x@example.com', 'sent', 'group',"
+            " 'dest:group', :now, :now) RETURNING id"), dict(t=TENANT, now=clock.now())).scalar_one()
+        conn.execute(text(
+            "INSERT INTO notify.notifications (tenant_id, alert_id, created_at, channel, recipient, status, transition,"
+            " transition_seq, reminder_no, route_key, next_attempt_at, message_id)"
+            " VALUES (:t, :a, :now, 'email', 'x@example.com', 'grouped', 'reminder', 9, 2, 'dest:grouped', :now, :m)"),
+            dict(t=TENANT, a=critical, now=clock.now(), m=message))
+    code, out, _ = run_cli(config_file, capsys, "show", str(warn), "--json")
+    shown = json.loads(out)["notifications"]
+    assert [(n["transition"], n["disposition"], n["reason"]) for n in shown] == [
+        ("opened", "suppressed", str(ident)), ("resolved", "suppressed", "inhibited"),
+        ("reopened", "suppressed", "inhibited")]
+    assert shown[0]["what_happened"] == f'suppressed by silence {ident} ("plan migration", by oncall)'
+    assert (shown[2]["inhibit_rule"], shown[2]["inhibited_by"]) == ("quota-critical-mutes-warn", str(critical))
+    code, out, _ = run_cli(config_file, capsys, "show", str(warn))
+    assert code == 0 and "WHAT_HAPPENED" in out and '("plan migration", by oncall)' in out
+    assert f"suppressed by inhibition rule quota-critical-mutes-warn: alert {critical} was open" in out
+    code, out, _ = run_cli(config_file, capsys, "notifications", "--alert", str(critical), "--json")
+    listed = {n["transition"] + str(n["reminder_no"]): n for n in json.loads(out)}
+    assert (listed["reminder1"]["disposition"], listed["reminder1"]["reason"]) == ("waiting", "quiet_hours")
+    assert listed["reminder1"]["what_happened"] == \
+        "waiting for the destination's quiet hours to end until 2026-11-25 19:02:00 UTC"
+    assert (listed["reminder2"]["disposition"], listed["reminder2"]["message_id"]) == ("grouped", str(message))
+    assert listed["reminder2"]["what_happened"] == f"grouped into message {message}, sent 2026-11-25 12:02:00 UTC"
+    assert listed["opened0"]["disposition"] == "suppressed"
+    code, out, _ = run_cli(config_file, capsys, "notifications", "--status", "suppressed")
+    assert code == 0 and out.count("suppressed by") == 4 and "WHAT_HAPPENED" in out.splitlines()[0]
+    sent_id = listed["opened0"]["id"]
+    code, out, _ = run_cli(config_file, capsys, "notifications", "show", sent_id, "--json")
+    assert json.loads(out)["disposition"] == "suppressed"

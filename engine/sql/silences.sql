@@ -62,8 +62,3 @@ RETURNING id;
 INSERT INTO admin_log.admin_events (occurred_at, actor_admin_id, tenant_id, action, target_type, target_id,
                                     severity, diff, comment)
 VALUES (:now, :actor_admin_id, :tenant_id, :action, 'SILENCE', :target_id, 'info', CAST(:diff AS jsonb), :comment);
-
--- name: silence_comments
--- The comment and state of the silences named by suppressed rows (`show`, `notifications`).
-SELECT id, comment, created_by, coalesce(expired_at, ends_at) AS ended_at FROM notify.silences
-WHERE id = ANY (CAST(:ids AS uuid[]));
