@@ -3,7 +3,7 @@ Alertmanager's /api/v2/silences, one implementation.
 
 A silence holds Alertmanager-style matchers ({name, value, isRegex, isEqual}, stored as given) on
 the labels tenant, kind, severity and base (any other name is read from the alert's
-context.labels, as posted to /api/v2/alerts), from starts_at (later than now: a maintenance
+context.event.labels, as posted to /api/v2/alerts), from starts_at (later than now: a maintenance
 window) until ends_at or until it is expired early. While it is in force the planner records the
 notifications of the alerts it selects `suppressed` with suppressed_by = 'silence:<id>'
 (engine/sql/planner.sql); alerts still open and not acked when it ends are notified once by the
@@ -151,7 +151,10 @@ def window(now: datetime, *, starts_at: Optional[datetime], ends_at: Optional[da
            duration: Optional[float], where_end: str = "--until") -> SilenceWindow:
     start = starts_at or now
     if duration is not None:
-        end = start + timedelta(seconds=duration)
+        try:
+            end = start + timedelta(seconds=duration)
+        except OverflowError:
+            raise BadInput("--for: too long") from None
     elif ends_at is not None:
         end = ends_at
     else:
@@ -165,11 +168,15 @@ def window(now: datetime, *, starts_at: Optional[datetime], ends_at: Optional[da
 
 def add_silence(app, matchers: list[Matcher], *, starts_at: Optional[datetime] = None,
                 ends_at: Optional[datetime] = None, duration: Optional[float] = None, comment: Optional[str],
-                actor: Optional[str] = None, where: str = "--match", check_tenant: bool = True) -> uuid.UUID:
-    """Creates a silence (audited: SILENCE_ADD) and returns its id. One in force at once also
-    suppresses the rows of its alerts already queued."""
+                actor: Optional[str] = None, created_by: Optional[str] = None, where: str = "--match",
+                check_tenant: bool = True) -> uuid.UUID:
+    """Creates a silence (audited: SILENCE_ADD, by `actor`) and returns its id. `created_by`
+    (default: the actor) is the silence's author as Alertmanager's createdBy says it. One in
+    force at once also suppresses the rows of its alerts already queued."""
     if comment is None or not comment.strip():
         raise BadInput("--comment: say why (kept with the silence and in the audit row)")
+    if "\x00" in comment:
+        raise BadInput("--comment: NUL characters are not allowed")
     if len(comment) > MAX_COMMENT:
         raise BadInput(f"--comment: at most {MAX_COMMENT} characters")
     now = app.clock.now()
@@ -182,7 +189,7 @@ def add_silence(app, matchers: list[Matcher], *, starts_at: Optional[datetime] =
             check_tenants(conn, matchers, where=where)
         ident = conn.execute(query("silences", "insert_silence"), dict(
             matchers=json.dumps([m.as_json() for m in matchers]), starts_at=span.starts_at, ends_at=span.ends_at,
-            now=now, created_by=actor, comment=comment)).scalar_one()
+            now=now, created_by=created_by or actor, comment=comment)).scalar_one()
         suppressed = 0
         if span.starts_at <= now:
             suppressed = len(conn.execute(query("silences", "suppress_queued"), dict(id=ident, now=now)).all())

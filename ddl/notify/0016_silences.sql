@@ -7,7 +7,7 @@ CREATE TABLE notify.silences (
   id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   -- Alertmanager's matchers as given, so its API round-trips: [{name, value, isRegex, isEqual}].
   -- Names: tenant, kind, severity, base; any other name is read from the alert's
-  -- context.labels (alerts posted to /api/v2/alerts), else '' (Alertmanager: a missing label is '').
+  -- context.event.labels (alerts posted to /api/v2/alerts), else '' (Alertmanager: a missing label is '').
   matchers     jsonb NOT NULL CHECK (jsonb_typeof(matchers) = 'array' AND jsonb_array_length(matchers) > 0),
   starts_at    timestamptz NOT NULL,
   ends_at      timestamptz NOT NULL,

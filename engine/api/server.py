@@ -11,6 +11,7 @@ from typing import Optional
 from aiohttp import web
 
 from engine.api import routes
+from engine.api import silences as silence_routes   # registers its @route()s
 from engine.api.auth import FailedAuthLimiter, bearer_token
 from engine.api.openapi import build_document
 from engine.api.problems import ApiProblem
@@ -100,7 +101,8 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     from engine.cli import package_version
 
     app[routes.OPENAPI_KEY] = build_document(routes.ROUTES, version=package_version(),
-                                                queries={"/v1/alerts": alerts_query, "/v1/notifications": app[routes.NOTIFICATIONS_QUERY_KEY]})
+                                                queries={"/v1/alerts": alerts_query, "/v1/notifications": app[routes.NOTIFICATIONS_QUERY_KEY],
+                                                         "/v1/silences": silence_routes.silences_query(settings.page_max)})
     for r in routes.ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
 

@@ -214,7 +214,7 @@ suppressions AS (
          coalesce(
            (SELECT 'silence:' || s.id::text FROM active_silences s
             WHERE notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id,
-                                         a.context -> 'labels')
+                                         a.context #> '{event,labels}')
             ORDER BY s.starts_at, s.id LIMIT 1),
            (SELECT 'inhibition:' || r.name || ':' || src.id::text
             FROM inhibit_rules r

@@ -27,7 +27,7 @@ SET status = 'suppressed', suppressed_by = 'silence:' || s.id::text, claim_token
 FROM notify.silences s, notify.alerts a
 WHERE s.id = :id AND n.status = 'queued' AND (n.lease_until IS NULL OR n.lease_until <= CAST(:now AS timestamptz))
   AND a.tenant_id = n.tenant_id AND a.id = n.alert_id
-  AND notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id, a.context -> 'labels')
+  AND notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id, a.context #> '{event,labels}')
 RETURNING n.id;
 
 -- name: silences_page
