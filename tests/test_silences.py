@@ -108,14 +108,24 @@ def test_a_silence_in_force_suppresses_rows_already_queued(silence_app):
 
 
 def test_reminders_and_escalation_steps_planned_while_silenced_are_suppressed(silence_app, clock):
+    from engine.config import (EscalationConfig, EscalationPolicyConfig, EscalationStepConfig,
+                               EscalationTargetConfig, RouteConfig)
+
     app = silence_app
-    app.config.delivery.reminder_interval = 3600
+    app.config.routes = [RouteConfig(name="oncall", channel="email", target="oncall@example.com",
+                                     escalation_only=True)]
+    app.config.escalation = EscalationConfig(policies=[EscalationPolicyConfig(reminders=[3600], steps=[
+        EscalationStepConfig(after=1800, notify=EscalationTargetConfig(route="oncall"))])])
     ident = silence(app, f"tenant={TENANT}", hours=5)
     payment_failed(app)
     clock.advance(HOUR)
     plan_job(app)
-    assert [(r["transition"], r["status"], r["suppressed_by"]) for r in rows(app)] == [
-        ("opened", "suppressed", f"silence:{ident}"), ("reminder", "suppressed", f"silence:{ident}")]
+    assert sorted((r["transition"], r["route_key"].split(":")[0], r["status"], r["suppressed_by"])
+                  for r in rows(app)) == [
+        ("escalation", "route", "suppressed", f"silence:{ident}"), ("opened", "dest", "suppressed", f"silence:{ident}"),
+        ("reminder", "dest", "suppressed", f"silence:{ident}")]
+    with app.databases.begin("notify") as conn:   # the step counts as taken: not taken again after the silence
+        assert conn.execute(text("SELECT count(*) FROM notify.alert_escalations")).scalar() == 1
 
 
 def test_when_a_silence_ends_the_still_open_alert_is_notified_once(silence_app, clock):
