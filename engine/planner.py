@@ -15,6 +15,10 @@ delivery.reminder_interval) says when. The n-th reminder is due at transition_at
 schedule's first n intervals, the last repeating (with the fixed interval: n * reminder_interval).
 Only the latest due reminder is planned: a daemon that was down for three intervals sends one
 reminder, not three. Every due escalation step not yet taken is taken once (notify.alert_escalations).
+
+Noise control (docs/NOISE.md): a row whose alert a silence in force selects, or an inhibit rule's
+source alert holds down, is inserted `suppressed` with its reason instead of `queued`; the tick
+also notifies once (notify.silence_notices) the still-open alerts of silences that ended.
 """
 
 from __future__ import annotations
