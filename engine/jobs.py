@@ -19,7 +19,7 @@ from engine.app import App
 from engine.collect import run_collection
 from engine.detect import run_detection
 from engine.partitions import ensure_partitions, prune_partitions
-from engine.retention import delete_old_job_runs, delete_resolved_alerts
+from engine.retention import delete_alertless_notifications, delete_old_job_runs, delete_resolved_alerts
 from engine.scheduler import PeriodicJob, Worker, is_connection_error, job_lock, one_line
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,20 @@ def maintenance_job(app: App) -> None:
 
 
 def cleanup_job(app: App) -> None:
-    """Deletes resolved alerts (with their notifications) and job_runs history past retention."""
+    """Deletes resolved alerts (with their notifications), notifications of no alert (test sends,
+    group messages: kept as long as resolved alerts) and job_runs history past retention."""
     now = app.clock.now()
     retention = app.config.retention
-    alerts = runs = 0
+    alerts = alertless = runs = 0
     if retention.resolved_alerts > 0:
         alerts = delete_resolved_alerts(app.databases, now, retention.resolved_alerts, retention.batch_size)
+        alertless = delete_alertless_notifications(app.databases, now, retention.resolved_alerts,
+                                                   retention.batch_size)
     if retention.job_runs > 0:
         runs = delete_old_job_runs(app.databases, now, retention.job_runs, retention.batch_size)
-    if alerts or runs:
-        log.info("cleanup: %d resolved alerts and %d job runs deleted", alerts, runs)
+    if alerts or alertless or runs:
+        log.info("cleanup: %d resolved alerts, %d notifications of no alert and %d job runs deleted",
+                 alerts, alertless, runs)
 
 
 def collect_job(app: App) -> None:

@@ -30,6 +30,13 @@ def delete_resolved_alerts(databases: Databases, now: datetime, older_than: floa
     return _delete_in_batches(databases, "delete_resolved_alerts", now - timedelta(seconds=older_than), batch_size)
 
 
+def delete_alertless_notifications(databases: Databases, now: datetime, older_than: float, batch_size: int) -> int:
+    """Deletes finished notification rows of no alert (test sends, group messages) created more than
+    `older_than` seconds before `now`; a group message outlives its last member still kept."""
+    return _delete_in_batches(databases, "delete_alertless_notifications", now - timedelta(seconds=older_than),
+                              batch_size)
+
+
 def delete_old_job_runs(databases: Databases, now: datetime, older_than: float, batch_size: int) -> int:
     """Deletes notify.job_runs rows that started more than `older_than` seconds before `now`."""
     return _delete_in_batches(databases, "delete_old_job_runs", now - timedelta(seconds=older_than), batch_size)

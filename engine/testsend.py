@@ -22,7 +22,7 @@ from channels.ssrf import Resolve
 from engine.app import App
 from engine.destinations import masked_target
 from engine.dispatcher import Dispatcher, Outcome, run_event_loop
-from engine.errors import BadInput
+from engine.errors import BadInput, NotFound
 from engine.queries import query
 
 # The sample alert exists in no table; the nil UUID parses as an id and is plainly not a real one.
@@ -76,7 +76,7 @@ def send_test_notification(app: App, destination_id: str, *, resolve: Optional[R
         found = conn.execute(query("destinations", "insert_test_notification"),
                              dict(id=ident, now=now, token=token)).mappings().first()
     if found is None:
-        raise BadInput(f"ID: no destination {destination_id}")
+        raise NotFound(f"ID: no destination {destination_id}")
     row = dict(found)
     row.update(sample_alert_fields(row, now))
     dispatcher = Dispatcher(app, resolve=resolve)

@@ -344,6 +344,25 @@ def test_destinations_add_list_remove_with_scopes(client, tokens, databases):
     assert scalar(databases, "SELECT count(*) FROM notify.destinations") == 0
 
 
+def test_a_destination_test_send_over_http_reaches_the_receiver_and_answers_its_outcome(app, client, tokens,
+                                                                                     databases, receiver):
+    app.config.channels.webhook.allow_private_networks = True
+    with databases.begin("notify") as conn:
+        destination = str(add_destination(conn, app.config, app.clock.now(), tenant_id=TENANT, channel="webhook",
+                                          target=receiver.url("/hook")))
+    path = f"/v1/destinations/{destination}/test"
+    assert_problem(client.post(path, headers=auth(tokens["read"])), 403)
+    answer = client.post(path, headers=auth(tokens["operate"]))
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["outcome"], result["error"], result["destination_id"]) == ("sent", None, destination)
+    (request,) = receiver.received
+    assert request.json()["type"] == "destination.test"
+    assert scalar(databases, "SELECT status FROM notify.notifications WHERE id = :id",
+                  id=result["notification_id"]) == "sent"
+    assert_problem(client.post(f"/v1/destinations/{uuid.uuid4()}/test", headers=auth(tokens["operate"])), 404, "id")
+
+
 # ------------------------------------------------------------------------- openapi, unsubscribe
 
 

@@ -91,5 +91,6 @@ def test_no_5xx_and_every_answer_matches_the_document(fuzz_target, mode, example
     if mode is GenerationMode.POSITIVE:
         assert answered["POST /v1/events"].keys() & {200, 202}
         assert answered["GET /v1/alerts"][200] > 0
+        assert answered["GET /api/v2/alerts"][200] > 0
     else:
         assert all(status < 500 for statuses in answered.values() for status in statuses)

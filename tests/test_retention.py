@@ -70,3 +70,29 @@ def test_the_cleanup_job_trims_old_job_runs(app, clock):
     with app.databases.begin("notify") as conn:
         left = conn.execute(text("SELECT count(*) FROM notify.job_runs")).scalar()
     assert left == 1
+
+
+def add_alertless(conn, transition, status, days_ago, now, message_of=None):
+    """A notification of no alert (a test send, a group message), or a member naming `message_of`."""
+    return conn.execute(text(
+        "INSERT INTO notify.notifications (tenant_id, alert_id, channel, status, transition, created_at) "
+        "VALUES (:t, NULL, 'webhook', :s, :tr, :c) RETURNING id"),
+        {"t": TENANT, "s": status, "tr": transition, "c": now - timedelta(days=days_ago)}).scalar()
+
+
+def test_notifications_of_no_alert_go_after_retention_unless_queued_or_a_kept_member_names_them(app, clock):
+    now = clock.now()
+    with app.databases.begin("notify") as conn:
+        old_test = add_alertless(conn, "test", "sent", 91, now)
+        recent_test = add_alertless(conn, "test", "failed", 89, now)
+        old_queued = add_alertless(conn, "test", "queued", 91, now)
+        old_message = add_alertless(conn, "group", "sent", 95, now)
+        kept_alert = add_alert(conn, "open", None, now)
+        conn.execute(text("UPDATE notify.notifications SET status = 'grouped', message_id = :m WHERE alert_id = :a"),
+                     {"m": old_message, "a": kept_alert})
+        orphan_message = add_alertless(conn, "group", "sent", 95, now)
+    cleanup_job(app)
+    with app.databases.begin("notify") as conn:
+        left = {r[0] for r in conn.execute(text("SELECT id FROM notify.notifications WHERE alert_id IS NULL"))}
+    assert left == {recent_test, old_queued, old_message}
+    assert old_test not in left and orphan_message not in left

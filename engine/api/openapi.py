@@ -10,7 +10,9 @@ _PARAM = re.compile(r"\{(\w+)\}")
 
 
 def _problem(description: str) -> dict:
-    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    # application/json: the same problem for a client whose Accept names JSON alone (engine/api/server.py).
+    schema = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: schema, "application/json": schema}}
 
 
 def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
@@ -43,7 +45,7 @@ def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
                            "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}}}}
         responses: dict = {}
         for status, (description, schema) in r.responses.items():
-            if status >= 400:
+            if status >= 400 and schema is None:
                 responses[str(status)] = _problem(description)
                 continue
             responses[str(status)] = {"description": description}
@@ -52,7 +54,8 @@ def build_document(routes, *, version: str, queries: dict[str, dict]) -> dict:
             elif r.content_type != "application/json":   # an HTML page; an empty JSON answer has no content
                 responses[str(status)]["content"] = {r.content_type: {}}
         if parameters or r.body is not None or r.path.startswith("/v1/unsubscribe/"):
-            responses["400"] = _problem("Bad input: malformed JSON, unknown field, wrong type, bad parameter; each named")
+            responses.setdefault("400", _problem("Bad input: malformed JSON, unknown field, wrong type, bad parameter; "
+                                                 "each named"))
         if r.scope is not None:
             responses["401"] = _problem("No token, or a token that is unknown or revoked")
             responses["403"] = _problem(f"The token lacks the scope `{r.scope}`")

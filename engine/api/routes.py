@@ -534,6 +534,37 @@ async def remove_destination(request: web.Request) -> web.Response:
     return respond({"id": ident, "skipped": skipped})
 
 
+TEST_SEND = {
+    "type": "object",
+    "required": ["notification_id", "destination_id", "channel", "recipient", "outcome", "latency_ms", "error"],
+    "properties": {
+        "notification_id": UUID, "destination_id": UUID, "channel": {"type": "string", "enum": list(CHANNELS)},
+        "recipient": {"type": "string", "description": "masked, as every listing shows it"},
+        "outcome": {"type": "string", "enum": ["sent", "failed", "skipped"]},
+        "latency_ms": {"type": "number"}, "error": {"type": ["string", "null"]},
+    },
+}
+
+
+@route("POST", "/v1/destinations/{id}/test", scope="operate", tag="destinations",
+       summary="Send one sample notification to a destination now (as `notifyctl destinations test`)",
+       description="Through the real channel path (SSRF guard, signing, templates); recorded as a notification "
+                   "row with transition `test` and its attempt in the ledger, never retried in the background. "
+                   "A failed send is still a 200: the answer's `outcome` and `error` say what happened.",
+       responses={200: ("The attempt was made (or skipped: a disabled destination)", TEST_SEND)})
+async def test_destination(request: web.Request) -> web.Response:
+    from engine.testsend import send_test_notification
+
+    read_query(request, {})
+    ident = path_uuid(request)
+    try:
+        result = await blocking(request, send_test_notification, ident)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    log.info("api: %s test-sent destination %s: %s", actor(request), ident, result.outcome)
+    return respond(result.as_dict())
+
+
 def _in_transaction(app, fn, *args):
     # engine.destinations works inside its caller's transaction, as the CLI calls it.
     with app.databases.begin("notify") as conn:
@@ -790,3 +821,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
        responses={200: ("The document", {"type": "object"})})
 async def openapi_document(request: web.Request) -> web.Response:
     return respond(request.app[OPENAPI_KEY])
+
+
+# Alertmanager's GET /api/v2/alerts lives in its own module; importing it declares its routes.
+from engine.api import alertmanager  # noqa: E402,F401

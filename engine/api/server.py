@@ -14,7 +14,7 @@ from engine.api import routes
 from engine.api import silences as silence_routes   # registers its @route()s
 from engine.api.auth import FailedAuthLimiter, bearer_token
 from engine.api.openapi import build_document
-from engine.api.problems import ApiProblem
+from engine.api.problems import PROBLEM_CONTENT_TYPE, ApiProblem
 from engine.config import ApiConfig
 from engine.errors import BadInput
 from engine.tokens import authenticate
@@ -89,6 +89,7 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
         return await handler(request)
 
     app = web.Application(middlewares=[problems, require_token], client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(label_problems_as_the_client_accepts)
     app[routes.APP_KEY] = engine_app
     app[routes.SETTINGS_KEY] = settings
     app[routes.RUN_KEY] = run_blocking
@@ -112,6 +113,22 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
 
     app.on_cleanup.append(shutdown_pool)
     return app
+
+
+async def label_problems_as_the_client_accepts(request: web.Request, response: web.StreamResponse) -> None:
+    # A client that accepts JSON but not problem+json gets the same problem labelled
+    # application/json: Alertmanager's clients (amtool, go-openapi) send `Accept: application/json`
+    # and refuse to read any other media type, reporting only that.
+    if response.content_type == PROBLEM_CONTENT_TYPE and not accepts_problem(request.headers.get("Accept")):
+        response.content_type = "application/json"
+
+
+def accepts_problem(accept) -> bool:
+    """False when the Accept header names application/json and nothing that covers problem+json."""
+    if not accept:
+        return True
+    ranges = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(ranges & {PROBLEM_CONTENT_TYPE, "application/*", "*/*"}) or "application/json" not in ranges
 
 
 class ApiServer(ThreadedAiohttpServer):
