@@ -10,7 +10,6 @@ any other label name as it is (matched against the labels of alerts posted to /a
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Optional
 
@@ -190,7 +189,6 @@ AM_SILENCES_QUERY = {
                               "that label whose value it accepts"},
     "active": AM_BOOL, "pending": AM_BOOL, "expired": AM_BOOL,
 }
-_AM_FILTER = re.compile(r'^\s*([^\s=!~"]+)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
 
 
 def _label_names(request: web.Request) -> tuple[dict[str, str], dict[str, str]]:
@@ -212,24 +210,22 @@ def _am_silence(row: dict, to_label: dict[str, str]) -> dict:
             "annotations": {}}
 
 
-def _am_filters(request: web.Request) -> list[Matcher]:
+def _am_filters(request: web.Request) -> list:
+    """The `filter` matchers, parsed as Alertmanager parses them (engine/api/matchers.py: RE2, so a
+    client's expression cannot make the server backtrack)."""
+    from engine.api.matchers import MatcherError, parse_matcher
+
     errors, filters = [], []
     for name in request.query:
         if name not in AM_SILENCES_QUERY:
             errors.append({"field": name, "message": f"unknown query parameter (known: {', '.join(AM_SILENCES_QUERY)})"})
     for raw in request.query.getall("filter", []):
-        found = _AM_FILTER.match(raw)
-        if found is None or "\x00" in raw:
-            errors.append({"field": "filter", "message": f"expected a matcher such as kind=\"X\", got {raw[:60]!r}"})
-            continue
-        label, op, value = found.groups()
-        if op in ("=~", "!~"):
-            try:
-                re.compile(value)
-            except re.error as exc:
-                errors.append({"field": "filter", "message": f"not a valid regular expression {value[:60]!r}: {exc}"})
-                continue
-        filters.append(Matcher(label, value, is_regex=op in ("=~", "!~"), is_equal=op in ("=", "=~")))
+        try:
+            if "\x00" in raw:
+                raise MatcherError("NUL characters are not allowed")
+            filters.append(parse_matcher(raw))
+        except MatcherError as exc:
+            errors.append({"field": "filter", "message": str(exc)})
     for flag in ("active", "pending", "expired"):
         values = request.query.getall(flag, [])
         if len(values) > 1 or (values and values[0] not in ("true", "false")):
@@ -239,18 +235,12 @@ def _am_filters(request: web.Request) -> list[Matcher]:
     return filters
 
 
-def _passes(silence: dict, filters: list[Matcher]) -> bool:
+def _passes(silence: dict, filters: list) -> bool:
     # Alertmanager's rule: every filter names a label one of the silence's matchers is on, and
     # accepts that matcher's value.
     for f in filters:
         values = [m["value"] for m in silence["matchers"] if m["name"] == f.name]
-        if not values:
-            return False
-        for value in values:
-            hit = re.fullmatch(f.value, value) is not None if f.is_regex else value == f.value
-            if hit == f.is_equal:
-                break
-        else:
+        if not any(f.matches(value) for value in values):
             return False
     return True
 
