@@ -101,6 +101,9 @@ def get_alert(app, alert_id: str) -> dict:
         alert = dict(row)
         notes = conn.execute(query("alerts", "alert_notifications"),
                              {"tenant_id": alert["tenant_id"], "id": ident}).mappings().all()
+        from engine.accounting import describe
+
+        notes = describe(conn, [dict(n) for n in notes])
         taken = conn.execute(query("alerts", "escalation_steps_taken"), {
             "tenant_id": alert["tenant_id"], "id": ident,
             "episode": int((alert["context"] or {}).get("reopen_count") or 0)}).mappings().all()

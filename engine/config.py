@@ -280,6 +280,23 @@ class EscalationConfig:
 
 
 @dataclass
+class InhibitRuleConfig:
+    """Alertmanager's inhibit_rules (docs/NOISE.md): while an unresolved alert matching
+    source_matchers exists, notifications of the same tenant's alerts matching target_matchers
+    and equal to it on every `equal` label are suppressed. Matchers: kind and severity, each one
+    value or a list (any of them)."""
+
+    name: str
+    source_matchers: dict[str, str | list[str]] = field(default_factory=dict)
+    target_matchers: dict[str, str | list[str]] = field(default_factory=dict)
+    equal: list[str] = field(default_factory=list)
+
+
+INHIBIT_MATCHER_LABELS = ("kind", "severity")
+INHIBIT_EQUAL_LABELS = ("kind", "severity", "base")
+
+
+@dataclass
 class HttpConfig:
     listen: Optional[str] = None
 
@@ -520,6 +537,8 @@ class Config:
     collect: CollectConfig = field(default_factory=CollectConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     messages: MessagesConfig = field(default_factory=MessagesConfig)
+    # None: the default rule (a quota's critical level mutes its warn level); []: no inhibition.
+    inhibit_rules: Optional[list[InhibitRuleConfig]] = None
     # A file of NAME=value lines (or a YAML mapping) that ${NAME} may refer to; keeps secrets out
     # of config.yaml. The environment wins over the file.
     secrets_file: Optional[str] = None
@@ -780,6 +799,7 @@ def _check_references(config: Config, source: str) -> None:
     _check_delivery(config, source)
     _check_escalation(config, source)
     _check_noise(config, source)
+    _check_inhibit_rules(config, source)
     if config.retention.batch_size < 1:
         raise ConfigError(f"{source}: retention.batch_size: must be at least 1")
     if config.daemon.health_interval <= 0:
@@ -1010,3 +1030,47 @@ def _check_escalation(config: Config, source: str) -> None:
             if step.after <= previous:
                 raise ConfigError(f"{where}.steps[{j}].after: steps must come later one after another")
             previous = step.after
+
+
+def default_inhibit_rules() -> list[InhibitRuleConfig]:
+    """An open critical alert of a quota (its 100 % level) mutes the warn alert (80 %) of the same
+    metric and base: the 80 % message is pointless once the 100 % one is out."""
+    from detectors import QUOTA_KINDS  # here: detectors import engine modules that import this one
+
+    return [InhibitRuleConfig(name="quota-critical-mutes-warn",
+                              source_matchers={"kind": list(QUOTA_KINDS), "severity": ["critical"]},
+                              target_matchers={"kind": list(QUOTA_KINDS), "severity": ["warn"]},
+                              equal=["kind", "base"])]
+
+
+def _check_inhibit_rules(config: Config, source: str) -> None:
+    from detectors import ALL_KINDS  # here: detectors import engine modules that import this one
+
+    if config.inhibit_rules is None:
+        config.inhibit_rules = default_inhibit_rules()
+        return
+    names = set()
+    for i, rule in enumerate(config.inhibit_rules):
+        where = f"{source}: inhibit_rules[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", rule.name):
+            raise ConfigError(f"{where}.name: letters, digits, '.', '_' and '-' (at most 64), got {rule.name!r}")
+        if rule.name in names:
+            raise ConfigError(f"{where}.name: {rule.name!r} is used by an earlier rule")
+        names.add(rule.name)
+        for side in ("source_matchers", "target_matchers"):
+            matchers = getattr(rule, side)
+            for label, value in list(matchers.items()):
+                if label not in INHIBIT_MATCHER_LABELS:
+                    raise ConfigError(f"{where}.{side}.{label}: unknown label (known: {', '.join(INHIBIT_MATCHER_LABELS)})")
+                values = [value] if isinstance(value, str) else list(value or [])
+                known = ALL_KINDS if label == "kind" else SEVERITIES
+                for item in values:
+                    if item not in known:
+                        raise ConfigError(f"{where}.{side}.{label}: unknown {label} {item!r} (known: {', '.join(known)})")
+                if not values:
+                    raise ConfigError(f"{where}.{side}.{label}: give at least one value (leave the label out: any)")
+                matchers[label] = values
+        for label in rule.equal:
+            if label not in INHIBIT_EQUAL_LABELS:
+                raise ConfigError(f"{where}.equal: unknown label {label!r} (known: {', '.join(INHIBIT_EQUAL_LABELS)}; "
+                                  "the tenant is always equal)")

@@ -46,7 +46,8 @@ QUOTA_KINDS = {
 # (a newer planner's) read as `update`, a neutral "this alert changed" with its name shown.
 VARIANTS = {
     "opened": "opened", "reopened": "opened", "escalated": "opened", "resolved": "resolved",
-    "reminder": "reminder", "escalation": "reminder", "ack_expired": "reminder", "acked": "acked",
+    "reminder": "reminder", "escalation": "reminder", "ack_expired": "reminder", "silence_ended": "reminder",
+    "acked": "acked",
     "test": "test",   # `notifyctl destinations test`: sample numbers, so the neutral words and a note
 }
 LINK_FIELDS = ("tenant_id", "base_id", "alert_id", "kind")

@@ -64,6 +64,10 @@ DELIVERY_LATENCY = Histogram(
     ["channel"], registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600))
 
+NOTIFICATIONS_SUPPRESSED = Counter(
+    "notify_notifications_suppressed", "Notifications planned as suppressed, by reason (silence, inhibition)",
+    ["reason"], registry=REGISTRY)
+
 JOB_RUNS = Counter(
     "notify_job_runs", "Ticks of each periodic job: ok, error, or skipped (another copy ran the tick, "
     "or the database was down)", ["job", "outcome"], registry=REGISTRY)

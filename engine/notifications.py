@@ -18,6 +18,7 @@ from typing import Optional
 
 from sqlalchemy import Connection
 
+from engine.accounting import describe
 from engine.alerts import default_actor
 from engine.app import App
 from engine.destinations import masked_target
@@ -67,6 +68,7 @@ def list_notifications(app, *, status: Optional[str] = None, alert_id: Optional[
         rows = [dict(r) for r in conn.execute(query("notifications", "notifications_page"), dict(
             status=status, alert_id=alert, limit=limit, after_created_at=after[0] if after else None,
             after_id=after[1] if after else None)).mappings()]
+        describe(conn, rows)
     for row in rows:
         row["recipient"] = masked_target(row["recipient"])
     return rows
@@ -132,6 +134,7 @@ def show_notification(app: App, notification_id: uuid.UUID) -> dict:
         note = dict(found)
         attempts = [dict(r) for r in conn.execute(query("dispatcher", "notification_attempts"),
                                                   dict(tenant_id=note["tenant_id"], id=note["id"])).mappings()]
+        describe(conn, [note])
     note["recipient"] = masked_target(note["recipient"])
     note["attempts"] = attempts
     return note

@@ -15,6 +15,10 @@ delivery.reminder_interval) says when. The n-th reminder is due at transition_at
 schedule's first n intervals, the last repeating (with the fixed interval: n * reminder_interval).
 Only the latest due reminder is planned: a daemon that was down for three intervals sends one
 reminder, not three. Every due escalation step not yet taken is taken once (notify.alert_escalations).
+
+Noise control (docs/NOISE.md): a row whose alert a silence in force selects, or an inhibit rule's
+source alert holds down, is inserted `suppressed` with its reason instead of `queued`; the tick
+also notifies once (notify.silence_notices) the still-open alerts of silences that ended.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from engine import metrics
-from engine.config import Config
+from engine.config import Config, default_inhibit_rules
 from engine.escalation import policy_parameters
 from engine.noise import planner_parameters, release_held
 from engine.queries import query
@@ -51,13 +55,20 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
           periodic: bool, shard: tuple[int, int] | None = None, tenants: list | None = None) -> int:
     conn.execute(query("planner", "lock_planner"))
     policies = policy_parameters(config)
+    # The tick (only) notifies the alerts of silences that ended (engine.silences).
+    notice_silences = periodic
     # Without any reminder or step configured, the tick does not read open alerts at all.
     periodic = periodic and policies["earliest_due"] is not None
-    params = dict(route_parameters(config), **policies, **planner_parameters(config), now=now, periodic=periodic,
-                  changed_since=changed_since, shard=shard[0] if shard else None,
-                  shards=shard[1] if shard else None, tenants=tenants)
+    params = dict(route_parameters(config), **policies, **planner_parameters(config), **inhibit_parameters(config),
+                  now=now, periodic=periodic, notice_silences=notice_silences, changed_since=changed_since,
+                  shard=shard[0] if shard else None, shards=shard[1] if shard else None, tenants=tenants)
     result = conn.execute(query("planner", "plan_notifications"), params).one()
     planned = result.planned
+    # Counted when planned; a caller's transaction that rolls back afterwards over-counts (rare).
+    if result.silenced:
+        metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="silence").inc(result.silenced)
+    if result.inhibited:
+        metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="inhibition").inc(result.inhibited)
     if planned:
         conn.execute(query("planner", "wake_dispatchers"))
     for reason in ("group_wait", "digest", "quiet_hours"):
@@ -67,3 +78,16 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
         # Rows held for their group (issue 15) that are due now, those of this pass included.
         release_held(conn, config, now)
     return planned
+
+
+def inhibit_parameters(config: Config) -> dict[str, list]:
+    """config.inhibit_rules as parallel arrays for unnest() (lists comma-joined, '' = any)."""
+    rules = default_inhibit_rules() if config.inhibit_rules is None else config.inhibit_rules
+    return dict(
+        inhibit_names=[r.name for r in rules],
+        inhibit_source_kinds=[",".join(r.source_matchers.get("kind", [])) for r in rules],
+        inhibit_source_severities=[",".join(r.source_matchers.get("severity", [])) for r in rules],
+        inhibit_target_kinds=[",".join(r.target_matchers.get("kind", [])) for r in rules],
+        inhibit_target_severities=[",".join(r.target_matchers.get("severity", [])) for r in rules],
+        inhibit_equal=[",".join(r.equal) for r in rules],
+    )

@@ -19,7 +19,8 @@ from typing import Optional
 from engine.config import Config, RouteConfig
 from engine.destinations import masked_target
 
-NOTIFYING_TRANSITIONS = ("opened", "reopened", "escalated", "resolved", "reminder", "ack_expired")
+# silence_ended: a silence over the alert ended while it is still open (engine/silences.py).
+NOTIFYING_TRANSITIONS = ("opened", "reopened", "escalated", "resolved", "reminder", "ack_expired", "silence_ended")
 DESTINATION_PREFIX = "dest:"
 ROUTE_PREFIX = "route:"
 

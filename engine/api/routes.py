@@ -592,7 +592,7 @@ def _in_transaction(app, fn, *args):
 # -------------------------------------------------------------------------- notifications
 
 NOTIFICATIONS_QUERY = {
-    "status": {"type": "string", "enum": ["queued", "sent", "failed", "skipped"]},
+    "status": {"type": "string", "enum": ["queued", "sent", "failed", "skipped", "held", "grouped", "suppressed"]},
     "alert_id": UUID,
     **_page_query(500),  # the maximum is replaced by api.page_max in make_api_app
 }

@@ -11,6 +11,7 @@ from typing import Optional
 from aiohttp import web
 
 from engine.api import routes
+from engine.api import silences as silence_routes   # registers its @route()s
 from engine.api.auth import FailedAuthLimiter, bearer_token
 from engine.api.console import make_console_app
 from engine.api.event_batches import EventBatches
@@ -107,7 +108,8 @@ def make_api_app(engine_app, settings: ApiConfig, *, executor: Optional[ThreadPo
     from engine.cli import package_version
 
     app[routes.OPENAPI_KEY] = build_document(routes.ROUTES, version=package_version(),
-                                                queries={"/v1/alerts": alerts_query, "/v1/notifications": app[routes.NOTIFICATIONS_QUERY_KEY]})
+                                                queries={"/v1/alerts": alerts_query, "/v1/notifications": app[routes.NOTIFICATIONS_QUERY_KEY],
+                                                         "/v1/silences": silence_routes.silences_query(settings.page_max)})
     for r in routes.ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     # The web console's HTML pages, beside the API; left out of the OpenAPI document (not API).

@@ -20,7 +20,7 @@ from engine.logging import configure_logging, register_config_secrets
 
 # Modules under engine.cli that register command groups, in help order.
 COMMAND_MODULES = ["db", "partitions", "run_once", "snapshot", "alerts", "event", "status", "logs",
-                   "destinations", "notifications", "preview", "tokens"]
+                   "destinations", "notifications", "silence", "preview", "tokens"]
 
 
 class OneLineUsageParser(argparse.ArgumentParser):

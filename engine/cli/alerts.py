@@ -72,8 +72,8 @@ def show_command(app, args) -> int:
         print(f"{('context.' + key).ljust(width)}  {format_json(value)}")
     if notes:
         print()
-        print_table(notes, [c for c in ("id", "channel", "recipient", "status", "send_attempts", "last_attempt_at",
-                                        "error") if c in notes[0]])
+        print_table(notes, [c for c in ("id", "transition", "channel", "recipient", "status", "send_attempts",
+                                        "what_happened") if c in notes[0]])
     else:
         print("no notifications")
     _print_escalation(escalation)

@@ -14,6 +14,8 @@ from engine.notifications import (RETRYABLE, STATUSES, RetryFilter, list_notific
 
 ATTEMPT_COLUMNS = ["attempt", "started_at", "duration_ms", "outcome", "code", "address", "error", "excerpt"]
 LISTED = ["id", "alert_id", "channel", "recipient", "status", "send_attempts", "last_attempt_at", "error"]
+# What happened to the row's transition, in words (engine/accounting.py); last, it is the longest.
+LISTED_TABLE = [c for c in LISTED if c != "error"] + ["what_happened"]
 
 
 def register(subparsers, common) -> None:
@@ -57,7 +59,7 @@ def list_command(app, args) -> int:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, LISTED)
+        print_table(rows, LISTED_TABLE)
     return 0
 
 

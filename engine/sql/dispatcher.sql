@@ -261,7 +261,8 @@ WHERE status = 'queued' OR (status = 'failed' AND last_attempt_at >= CAST(:now A
 -- name: show_notification
 -- One notification by id for `notifyctl notifications show` (ids are unique; not_note_id finds it).
 SELECT id, tenant_id, alert_id, destination_id, route_key, channel, recipient, status, transition, reminder_no,
-       send_attempts, last_attempt_at, next_attempt_at, sent_at, created_at, error
+       send_attempts, last_attempt_at, next_attempt_at, sent_at, created_at, error,
+       held_reason, release_at, message_id, suppressed_by
 FROM notify.notifications
 WHERE id = :id;
 

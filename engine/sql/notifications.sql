@@ -48,7 +48,8 @@ VALUES (:now, :actor_admin_id, :tenant_id, 'NOTIFICATIONS_RETRY', 'NOTIFICATION'
 -- (:after_created_at, :after_id = the previous page's last row) sees each row once
 -- (`notifyctl notifications`, GET /v1/notifications).
 SELECT id, tenant_id, alert_id, channel, recipient, status, send_attempts, last_attempt_at, error,
-       transition, reminder_no, route_key, next_attempt_at, sent_at, created_at
+       transition, reminder_no, route_key, next_attempt_at, sent_at, created_at,
+       held_reason, release_at, message_id, suppressed_by
 FROM notify.notifications
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
   AND (CAST(:alert_id AS uuid) IS NULL OR alert_id = CAST(:alert_id AS uuid))

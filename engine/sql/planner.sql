@@ -111,10 +111,55 @@ steps_pending AS (
   FROM steps_taken t
   JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
 ),
+-- Silences that ended (run out or expired early) and were not handled yet (:notice_silences:
+-- the periodic tick): each alert they suppressed that is still open and not acked, and whose
+-- current transition nobody was told about since, is notified once, as transition
+-- 'silence_ended' (docs/NOISE.md). notify.silence_notices is the guarantee, as alert_escalations
+-- is for steps: only a notice this statement took gets notifications.
+silences_ended AS (
+  SELECT s.id FROM notify.silences s
+  WHERE CAST(:notice_silences AS boolean) AND s.ended_noticed_at IS NULL
+    AND coalesce(s.expired_at, s.ends_at) <= CAST(:now AS timestamptz)
+),
+notices_due AS (
+  SELECT DISTINCT n.tenant_id, n.alert_id, se.id AS silence_id
+  FROM silences_ended se
+  JOIN notify.notifications n ON n.status = 'suppressed' AND n.suppressed_by = 'silence:' || se.id::text
+  JOIN notify.alerts a ON a.tenant_id = n.tenant_id AND a.id = n.alert_id
+  WHERE a.status = 'open' AND a.acked_at IS NULL AND a.planned_seq = a.transition_seq
+    AND NOT EXISTS (SELECT 1 FROM notify.notifications c
+                    WHERE c.tenant_id = a.tenant_id AND c.alert_id = a.id AND c.transition_seq = a.transition_seq
+                      AND c.status IN ('queued', 'sent', 'held', 'grouped'))
+),
+notices_taken AS (
+  -- Numbered per alert under the planner's lock; the primary key stops a second notice anyway.
+  INSERT INTO notify.silence_notices (tenant_id, alert_id, silence_id, notice_no, noticed_at)
+  SELECT d.tenant_id, d.alert_id, d.silence_id,
+         coalesce((SELECT max(x.notice_no) FROM notify.silence_notices x
+                   WHERE x.tenant_id = d.tenant_id AND x.alert_id = d.alert_id), 0)
+           + row_number() OVER (PARTITION BY d.tenant_id, d.alert_id ORDER BY d.silence_id),
+         :now
+  FROM notices_due d
+  ORDER BY d.tenant_id, d.alert_id
+  ON CONFLICT DO NOTHING
+  RETURNING tenant_id, alert_id, notice_no
+),
+silences_noticed AS (
+  UPDATE notify.silences s SET ended_noticed_at = :now FROM silences_ended se WHERE s.id = se.id
+  RETURNING 1
+),
+notices AS (
+  SELECT t.tenant_id, t.alert_id, a.kind, a.severity, a.transition_seq, 'silence_ended' AS transition,
+         -(1000000 + t.notice_no) AS reminder_no
+  FROM notices_taken t
+  JOIN notify.alerts a ON a.tenant_id = t.tenant_id AND a.id = t.alert_id
+),
 pending AS (
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM transitions
   UNION ALL
   SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM reminders
+  UNION ALL
+  SELECT tenant_id, alert_id, kind, severity, transition_seq, transition, reminder_no FROM notices
 ),
 routes AS (
   SELECT * FROM unnest(CAST(:route_names AS text[]), CAST(:route_channels AS text[]),
@@ -150,6 +195,58 @@ targets AS (
   FROM steps_pending sp
   JOIN routes r ON r.name = sp.route_name
 ),
+-- Noise control (docs/NOISE.md): a row whose alert a silence in force selects is recorded
+-- `suppressed` by it (the earliest such silence), else one an inhibition rule's source alert holds
+-- down (an unresolved alert of the same tenant matching the rule's source, equal on its `equal`
+-- labels); never dropped. Silences are few: the matcher function runs only while one is in force.
+active_silences AS MATERIALIZED (
+  SELECT s.id, s.matchers, s.starts_at FROM notify.silences s
+  WHERE s.starts_at <= CAST(:now AS timestamptz) AND coalesce(s.expired_at, s.ends_at) > CAST(:now AS timestamptz)
+),
+inhibit_rules AS (
+  SELECT * FROM unnest(CAST(:inhibit_names AS text[]), CAST(:inhibit_source_kinds AS text[]),
+                       CAST(:inhibit_source_severities AS text[]), CAST(:inhibit_target_kinds AS text[]),
+                       CAST(:inhibit_target_severities AS text[]), CAST(:inhibit_equal AS text[]))
+         WITH ORDINALITY AS r(name, source_kinds, source_severities, target_kinds, target_severities, equal, rule_no)
+),
+-- Only alerts something could suppress are looked at: a silence is in force, or a rule's target
+-- matchers take the row's kind and severity.
+suppression_candidates AS (
+  SELECT DISTINCT t.tenant_id, t.alert_id
+  FROM targets t
+  WHERE EXISTS (SELECT 1 FROM active_silences)
+     OR EXISTS (SELECT 1 FROM inhibit_rules r
+                WHERE (r.target_kinds = '' OR t.kind = ANY (string_to_array(r.target_kinds, ',')))
+                  AND (r.target_severities = '' OR t.severity::text = ANY (string_to_array(r.target_severities, ','))))
+),
+suppressions AS (
+  SELECT c.tenant_id, c.alert_id,
+         coalesce(
+           (SELECT 'silence:' || s.id::text FROM active_silences s
+            WHERE notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id,
+                                         a.context #> '{event,labels}')
+            ORDER BY s.starts_at, s.id LIMIT 1),
+           (SELECT 'inhibition:' || r.name || ':' || src.id::text
+            FROM inhibit_rules r
+            JOIN notify.alerts src
+              ON src.tenant_id = a.tenant_id AND src.status IN ('open', 'ack') AND src.id <> a.id
+             AND (r.source_kinds = '' OR src.kind = ANY (string_to_array(r.source_kinds, ',')))
+             AND (r.source_severities = '' OR src.severity::text = ANY (string_to_array(r.source_severities, ',')))
+             AND (NOT 'kind' = ANY (string_to_array(r.equal, ',')) OR src.kind = a.kind)
+             AND (NOT 'severity' = ANY (string_to_array(r.equal, ',')) OR src.severity = a.severity)
+             AND (NOT 'base' = ANY (string_to_array(r.equal, ',')) OR src.base_id IS NOT DISTINCT FROM a.base_id)
+            WHERE (r.target_kinds = '' OR a.kind = ANY (string_to_array(r.target_kinds, ',')))
+              AND (r.target_severities = '' OR a.severity::text = ANY (string_to_array(r.target_severities, ',')))
+            ORDER BY r.rule_no, src.first_seen_at, src.id LIMIT 1)) AS suppressed_by
+  FROM suppression_candidates c
+  JOIN notify.alerts a ON a.tenant_id = c.tenant_id AND a.id = c.alert_id
+),
+-- One jsonb object alert id -> reason, read per row by key: a join to the CTE would be planned
+-- from a row estimate of 1 as a nested loop, quadratic in the transitions (20 s for 10,000).
+suppression_map AS (
+  SELECT coalesce(jsonb_object_agg(alert_id::text, suppressed_by), '{}') AS reasons
+  FROM suppressions WHERE suppressed_by IS NOT NULL
+),
 -- Noise control (issue 15, docs/NOISE.md): how a new row starts. A non-critical row waits as
 -- `held` for its destination's digest ('digest') or the end of its quiet hours ('quiet_hours'); a
 -- row of a grouping route or destination (email, Slack; webhooks that ask for the grouped payload)
@@ -176,7 +273,7 @@ shaped AS (
            AS group_due,
          t.destination_id IS NOT NULL AND (coalesce(d.rate_limit_messages, CAST(:noise_dest_limit AS integer)) > 0
                                            OR CAST(:noise_tenant_limit AS integer) > 0) AS limited
-  FROM targets t
+  FROM (SELECT t.*, sm.reasons ->> t.alert_id::text AS suppressed_by FROM targets t CROSS JOIN suppression_map sm) t
   LEFT JOIN notify.destinations d ON d.tenant_id = t.tenant_id AND d.id = t.destination_id
   LEFT JOIN noise_routes r ON r.route_key = t.route_key
   CROSS JOIN LATERAL (
@@ -192,27 +289,32 @@ shaped AS (
   LEFT JOIN notify.group_state g ON g.route_key = t.route_key AND g.group_key = k.group_key
 ),
 started AS (
+  -- A suppressed row (a silence, an inhibition) is never held and counts in no group.
   SELECT s.*,
-         CASE WHEN s.digest_due IS NOT NULL THEN 'digest'
+         CASE WHEN s.suppressed_by IS NOT NULL THEN NULL
+              WHEN s.digest_due IS NOT NULL THEN 'digest'
               WHEN s.quiet_until IS NOT NULL THEN 'quiet_hours'
               WHEN s.limited OR (s.groupable AND (s.group_due > CAST(:now AS timestamptz) OR s.group_interval > 0
-                                                 OR count(*) OVER (PARTITION BY s.route_key, s.group_key) > 1))
+                                                 OR count(*) FILTER (WHERE s.suppressed_by IS NULL)
+                                                      OVER (PARTITION BY s.route_key, s.group_key) > 1))
                 THEN 'group_wait' END AS held_reason
   FROM shaped s
 ),
 inserted AS (
   INSERT INTO notify.notifications
     (tenant_id, alert_id, created_at, channel, recipient, status, transition, transition_seq, reminder_no,
-     severity, route_key, destination_id, next_attempt_at, held_reason, release_at, group_key)
-  SELECT tenant_id, alert_id, :now, channel, recipient, CASE WHEN held_reason IS NULL THEN 'queued' ELSE 'held' END,
+     severity, route_key, destination_id, next_attempt_at, held_reason, release_at, group_key, suppressed_by)
+  SELECT tenant_id, alert_id, :now, channel, recipient,
+         CASE WHEN suppressed_by IS NOT NULL THEN 'suppressed' WHEN held_reason IS NULL THEN 'queued' ELSE 'held' END,
          transition, transition_seq, reminder_no, severity, route_key, destination_id, :now, held_reason,
          CASE held_reason WHEN 'digest' THEN digest_due WHEN 'quiet_hours' THEN quiet_until
                           WHEN 'group_wait' THEN group_due END,
-         CASE held_reason WHEN 'digest' THEN 'digest' WHEN 'quiet_hours' THEN 'quiet_hours' ELSE group_key END
+         CASE held_reason WHEN 'digest' THEN 'digest' WHEN 'quiet_hours' THEN 'quiet_hours' ELSE group_key END,
+         suppressed_by
   FROM started
   ORDER BY tenant_id, alert_id, route_key
   ON CONFLICT (tenant_id, alert_id, transition_seq, reminder_no, route_key) DO NOTHING
-  RETURNING held_reason
+  RETURNING held_reason, suppressed_by
 ),
 caught_up AS (
   UPDATE notify.alerts a SET planned_seq = t.transition_seq
@@ -242,6 +344,9 @@ reminded AS (
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS planned,
+       (SELECT count(*) FROM inserted WHERE suppressed_by LIKE 'silence:%') AS silenced,
+       (SELECT count(*) FROM inserted WHERE suppressed_by LIKE 'inhibition:%') AS inhibited,
+       (SELECT count(*) FROM silences_noticed) AS silences_ended,
        (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts,
        (SELECT count(*) FROM steps_taken) AS steps,
        (SELECT count(*) FROM inserted WHERE held_reason = 'group_wait') AS held_group_wait,
