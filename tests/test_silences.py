@@ -107,6 +107,18 @@ def test_a_silence_in_force_suppresses_rows_already_queued(silence_app):
     assert [(r["status"], r["suppressed_by"]) for r in rows(app)] == [("suppressed", f"silence:{ident}")]
 
 
+def test_a_silence_in_force_suppresses_rows_held_for_their_group(silence_app):
+    from engine.config import RouteConfig
+
+    app = silence_app
+    # An ops route's default group_wait (30s) holds its row; a silence added meanwhile wins.
+    app.config.routes = [RouteConfig(name="ops", channel="email", target="noc@example.com")]
+    payment_failed(app)
+    assert sorted(r["status"] for r in rows(app)) == ["held", "queued"]
+    ident = silence(app, f"tenant={TENANT}")
+    assert [(r["status"], r["suppressed_by"]) for r in rows(app)] == [("suppressed", f"silence:{ident}")] * 2
+
+
 def test_reminders_and_escalation_steps_planned_while_silenced_are_suppressed(silence_app, clock):
     from engine.config import (EscalationConfig, EscalationPolicyConfig, EscalationStepConfig,
                                EscalationTargetConfig, RouteConfig)
@@ -257,7 +269,8 @@ def test_inhibit_rules_are_configurable_and_an_empty_list_turns_them_off(silence
     app.config.inhibit_rules = []
     record(app, 1200)
     run_detection(app)
-    assert [s for _, _, s, _ in statuses_by_severity(app)] == ["queued", "queued"]
+    # Neither suppressed: both sent, in one message (same tenant and kind: one group, issue 15).
+    assert [s for _, _, s, _ in statuses_by_severity(app)] == ["grouped", "grouped"]
     path = tmp_path / "c.yaml"
     path.write_text("inhibit_rules:\n  - name: pay\n    source_matchers: {kind: PAYMENT_FAILED}\n"
                     "    target_matchers: {severity: [warn, info]}\n")

@@ -20,12 +20,13 @@ VALUES (CAST(:matchers AS jsonb), :starts_at, :ends_at, :now, :created_by, :comm
 RETURNING id;
 
 -- name: suppress_queued
--- A silence in force from now: rows already queued (not being sent: no live lease) of the alerts it
--- selects are suppressed too, as Alertmanager checks silences when it sends.
+-- A silence in force from now: rows already queued (not being sent: no live lease) or held (waiting
+-- for their group, digest, quiet hours or rate limit) of the alerts it selects are suppressed too,
+-- as Alertmanager checks silences when it sends.
 UPDATE notify.notifications n
 SET status = 'suppressed', suppressed_by = 'silence:' || s.id::text, claim_token = NULL, lease_until = NULL
 FROM notify.silences s, notify.alerts a
-WHERE s.id = :id AND n.status = 'queued' AND (n.lease_until IS NULL OR n.lease_until <= CAST(:now AS timestamptz))
+WHERE s.id = :id AND n.status IN ('queued', 'held') AND (n.lease_until IS NULL OR n.lease_until <= CAST(:now AS timestamptz))
   AND a.tenant_id = n.tenant_id AND a.id = n.alert_id
   AND notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id, a.context #> '{event,labels}')
 RETURNING n.id;
