@@ -162,8 +162,12 @@ class BatchInFlight:
 
 class Dispatcher:
     def __init__(self, app: App, *, resolve: Optional[Resolve] = None,
-                 channels: Optional[dict[str, Channel]] = None, rng: Optional[random.Random] = None):
+                 channels: Optional[dict[str, Channel]] = None, rng: Optional[random.Random] = None,
+                 log_attempts: bool = True):
+        """`log_attempts=False` is for bench/delivery_bench.py only: it measures what the attempt
+        ledger costs by leaving it out (destination health is still kept). Never a config key."""
         self.app = app
+        self.log_attempts = log_attempts
         self.config = app.config
         templates_dir = self.config.delivery.templates_dir
         self.channels = channels or build_channels(self.config, resolve=resolve,
@@ -233,21 +237,24 @@ class Dispatcher:
         # The attempt ledger's rows, written by the same statement (record_results).
         a_tenant_ids, a_ids, a_destination_ids, a_attempts, a_started_ats, a_durations = [], [], [], [], [], []
         a_outcomes, a_codes, a_excerpts, a_addresses, a_errors, a_channels = [], [], [], [], [], []
+        log_attempts = self.log_attempts
         for row, outcome in zip(rows, outcomes):
             result = outcome.result
             if result is not None:
+                # What destination health reads (tenant, destination, started_at, outcome) ...
                 a_tenant_ids.append(row["tenant_id"])
-                a_ids.append(row["id"])
                 a_destination_ids.append(row["destination_id"] or "")
-                a_attempts.append(row["send_attempts"])
                 a_started_ats.append(outcome.started_at)
-                a_durations.append(outcome.duration_ms)
                 a_outcomes.append(result.kind)
-                a_codes.append(result.code)
-                a_excerpts.append(_excerpt(result.excerpt) if result.excerpt else None)
-                a_addresses.append(result.address)
-                a_errors.append(result.error)
-                a_channels.append(row["channel"])
+                if log_attempts:  # ... and what only the ledger does
+                    a_ids.append(row["id"])
+                    a_attempts.append(row["send_attempts"])
+                    a_durations.append(outcome.duration_ms)
+                    a_codes.append(result.code)
+                    a_excerpts.append(_excerpt(result.excerpt) if result.excerpt else None)
+                    a_addresses.append(result.address)
+                    a_errors.append(result.error)
+                    a_channels.append(row["channel"])
             if outcome.status == "sent" and outcome.error is None and (sent_at is None or outcome.sent_at == sent_at):
                 sent_at = outcome.sent_at
                 sent_tenant_ids.append(row["tenant_id"])
@@ -266,6 +273,7 @@ class Dispatcher:
                     a_destination_ids=",".join(a_destination_ids), a_attempts=a_attempts,
                     a_started_ats=a_started_ats, a_durations=a_durations, a_outcomes=a_outcomes, a_codes=a_codes,
                     a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels,
+                    log_attempts=log_attempts,
                     claimed_at=max((o.claimed_at for o in outcomes if o.claimed_at is not None), default=None),
                     **self._health_params)
 
