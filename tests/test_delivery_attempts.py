@@ -157,7 +157,7 @@ def test_a_late_result_of_a_claim_taken_over_is_logged_but_does_not_change_the_n
 
 def test_an_attempt_repeating_anothers_number_and_start_is_logged_too(hook_app, receiver):
     # A re-drive restarts the count and this clock does not move, so the second attempt has the
-    # first one's number and start: both happened, both are on record (no unique key, notify 0016).
+    # first one's number and start: both happened, both are on record (no unique key, notify 0021).
     from channels.base import DeliveryResult
     from engine.notifications import retry_notification
 

@@ -79,7 +79,7 @@ LEFT JOIN notify.destinations d ON d.tenant_id = c.tenant_id AND d.id = c.destin
 -- row per send that was made (:attempts, one JSON text, which also feeds destination health), so
 -- the ledger costs no round trip of its own. Not fenced by the
 -- claim: a late attempt did happen (the receiver may have got it), so it is logged under its own
--- attempt number; only the notification's status ignores it. No unique key (ddl/notify/0016): an
+-- attempt number; only the notification's status ignores it. No unique key (ddl/notify/0021): an
 -- attempt that repeats another's number and start (a re-drive restarts the count; a clock that
 -- does not move) is logged too, and no insert pays for a conflict check.
 -- It also keeps each destination's health (ddl/notify/0010), one row per destination of the flush:
