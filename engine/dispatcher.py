@@ -162,8 +162,12 @@ class BatchInFlight:
 
 class Dispatcher:
     def __init__(self, app: App, *, resolve: Optional[Resolve] = None,
-                 channels: Optional[dict[str, Channel]] = None, rng: Optional[random.Random] = None):
+                 channels: Optional[dict[str, Channel]] = None, rng: Optional[random.Random] = None,
+                 log_attempts: bool = True):
+        """`log_attempts=False` is for bench/delivery_bench.py only: it measures what the attempt
+        ledger costs by leaving it out (destination health is still kept). Never a config key."""
         self.app = app
+        self.log_attempts = log_attempts
         self.config = app.config
         templates_dir = self.config.delivery.templates_dir
         self.channels = channels or build_channels(self.config, resolve=resolve,
@@ -231,24 +235,21 @@ class Dispatcher:
         sent_tenant_ids, sent_ids = [], []
         tenant_ids, ids, statuses, errors, next_attempt_ats, sent_ats = [], [], [], [], [], []
         sent_at = None
-        # The attempt ledger's rows, written by the same statement (record_results).
-        a_tenant_ids, a_ids, a_destination_ids, a_attempts, a_started_ats, a_durations = [], [], [], [], [], []
-        a_outcomes, a_codes, a_excerpts, a_addresses, a_errors, a_channels = [], [], [], [], [], []
+        # One JSON array per send made, for the attempt ledger and destination health (record_results):
+        # orjson writes the batch in one C call, where psycopg dumped a dozen Python lists element by
+        # element (about 9 us a row, more than the ledger's INSERT; BENCHMARKS.md, 2026-11-30).
+        attempts = []
+        log_attempts = self.log_attempts
         for row, outcome in zip(rows, outcomes):
             result = outcome.result
             if result is not None:
-                a_tenant_ids.append(row["tenant_id"])
-                a_ids.append(row["id"])
-                a_destination_ids.append(row["destination_id"] or "")
-                a_attempts.append(row["send_attempts"])
-                a_started_ats.append(outcome.started_at)
-                a_durations.append(outcome.duration_ms)
-                a_outcomes.append(result.kind)
-                a_codes.append(result.code)
-                a_excerpts.append(_excerpt(result.excerpt) if result.excerpt else None)
-                a_addresses.append(result.address)
-                a_errors.append(result.error)
-                a_channels.append(row["channel"])
+                if log_attempts:
+                    attempts.append((row["tenant_id"], row["destination_id"], outcome.started_at, result.kind,
+                                     row["id"], row["send_attempts"], outcome.duration_ms, result.code,
+                                     _excerpt(result.excerpt) if result.excerpt else None, result.address,
+                                     result.error, row["channel"]))
+                else:  # what destination health reads, nothing for the ledger
+                    attempts.append((row["tenant_id"], row["destination_id"], outcome.started_at, result.kind))
             if outcome.status == "sent" and outcome.error is None and (sent_at is None or outcome.sent_at == sent_at):
                 sent_at = outcome.sent_at
                 sent_tenant_ids.append(row["tenant_id"])
@@ -263,10 +264,7 @@ class Dispatcher:
         return dict(token=token, sent_at=sent_at, sent_tenant_ids=",".join(map(str, sent_tenant_ids)),
                     sent_ids=",".join(map(str, sent_ids)), tenant_ids=tenant_ids, ids=ids, statuses=statuses,
                     errors=errors, next_attempt_ats=next_attempt_ats, sent_ats=sent_ats,
-                    a_tenant_ids=",".join(a_tenant_ids), a_ids=",".join(a_ids),
-                    a_destination_ids=",".join(a_destination_ids), a_attempts=a_attempts,
-                    a_started_ats=a_started_ats, a_durations=a_durations, a_outcomes=a_outcomes, a_codes=a_codes,
-                    a_excerpts=a_excerpts, a_addresses=a_addresses, a_errors=a_errors, a_channels=a_channels,
+                    attempts=orjson.dumps(attempts).decode(),
                     claimed_at=max((o.claimed_at for o in outcomes if o.claimed_at is not None), default=None),
                     **self._health_params)
 
@@ -710,8 +708,9 @@ def _disabled_note(row: dict, outcome: Outcome) -> str:
 
 def _excerpt(text: str) -> str:
     """An answer's start as the ledger keeps it: redacted like every log line (a receiver may echo
-    a token or an address), then cut to EXCERPT_BYTES of UTF-8."""
-    redacted = REDACTOR.redact(text)
+    a token or an address), then cut to EXCERPT_BYTES of UTF-8. A NUL becomes U+FFFD: PostgreSQL's
+    text (and jsonb) cannot hold it, and it would fail the batch's results."""
+    redacted = REDACTOR.redact(text.replace("\x00", "\ufffd"))
     cut = redacted.encode()[:EXCERPT_BYTES]
     return cut.decode("utf-8", "ignore")
 

@@ -109,6 +109,16 @@ def test_an_excerpt_is_at_most_256_bytes_of_utf8(hook_app, receiver):
     assert row["excerpt"] == "é" * 128 and len(row["excerpt"].encode()) == 256
 
 
+def test_an_answer_with_a_nul_byte_is_logged_with_the_byte_replaced(hook_app, receiver):
+    # PostgreSQL text cannot hold NUL: kept as is, it failed the whole batch's results.
+    fail_then_ok(receiver, body="busy\x00retry later")
+    queue(hook_app, receiver.url("/hook"))
+    assert deliver_due(hook_app).retrying == 1
+    (row,) = attempts(hook_app)
+    assert (row["outcome"], row["code"], row["excerpt"]) == ("transient", "503", "busy\ufffdretry later")
+    assert only_notification(hook_app)["status"] == "queued"
+
+
 def test_a_connection_that_never_answers_is_logged_with_no_code(hook_app, receiver):
     from tests.delivery_support import free_port
 
@@ -143,6 +153,25 @@ def test_a_late_result_of_a_claim_taken_over_is_logged_but_does_not_change_the_n
     assert only_notification(hook_app)["status"] == "sent"
     assert [(a["attempt"], a["outcome"], a["code"]) for a in attempts(hook_app)] == [
         (1, "transient", "500"), (2, "sent", "200")]
+
+
+def test_an_attempt_repeating_anothers_number_and_start_is_logged_too(hook_app, receiver):
+    # A re-drive restarts the count and this clock does not move, so the second attempt has the
+    # first one's number and start: both happened, both are on record (no unique key, notify 0021).
+    from channels.base import DeliveryResult
+    from engine.notifications import retry_notification
+
+    queue(hook_app, receiver.url("/ok"))
+    dispatcher = Dispatcher(hook_app)
+    start = hook_app.clock.now()
+    for _ in range(2):
+        token = uuid.uuid4()
+        (claimed,) = dispatcher.claim(start, token)
+        dispatcher.record([claimed], [Outcome("failed", error="HTTP 500", started_at=start, duration_ms=5,
+                                              result=DeliveryResult.permanent("HTTP 500", code="500"))], token)
+        with hook_app.databases.begin("notify") as conn:
+            retry_notification(conn, uuid.UUID(claimed["id"]), start)
+    assert [(a["attempt"], a["started_at"], a["code"]) for a in attempts(hook_app)] == [(1, start, "500")] * 2
 
 
 def test_a_test_send_lands_in_the_ledger(hook_app, receiver):

@@ -118,6 +118,34 @@ def test_a_success_resets_the_count_and_fewer_failures_than_the_limit_pause_noth
     assert state["last_success_at"] is not None and state["last_failure_at"] is not None
 
 
+def test_a_healthy_destinations_row_is_rewritten_at_most_once_a_second(hook_app, receiver, answer):
+    # A sent after a sent within the second changes nothing worth a new row version (xmin stays).
+    app = hook_app
+    answer["status"] = 200
+
+    def one_more_alert():
+        with app.databases.begin("notify") as conn:
+            insert_alert(conn, app.clock.now())
+            plan_notifications(conn, app.config, app.clock.now())
+
+    def version() -> tuple:
+        with app.databases.begin("notify") as conn:
+            return tuple(conn.execute(text("SELECT xmin::text, last_success_at FROM notify.destinations"
+                                           " WHERE id = :id"), dict(id=destination)).one())
+
+    destination = queue(app, receiver.url("/up"), 1)
+    assert deliver_due(app).sent == 1
+    first = version()
+    one_more_alert()
+    assert deliver_due(app).sent == 1
+    assert version() == first
+    app.clock.advance(timedelta(seconds=2))
+    one_more_alert()
+    assert deliver_due(app).sent == 1
+    xmin, last_success_at = version()
+    assert xmin != first[0] and last_success_at > first[1] + timedelta(seconds=1)
+
+
 def test_a_paused_destination_holds_up_only_its_own_notifications(hook_app, receiver, answer):
     app = hook_app
     down = queue(app, receiver.url("/down"), 3)
