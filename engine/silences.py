@@ -173,8 +173,8 @@ def add_silence(app, matchers: list[Matcher], *, starts_at: Optional[datetime] =
     """Creates a silence (audited: SILENCE_ADD, by `actor`) and returns its id. `created_by`
     (default: the actor) is the silence's author as Alertmanager's createdBy says it. One in
     force at once also suppresses the rows of its alerts already queued."""
-    if comment is None or not comment.strip():
-        raise BadInput("--comment: say why (kept with the silence and in the audit row)")
+    # Optional, as CONTRACT.md has it (Alertmanager's own API requires one: engine.api.silences).
+    comment = comment if comment and comment.strip() else ""
     if "\x00" in comment:
         raise BadInput("--comment: NUL characters are not allowed")
     if len(comment) > MAX_COMMENT:
@@ -182,7 +182,7 @@ def add_silence(app, matchers: list[Matcher], *, starts_at: Optional[datetime] =
     now = app.clock.now()
     span = window(now, starts_at=starts_at, ends_at=ends_at, duration=duration)
     actor = actor or default_actor()
-    comment = Redactor(app.config.logs.redaction).text(comment)
+    comment = Redactor(app.config.logs.redaction).text(comment) if comment else ""
     with app.databases.begin("notify") as conn:
         check_matchers(conn, matchers, where=where)
         if check_tenant:
@@ -194,7 +194,7 @@ def add_silence(app, matchers: list[Matcher], *, starts_at: Optional[datetime] =
         if span.starts_at <= now:
             suppressed = len(conn.execute(query("silences", "suppress_queued"), dict(id=ident, now=now)).all())
         _audit(app, conn, now=now, actor=actor, action="SILENCE_ADD", silence_id=ident, matchers=matchers,
-               comment=comment, diff={"after": {"matchers": [m.as_json() for m in matchers],
+               comment=comment or None, diff={"after": {"matchers": [m.as_json() for m in matchers],
                                                 "starts_at": span.starts_at.isoformat(),
                                                 "ends_at": span.ends_at.isoformat()},
                                       "queued_suppressed": suppressed})

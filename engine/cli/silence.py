@@ -1,5 +1,5 @@
 """notifyctl silence add --match K=V[,K=V...] (--for DURATION | --until TIME) [--starts-at TIME]
---comment TEXT [--actor NAME] | silence list [--all] [--json] | silence expire ID [--actor NAME]."""
+[--comment TEXT] [--actor NAME] | silence list [--all] [--json] | silence expire ID [--actor NAME]."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def register(subparsers, common) -> None:
     span.add_argument("--until", metavar="TIME", help="when it ends (ISO 8601; UTC without a zone)")
     add.add_argument("--starts-at", metavar="TIME",
                      help="a later start makes a maintenance window (ISO 8601; UTC without a zone; default now)")
-    add.add_argument("--comment", metavar="TEXT", help="why (required; kept with the silence and audited)")
+    add.add_argument("--comment", metavar="TEXT", help="why (kept with the silence and audited)")
     add.add_argument("--actor", metavar="NAME", help="who silences (default: the OS user)")
     add.set_defaults(handler=add_command)
 
@@ -42,8 +42,6 @@ def add_command(app, args) -> int:
     duration = parse_for(args.duration) if args.duration is not None else None
     until = parse_time(args.until, where="--until") if args.until is not None else None
     starts = parse_time(args.starts_at, where="--starts-at") if args.starts_at is not None else None
-    if args.comment is None:
-        raise BadInput("--comment: required: say why (kept with the silence and in the audit row)")
     ident = add_silence(app, matchers, starts_at=starts, ends_at=until, duration=duration, comment=args.comment,
                         actor=args.actor)
     print(ident)
