@@ -947,8 +947,10 @@ SEVERITIES = ("info", "warn", "critical")
 
 def _check_delivery(config: Config, source: str) -> None:
     delivery = config.delivery
-    if delivery.batch_size < 1 or delivery.workers < 1:
-        raise ConfigError(f"{source}: delivery: batch_size and workers must be at least 1")
+    if delivery.batch_size < 1:
+        raise ConfigError(f"{source}: delivery.batch_size: must be at least 1")
+    if delivery.workers < 0:
+        raise ConfigError(f"{source}: delivery.workers: must be 0 (this copy does not deliver) or more")
     if delivery.pause_after_failures < 0:
         raise ConfigError(f"{source}: delivery.pause_after_failures: cannot be negative (0 turns pausing off)")
     if delivery.pause_base <= 0 or delivery.pause_max < delivery.pause_base:

@@ -770,6 +770,11 @@ async def _run_forever(app: App, stop_event: threading.Event, resolve: Optional[
     listen_failed = False
     try:
         while not stop_event.is_set():
+            if app.config.delivery.workers == 0:
+                # A copy that does not deliver (an API-only notifyd, say): nothing to claim; a
+                # reload that gives it workers starts delivering at the next poll.
+                await asyncio.to_thread(stop_event.wait, float(app.config.delivery.poll_interval))
+                continue
             # One dispatcher per config. A reload (SIGHUP replaces app.config) ends the pass after
             # the batches in flight; the old dispatcher closes its channels and a new one is built
             # from the new config (channels, SSRF guard, timeouts, key, limits, routes) before the

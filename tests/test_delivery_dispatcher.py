@@ -448,3 +448,44 @@ def test_attempts_and_latency_are_counted_by_channel_and_outcome(hook_app, recei
     assert value("notify_delivery_attempts_total", channel="webhook", outcome="retry") == 1
     assert value("notify_delivery_latency_seconds_count", channel="webhook") == 2
     assert value("notify_delivery_latency_seconds_sum", channel="webhook") == 6.0
+
+
+def test_a_copy_with_no_delivery_workers_claims_nothing_until_a_reload_gives_it_some(hook_app, receiver):
+    """delivery.workers 0: a notifyd that serves the API (or runs jobs) and leaves delivery to others."""
+    import dataclasses
+
+    from engine.config import Duration
+
+    class CountingStop(threading.Event):
+        waits = 0
+
+        def wait(self, timeout=None):
+            CountingStop.waits += 1
+            return super().wait(timeout)
+
+    hook_app.config.delivery.workers = 0
+    hook_app.config.delivery.poll_interval = Duration(0.05)
+    queue(hook_app, receiver.url("/ok"))
+    stop = CountingStop()
+    worker = threading.Thread(target=run_dispatcher, args=(hook_app, stop))
+    worker.start()
+    try:
+        wait_for(lambda: CountingStop.waits >= 2, "the idle copy polled its config twice", timeout=15)
+        assert [r["status"] for r in rows(hook_app)] == ["queued"] and receiver.received == []
+        # A reload (SIGHUP replaces app.config) that gives it workers: it delivers.
+        hook_app.config = dataclasses.replace(
+            hook_app.config, delivery=dataclasses.replace(hook_app.config.delivery, workers=2))
+        wait_for(lambda: [r["status"] for r in rows(hook_app)] == ["sent"], "sent after the reload", timeout=15)
+    finally:
+        stop.set()
+        worker.join(15)
+    assert not worker.is_alive() and len(receiver.received) == 1
+
+
+def test_delivery_workers_may_be_zero_but_not_negative(config_file):
+    from engine.config import load_config
+    from engine.errors import ConfigError
+
+    assert load_config(config_file("delivery:\n  workers: 0\n")).delivery.workers == 0
+    with pytest.raises(ConfigError, match="delivery.workers: must be 0"):
+        load_config(config_file("delivery:\n  workers: -1\n"))
