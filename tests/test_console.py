@@ -506,3 +506,17 @@ def test_silence_similar_on_the_alert_page_prefills_the_form_with_its_tenant_kin
     assert f'name="tenant" value="{TENANT}"' in form and "Acme Corp" in form and "Billing base" in form
     assert '<option value="PAYMENT_FAILED" selected>' in form and f'name="base" value="{BASE}"' in form
     assert 'name="duration" value="2h"' in form
+
+
+def test_a_later_start_in_the_form_makes_a_pending_maintenance_window(app, client, clock, operator):
+    sign_in(client, operator)
+    starts = (clock.now() + timedelta(hours=3)).replace(second=0, microsecond=0)
+    response = silence_form(client, severity="warn", duration="1d", starts_at=starts.strftime("%Y-%m-%d %H:%M"),
+                            comment="database upgrade")
+    assert response.status_code == 303
+    ((ident, matchers, starts_at, ends_at, *_),) = silences(app)
+    assert matchers == [{"name": "severity", "value": "warn", "isRegex": False, "isEqual": True}]
+    assert (starts_at, ends_at - starts_at) == (starts, timedelta(days=1))
+    page = html.unescape(client.get("/ui/silences").text)
+    assert f"silence-{ident}" in page[page.index("<h2>Pending"):page.index("<details")]
+    assert "0 active, 1 pending" in page
