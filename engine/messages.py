@@ -257,6 +257,12 @@ class NameBook:
             threading.Thread(target=self._refresh_holding_lock, name="names-refresh", daemon=True).start()
         return self._loaded.get(key) or self.static.get(key)
 
+    def ids_named(self, name: str) -> list[str]:
+        """The ids shown by this name (case-insensitive), for forms that take a name for an id."""
+        wanted = " ".join(name.split()).casefold()
+        known = {**self.static, **self._loaded}
+        return sorted(key for key, shown in known.items() if shown and " ".join(str(shown).split()).casefold() == wanted)
+
     def _stale(self) -> bool:
         return (self.source is not None and self.app is not None
                 and (self._loaded_at is None or time.monotonic() - self._loaded_at >= self.refresh_every))

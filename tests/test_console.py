@@ -352,3 +352,171 @@ def test_a_multipart_form_with_a_file_for_its_csrf_token_is_refused_not_a_failur
     response = client.post(f"/ui/alerts/{alert}/ack", files={"csrf_token": ("x.txt", b"abc")})
     assert response.status_code == 403
     assert scalar(app, f"SELECT status FROM notify.alerts WHERE id = '{alert}'") == "open"
+
+
+# ------------------------------------------------------------------------------ silences
+
+
+def silence_form(client, **fields) -> httpx.Response:
+    token = csrf_of(client, "/ui/silences/new")
+    return client.post("/ui/silences", data={"csrf_token": token, **fields})
+
+
+def silences(app) -> list:
+    with app.databases.begin("notify") as conn:
+        return conn.execute(text("SELECT id, matchers, starts_at, ends_at, created_by, comment, expired_by "
+                                 "FROM notify.silences ORDER BY created_at")).all()
+
+
+def test_a_silence_added_from_the_console_is_notifyctls_audited_with_the_tokens_name(app, client, clock, operator):
+    open_alert(app, clock)                                        # the tenant is known
+    sign_in(client, operator)
+    response = silence_form(client, tenant="Acme Corp", kind="PAYMENT_FAILED", duration="2h",
+                            comment="card processor maintenance")
+    assert response.status_code == 303
+    ((ident, matchers, starts, ends, created_by, comment, _),) = silences(app)
+    assert response.headers["Location"] == f"/ui/silences?added={ident}"
+    assert matchers == [{"name": "tenant", "value": TENANT, "isRegex": False, "isEqual": True},
+                        {"name": "kind", "value": "PAYMENT_FAILED", "isRegex": False, "isEqual": True}]
+    assert starts == clock.now() and ends - starts == timedelta(hours=2)
+    assert (created_by, comment) == ("alice", "card processor maintenance")
+    with app.databases.begin("admin_log") as conn:
+        (row,) = conn.execute(text("SELECT action, target_type, target_id, tenant_id, comment, diff "
+                                   "FROM admin_log.admin_events")).all()
+    assert (row.action, row.target_type, row.target_id, str(row.tenant_id), row.comment) == (
+        "SILENCE_ADD", "SILENCE", str(ident), TENANT, "card processor maintenance")
+    assert row.diff["actor"] == "alice"
+    page = html.unescape(client.get(response.headers["Location"]).text)
+    assert "Silence added by alice" in page
+
+
+def test_the_silences_page_lists_active_and_pending_in_words_with_their_suppressed_counts(app, client, clock,
+                                                                                         operator):
+    from engine.silences import Matcher, add_silence, expire_silence
+
+    open_alert(app, clock)
+    active = add_silence(app, [Matcher("tenant", TENANT), Matcher("severity", "warn")], duration=3600,
+                         comment="noisy tenant", actor="bob")
+    pending = add_silence(app, [Matcher("base", BASE)], starts_at=clock.now() + timedelta(hours=5), duration=7200,
+                          comment="database upgrade window", actor="carol")
+    gone = add_silence(app, [Matcher("kind", "WALLET_LOW")], duration=600, comment="old one", actor="bob")
+    expire_silence(app, str(gone), actor="bob")
+    with app.databases.begin("notify") as conn:           # one notification this silence held down
+        add_dest(conn, clock.now(), "email", "ops@example.com", tenant_id=TENANT)
+    raise_event(app, TENANT, "PAYMENT_FAILED", severity="warn")
+    sign_in(client, operator)
+    page = html.unescape(client.get("/ui/silences").text)
+    active_part = page[page.index("<h2>Active"):page.index("<h2>Pending")]
+    pending_part = page[page.index("<h2>Pending"):page.index("<details")]
+    expired_part = page[page.index("<details"):]
+    assert f"silence-{active}" in active_part and f"silence-{pending}" in pending_part
+    assert f"silence-{gone}" in expired_part and f"silence-{gone}" not in page[:page.index("<details")]
+    assert re.search(r'<span class="label">tenant</span> <span class="op">is</span>\s*'
+                     rf'<span class="value" title="{TENANT}">Acme Corp</span>', active_part)
+    assert "Billing base" in pending_part and "database upgrade window" in pending_part and "carol" in pending_part
+    assert "in 5h 0m" in pending_part and "in 1h 0m" in active_part     # starts / ends, relative
+    assert (clock.now() + timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S") + " UTC" in pending_part
+    assert f'action="/ui/silences/{active}/expire"' in active_part
+    assert f'action="/ui/silences/{gone}/expire"' not in page
+    held = scalar(app, f"SELECT count(*) FROM notify.notifications WHERE suppressed_by = 'silence:{active}'")
+    assert held >= 1
+    assert re.search(rf'<td class="num">{held}</td>\s*<td>\s*<form method="post" action="/ui/silences/{active}', page)
+
+
+def test_expire_from_the_console_ends_the_silence_audited_and_says_so_once(app, client, clock, operator):
+    from engine.silences import Matcher, add_silence
+
+    ident = add_silence(app, [Matcher("kind", "PAYMENT_FAILED")], duration=3600, comment="deploy", actor="bob")
+    sign_in(client, operator)
+    token = csrf_of(client, "/ui/silences")
+    response = client.post(f"/ui/silences/{ident}/expire", data={"csrf_token": token})
+    assert response.status_code == 303 and response.headers["Location"] == f"/ui/silences?expired={ident}"
+    ((_, _, _, _, _, _, expired_by),) = silences(app)
+    assert expired_by == "alice"
+    with app.databases.begin("admin_log") as conn:
+        actions = conn.execute(text("SELECT action, diff->>'actor', target_id FROM admin_log.admin_events")).all()
+    assert sorted(actions) == [("SILENCE_ADD", "bob", str(ident)), ("SILENCE_EXPIRE", "alice", str(ident))]
+    page = html.unescape(client.get(response.headers["Location"]).text)
+    assert "Silence expired by alice" in page and "0 active, 0 pending" in page
+    again = client.post(f"/ui/silences/{ident}/expire", data={"csrf_token": token})
+    assert again.headers["Location"] == f"/ui/silences?unchanged={ident}"
+    assert audit_rows(app) == 2
+    assert client.post("/ui/silences/not-a-uuid/expire", data={"csrf_token": token}).status_code == 404
+
+
+@pytest.mark.parametrize("fields, field, words", [
+    ({"duration": "2h", "comment": "why"}, "Matchers", "give at least one of tenant, kind, severity or base"),
+    ({"tenant": "Nobody Inc", "duration": "2h", "comment": "why"}, "Tenant", "nor a tenant name the console knows"),
+    ({"tenant": "7a1c2d3e-0000-4000-8000-0000000000ee", "duration": "2h", "comment": "why"}, "Tenant",
+     "unknown tenant 7a1c2d3e-0000-4000-8000-0000000000ee"),
+    ({"kind": "NOT_A_KIND", "duration": "2h", "comment": "why"}, "Kind", "unknown alert kind 'NOT_A_KIND'"),
+    ({"severity": "loud", "duration": "2h", "comment": "why"}, "Severity", "expected one of"),
+    ({"base": "not-a-base", "duration": "2h", "comment": "why"}, "Base", "not a base id"),
+    ({"kind": "PAYMENT_FAILED", "duration": "soon", "comment": "why"}, "Duration", "expected a duration"),
+    ({"kind": "PAYMENT_FAILED", "duration": "0s", "comment": "why"}, "Duration", "longer than 0s"),
+    ({"kind": "PAYMENT_FAILED", "duration": "", "comment": "why"}, "Duration", "say how long"),
+    ({"kind": "PAYMENT_FAILED", "duration": "1h", "starts_at": "tomorrow", "comment": "why"}, "Starts at",
+     "expected a time such as"),
+    ({"kind": "PAYMENT_FAILED", "duration": "1h", "starts_at": "2020-01-01 00:00", "comment": "why"}, "Duration",
+     "would end in the past"),
+    ({"kind": "PAYMENT_FAILED", "duration": "1h", "comment": "  "}, "Comment", "say why"),
+    ({"kind": "PAYMENT_FAILED", "duration": "1h", "comment": "x" * 2001}, "Comment", "at most 2000 characters"),
+])
+def test_bad_input_in_the_silence_form_comes_back_naming_the_field_and_writes_nothing(app, client, clock, operator,
+                                                                                     fields, field, words):
+    open_alert(app, clock)
+    sign_in(client, operator)
+    response = silence_form(client, **fields)
+    assert response.status_code == 400 and response.headers["Content-Type"].startswith("text/html")
+    page = html.unescape(response.text)
+    message = re.search(r'<p class="flash error" role="alert">(.*?)</p>', page, re.S).group(1)
+    assert message.startswith(f"{field}: ") and words in message and "Nothing was added" in message, message
+    assert 'action="/ui/silences"' in page                        # the form again, with what was typed
+    if fields.get("comment", "").strip() and len(fields["comment"]) < 100:
+        assert f">{fields['comment']}</textarea>" in page
+    assert silences(app) == [] and audit_rows(app) == 0
+
+
+def test_the_silence_forms_refuse_a_missing_csrf_token_or_another_origin_and_change_nothing(app, server, clock,
+                                                                                        operator):
+    from engine.silences import Matcher, add_silence
+
+    ident = add_silence(app, [Matcher("kind", "PAYMENT_FAILED")], duration=3600, comment="deploy", actor="bob")
+    add = {"kind": "WALLET_LOW", "duration": "1h", "comment": "quiet please"}
+    with httpx.Client(base_url=server.url, trust_env=False, timeout=20, headers={"Origin": server.url}) as c:
+        sign_in(c, operator)
+        token = csrf_of(c, "/ui/silences/new")
+        for path, form in (("/ui/silences", add), (f"/ui/silences/{ident}/expire", {})):
+            assert c.post(path, data=form).status_code == 403, path
+            assert c.post(path, data={**form, "csrf_token": token[:-2] + "xx"}).status_code == 403, path
+            refused = c.post(path, data={**form, "csrf_token": token}, headers={"Origin": "https://evil.example"})
+            assert refused.status_code == 403 and "not sent from a page of this console" in refused.text, path
+    ((_, _, _, _, _, _, expired_by),) = silences(app)
+    assert expired_by is None and audit_rows(app) == 1          # only the SILENCE_ADD of the setup
+
+
+def test_silence_similar_on_the_alert_page_prefills_the_form_with_its_tenant_kind_and_base(app, client, clock,
+                                                                                          operator):
+    alert = str(raise_event(app, TENANT, "PAYMENT_FAILED", base_id=BASE).alert_id)
+    sign_in(client, operator)
+    page = html.unescape(client.get(f"/ui/alerts/{alert}").text)
+    link = re.search(r'<a id="silence-similar" href="([^"]+)"', page).group(1)
+    assert parse_qs(urlsplit(link).query) == {"tenant": [TENANT], "kind": ["PAYMENT_FAILED"], "base": [BASE]}
+    form = html.unescape(client.get(link).text)
+    assert f'name="tenant" value="{TENANT}"' in form and "Acme Corp" in form and "Billing base" in form
+    assert '<option value="PAYMENT_FAILED" selected>' in form and f'name="base" value="{BASE}"' in form
+    assert 'name="duration" value="2h"' in form
+
+
+def test_a_later_start_in_the_form_makes_a_pending_maintenance_window(app, client, clock, operator):
+    sign_in(client, operator)
+    starts = (clock.now() + timedelta(hours=3)).replace(second=0, microsecond=0)
+    response = silence_form(client, severity="warn", duration="1d", starts_at=starts.strftime("%Y-%m-%d %H:%M"),
+                            comment="database upgrade")
+    assert response.status_code == 303
+    ((ident, matchers, starts_at, ends_at, *_),) = silences(app)
+    assert matchers == [{"name": "severity", "value": "warn", "isRegex": False, "isEqual": True}]
+    assert (starts_at, ends_at - starts_at) == (starts, timedelta(days=1))
+    page = html.unescape(client.get("/ui/silences").text)
+    assert f"silence-{ident}" in page[page.index("<h2>Pending"):page.index("<details")]
+    assert "0 active, 1 pending" in page

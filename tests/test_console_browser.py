@@ -102,3 +102,51 @@ def test_a_link_from_another_site_lands_on_the_alert_for_a_signed_in_operator(ap
         assert "RUNS_THRESHOLD" in elsewhere.locator("h1").inner_text()
     finally:
         context.close()
+
+
+def test_an_operator_silences_similar_alerts_from_an_alert_sees_it_listed_and_expires_it(app, clock, server,
+                                                                                        chromium):
+    base = "7a1c2d3e-0000-4000-8000-00000000b001"
+    app.config.messages.names[base] = "Orders"        # the console's name book holds this dict
+    with app.databases.begin("notify") as conn:
+        alert = insert_alert(conn, clock.now(), tenant_id=ACME, kind="PAYMENT_FAILED", severity="critical")
+        conn.execute(text("UPDATE notify.alerts SET base_id = :base WHERE id = :id"), dict(base=base, id=alert))
+    token = add_token(app, "alice", ["operate"])
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/ui/login?next=/ui/alerts/{alert}")
+        page.fill("#token", token)
+        page.click("button:has-text('Sign in')")
+        assert page.url == f"{server.url}/ui/alerts/{alert}"
+
+        page.click("a:has-text('Silence similar')")
+        assert page.url.startswith(f"{server.url}/ui/silences/new?")
+        assert page.input_value("#s-tenant") == ACME and page.input_value("#s-base") == base
+        assert page.input_value("#s-kind") == "PAYMENT_FAILED" and page.input_value("#s-severity") == ""
+        page.fill("#s-duration", "4h")
+        page.fill("#s-comment", "processor outage, they retry on their own")
+        page.click("button:has-text('Add silence')")
+        assert page.url.startswith(f"{server.url}/ui/silences?added=")
+        assert page.locator(".flash.ok").inner_text().startswith("Silence added by alice")
+        active = page.locator("table.silences.active tbody tr")
+        assert active.count() == 1
+        row = active.inner_text()
+        assert "Acme Corp" in row and "PAYMENT_FAILED" in row and "Orders" in row and "in 4h 0m" in row
+        assert "alice" in row and "processor outage" in row
+
+        page.click("table.silences.active button:has-text('Expire')")
+        assert page.url.startswith(f"{server.url}/ui/silences?expired=")
+        assert page.locator(".flash.ok").inner_text().startswith("Silence expired by alice")
+        assert page.locator("table.silences.active").count() == 0
+        assert "processor outage" in page.locator("details.expired table.silences.expired").inner_text()
+
+        with app.databases.begin("notify") as conn:
+            (silence,) = conn.execute(text("SELECT created_by, expired_by, ends_at - starts_at AS span, comment "
+                                           "FROM notify.silences")).all()
+        assert (silence.created_by, silence.expired_by, silence.span) == ("alice", "alice", timedelta(hours=4))
+        with app.databases.begin("admin_log") as conn:
+            actions = sorted(conn.execute(text("SELECT action FROM admin_log.admin_events")).scalars())
+        assert actions == ["SILENCE_ADD", "SILENCE_EXPIRE"]
+    finally:
+        context.close()

@@ -73,6 +73,14 @@ def ago(seconds: Optional[float]) -> str:
     return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
+def relative(now: datetime, then: Optional[datetime]) -> str:
+    """`in 2h 5m` for a time to come, `12m ago` for one past."""
+    if then is None:
+        return "-"
+    seconds = (then - now).total_seconds()
+    return f"in {ago(seconds)}" if seconds > 0 else f"{ago(-seconds)} ago"
+
+
 def utc(value: Optional[datetime]) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
@@ -97,6 +105,7 @@ def render(request: web.Request, template: str, *, status: int = 200, headers: O
     page = _templates.get_template(template).render(
         prefix=PREFIX, session=session, csrf=session.csrf_token if session else "",
         now=now, age=lambda then: ago((now - then).total_seconds()) if then else "-",
+        relative=lambda then: relative(now, then),
         path=request.path, **context)
     return web.Response(text=page, status=status, content_type="text/html", charset="utf-8",
                         headers={**PAGE_HEADERS, **(headers or {})})
@@ -378,8 +387,61 @@ async def status_page(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------------------- silences
-# The silences page belongs here once silences exist (their own branch): GET /silences listing
-# active and future silences, forms to add and expire one, over engine functions as above.
+# Over engine.silences, as `notifyctl silence add | list | expire` and /v1/silences.
+
+
+async def silences_page(request: web.Request) -> web.Response:
+    data = await blocking(request, views.silence_rows, request.app[NAMES_KEY])
+    done = {key: request.query[key] for key in ("added", "expired", "unchanged") if key in request.query}
+    return render(request, "silences.html.j2", nav="silences", done=done, **data)
+
+
+def _silence_form(values: dict[str, str], *, error: Optional[views.SilenceFormError] = None,
+                  names: NameBook) -> dict:
+    from detectors import ALL_KINDS
+
+    return dict(nav="silences", form=values, error=error, kinds=list(ALL_KINDS), severities=SEVERITIES,
+                durations=views.SILENCE_DURATIONS, labels=views.SILENCE_FIELD_LABELS,
+                tenant_name=names.get(values.get("tenant")), base_name=names.get(values.get("base")))
+
+
+async def new_silence_page(request: web.Request) -> web.Response:
+    """The add form; prefilled from the query (the alert page's "Silence similar" link gives the
+    alert's tenant, kind and base)."""
+    values = {field: request.query.get(field, "").strip() for field in views.SILENCE_FORM_FIELDS}
+    values["duration"] = values["duration"] or "2h"
+    return render(request, "silence_new.html.j2", **_silence_form(values, names=request.app[NAMES_KEY]))
+
+
+async def add_silence(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    values = {}
+    for field in views.SILENCE_FORM_FIELDS:
+        value = form.get(field, "")
+        values[field] = value.strip() if isinstance(value, str) else ""
+    session = request[SESSION_KEY]
+    try:
+        ident = await blocking(request, views.add_silence_from_form, request.app[NAMES_KEY], values,
+                               actor=session.token.name)
+    except views.SilenceFormError as exc:
+        return render(request, "silence_new.html.j2", status=400,
+                      **_silence_form(values, error=exc, names=request.app[NAMES_KEY]))
+    log.info("console: %s added silence %s", session.token.name, ident)
+    raise web.HTTPSeeOther(f"{PREFIX}/silences?" + urlencode({"added": str(ident)}))
+
+
+async def expire_silence(request: web.Request) -> web.StreamResponse:
+    from engine import silences as engine_silences
+
+    session = request[SESSION_KEY]
+    try:
+        ident = str(engine_silences.parse_silence_id(request.match_info["id"]))
+    except BadInput as exc:
+        raise NotFound(str(exc)) from None
+    changed = await blocking(request, engine_silences.expire_silence, ident, actor=session.token.name)
+    if changed:
+        log.info("console: %s expired silence %s", session.token.name, ident)
+    raise web.HTTPSeeOther(f"{PREFIX}/silences?" + urlencode({"expired" if changed else "unchanged": ident}))
 
 
 # ---------------------------------------------------------------------------------- static
@@ -407,6 +469,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/alerts/{id}/resolve", resolve_alert),
     ("GET", "/destinations", destinations_page),
     ("POST", "/destinations/{id}/test", test_destination),
+    ("GET", "/silences", silences_page),
+    ("GET", "/silences/new", new_silence_page),
+    ("POST", "/silences", add_silence),
+    ("POST", "/silences/{id}/expire", expire_silence),
     ("GET", "/status", status_page),
     ("GET", "/static/console.css", stylesheet),
 ]

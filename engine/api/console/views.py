@@ -1,16 +1,19 @@
 """What each console page shows, gathered through the engine functions the CLI and the API call
-(engine.alerts, engine.destinations, engine.testsend, engine.status). Blocking: the routes run
+(engine.alerts, engine.destinations, engine.testsend, engine.status, engine.silences). Blocking: the routes run
 these in the API's thread pool."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from typing import Any, Optional
 
 from engine import alerts as engine_alerts
+from engine import silences as engine_silences
+from engine.config import SEVERITIES
 from engine.destinations import list_destinations
-from engine.errors import BadInput
+from engine.errors import BadInput, NotFound
 from engine.messages import NameBook
 from engine.queries import query
 from engine.status import collect_status
@@ -137,3 +140,121 @@ def send_test(app, destination_id: str) -> str:
 
 def status_page(app) -> dict:
     return collect_status(app)
+
+
+# ------------------------------------------------------------------------------- silences
+
+# Expired silences shown (collapsed) under the current ones: those that ended this recently.
+RECENTLY_EXPIRED = timedelta(days=7)
+EXPIRED_SHOWN = 50
+# The duration field's suggestions; any duration `notifyctl silence add --for` takes is accepted.
+SILENCE_DURATIONS = ("30m", "1h", "2h", "4h", "1d")
+SILENCE_FORM_FIELDS = ("tenant", "kind", "severity", "base", "duration", "starts_at", "comment")
+SILENCE_FIELD_LABELS = {"tenant": "Tenant", "kind": "Kind", "severity": "Severity", "base": "Base",
+                        "matchers": "Matchers", "duration": "Duration", "starts_at": "Starts at",
+                        "comment": "Comment"}
+# The CLI's flags in engine.silences' messages, as the form's fields.
+_SILENCE_FLAGS = {"--match": "matchers", "--for": "duration", "--until": "duration", "--starts-at": "starts_at",
+                  "--comment": "comment"}
+_MATCH_WORDS = {(False, True): "is", (False, False): "is not", (True, True): "matches",
+                (True, False): "does not match"}
+
+
+class SilenceFormError(BadInput):
+    """Bad input in the add-silence form: `field` names the form field it is about."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{SILENCE_FIELD_LABELS[field]}: {message}")
+        self.field = field
+
+
+def silence_rows(app, names: NameBook) -> dict:
+    """Active silences (ending soonest first), pending ones (starting soonest first), and those
+    that ended within RECENTLY_EXPIRED (latest first), each with its matchers in words."""
+    names.refresh_if_stale()
+    now = app.clock.now()
+    current = engine_silences.list_silences(app, states=("active", "pending"))
+    ended = [s for s in engine_silences.list_silences(app, states=("expired",), limit=EXPIRED_SHOWN * 4)
+             if s["ended_at"] >= now - RECENTLY_EXPIRED]
+    ended.sort(key=lambda s: s["ended_at"], reverse=True)
+    shown = lambda rows: [{**s, "matcher_words": matcher_words(names, s["matchers"])} for s in rows]  # noqa: E731
+    return {"active": shown(sorted((s for s in current if s["state"] == "active"), key=lambda s: s["ended_at"])),
+            "pending": shown(sorted((s for s in current if s["state"] == "pending"), key=lambda s: s["starts_at"])),
+            "expired": shown(ended[:EXPIRED_SHOWN]), "recent_days": RECENTLY_EXPIRED.days}
+
+
+def matcher_words(names: NameBook, matchers: list[dict]) -> list[dict]:
+    """`tenant is Acme Corp`: each matcher's label, operator in words, and value (a tenant's or
+    base's name where the name book knows it; the id stays in `value`)."""
+    words = []
+    for m in matchers:
+        regex, equal = m.get("isRegex", False), m.get("isEqual", True)
+        shown = names.get(m["value"]) if m["name"] in ("tenant", "base") and not regex else None
+        words.append({"label": m["name"], "op": _MATCH_WORDS[(regex, equal)], "value": m["value"], "name": shown})
+    return words
+
+
+def _id_field(names: NameBook, field: str, value: str) -> str:
+    """A tenant or base: its id, or a name the console shows for exactly one id."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        pass
+    found = names.ids_named(value)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise SilenceFormError(field, f"the name {value!r} is shown for {len(found)} ids; give the {field} id")
+    raise SilenceFormError(field, f"not a {field} id (a UUID) nor a {field} name the console knows: {value[:80]!r}")
+
+
+def add_silence_from_form(app, names: NameBook, form: dict[str, str], *, actor: str) -> uuid.UUID:
+    """The add-silence form, checked field by field, then `notifyctl silence add` (engine.silences:
+    the same checks, audit row and suppression of what is queued). Nothing is written on bad input."""
+    from detectors import ALL_KINDS
+
+    names.refresh_if_stale()
+    matchers: list[engine_silences.Matcher] = []
+    for field in ("tenant", "kind", "severity", "base"):
+        value = form.get(field, "")
+        if not value:
+            continue
+        if field in ("tenant", "base"):
+            value = _id_field(names, field, value)
+        elif field == "kind" and value not in ALL_KINDS:
+            raise SilenceFormError(field, f"unknown alert kind {value[:80]!r}")
+        elif field == "severity" and value not in SEVERITIES:
+            raise SilenceFormError(field, f"expected one of {', '.join(SEVERITIES)}, got {value[:80]!r}")
+        matchers.append(engine_silences.Matcher(field, value))
+    if not matchers:
+        raise SilenceFormError("matchers", "give at least one of tenant, kind, severity or base "
+                                           "(a silence of everything is not allowed)")
+    if not form.get("duration"):
+        raise SilenceFormError("duration", "say how long, such as 2h, 30m or 1d")
+    if not form.get("comment"):
+        raise SilenceFormError("comment", "say why (kept with the silence and in the audit row)")
+    try:
+        duration = engine_silences.parse_for(form["duration"])
+        starts_at = (engine_silences.parse_time(form["starts_at"], where="--starts-at")
+                     if form.get("starts_at") else None)
+        return engine_silences.add_silence(app, matchers, starts_at=starts_at, duration=duration,
+                                           comment=form["comment"], actor=actor)
+    except SilenceFormError:
+        raise
+    except BadInput as exc:
+        raise _form_error(exc) from None
+
+
+def _form_error(exc: BadInput) -> BadInput:
+    """engine.silences' message (`--match: tenant: unknown tenant ...`) as the form's field."""
+    if isinstance(exc, NotFound):
+        return exc
+    head, sep, rest = str(exc).partition(": ")
+    field = _SILENCE_FLAGS.get(head) if sep else None
+    if field is None:
+        return SilenceFormError("matchers", str(exc))
+    if field == "matchers":
+        label, sep, detail = rest.partition(": ")
+        if sep and label in ("tenant", "kind", "severity", "base"):
+            return SilenceFormError(label, detail)
+    return SilenceFormError(field, rest)
