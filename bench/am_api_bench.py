@@ -17,6 +17,7 @@ Memory, sampled every 0.25 s while each side runs (the peak of the sum is report
 
 Run:  .venv/bin/python bench/am_api_bench.py        (about a minute or two; loopback only)
       --alerts N (default 50,000), --notifyd N (processes, default 2), --workers N (delivery.workers),
+      --api-only (the first notifyd serves the API and delivers nothing: delivery.workers 0),
       --skip-alertmanager, --skip-delivery-only
 """
 
@@ -120,7 +121,8 @@ def engine_memory(notifyd_pids: list[int], data_dir: Path):
     return measure
 
 
-def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: int, workers: int) -> dict:
+def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: int, workers: int, *,
+                   api_only: bool = False) -> dict:
     import httpx
     import psycopg
 
@@ -136,11 +138,13 @@ def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: in
         daemons = []
         try:
             for n in range(processes):
-                # The first serves the API; every one runs a dispatcher on the shared queue.
+                # The first serves the API; every one runs a dispatcher on the shared queue, but with
+                # --api-only the first claims nothing (delivery.workers 0) and leaves it to the others.
                 api = ("api:", f"  listen: 127.0.0.1:{api_port}") if n == 0 else ("api:", "  listen: null")
+                own_workers = 0 if api_only and n == 0 else workers
                 # The first extra line lands in start_notifyd's delivery: section.
                 proc, _ = start_notifyd(workdir, url, receiver_port, "1d", route=False, name=f"notifyd-{n}",
-                                        extra=(f"  workers: {workers}", *api))
+                                        extra=(f"  workers: {own_workers}", *api))
                 daemons.append(proc)
             with App(load_config(str(workdir / "notifyd-0.yaml"))) as app:
                 token = add_token(app, "bench-prometheus", ["events"])
@@ -202,6 +206,9 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=50_000)
     parser.add_argument("--notifyd", type=int, default=2, help="notifyd processes (the first serves the API)")
     parser.add_argument("--workers", type=int, default=2, help="delivery.workers of each (default 2, the shipped value)")
+    parser.add_argument("--api-only", action="store_true",
+                        help="the first notifyd serves the API and delivers nothing (delivery.workers 0); "
+                             "the other --notifyd - 1 deliver")
     parser.add_argument("--skip-alertmanager", action="store_true")
     parser.add_argument("--skip-delivery-only", action="store_true")
     args = parser.parse_args()
@@ -211,11 +218,11 @@ def main() -> int:
     receiver_port = free_port()
     receiver = start_receiver(receiver_port)
     try:
-        ours = run_engine_api(args.alerts, receiver_port, workdir, args.notifyd, args.workers)
+        ours = run_engine_api(args.alerts, receiver_port, workdir, args.notifyd, args.workers, api_only=args.api_only)
         rate = ours["recorded_sent"] / ours["seconds"]
         mem = ours["memory"]
         print(f"notify-engine via POST /api/v2/alerts: {args.alerts:,} alerts in batches of 1,000 to {args.notifyd} "
-              f"notifyd (API in the first); all posted (200s) at {ours['posted_seconds']:.2f} s; receiver got "
+              f"notifyd (API in the first{', which delivers nothing' if args.api_only else ''}); all posted (200s) at {ours['posted_seconds']:.2f} s; receiver got "
               f"{ours['received']:,} at {ours['received_seconds']:.2f} s; {ours['recorded_sent']:,} recorded sent at "
               f"{ours['seconds']:.2f} s; open alerts {ours['alerts_open']:,}", flush=True)
         print(f"  webhooks/s {rate:,.0f} (to the last recorded), {ours['received'] / ours['received_seconds']:,.0f} "
