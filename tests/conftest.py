@@ -234,6 +234,17 @@ def config_file(tmp_path, database_urls):
 
 
 @pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on loopback: (the recorder of what it received, its port)."""
+    from tests.delivery_support import SmtpRecorder, start_smtp
+
+    handler = SmtpRecorder()
+    controller = start_smtp(handler)
+    yield handler, controller.port
+    controller.stop()
+
+
+@pytest.fixture
 def receiver():
     """A webhook receiver on loopback answering 2xx and recording what it got (delivery tests)."""
     from tests.delivery_support import HttpServer, webhook_responder

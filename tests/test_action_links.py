@@ -25,20 +25,12 @@ from engine.api.server import ApiServer
 from engine.config import ApiConfig, RouteConfig
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
-from tests.delivery_support import HttpServer, SmtpRecorder, TENANT, add_dest, insert_alert, slack_responder, start_smtp
+from tests.delivery_support import HttpServer, TENANT, add_dest, insert_alert, slack_responder
 
 RUNS = {"metric": "runs_used", "value": 850, "limit": 1000, "percent": 85.0, "level_percent": 80,
         "plan": "default", "period": "2026-11", "captured_at": "2026-11-25T11:50:00+00:00"}
 OPS = "ops@platform.example"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-
-
-@pytest.fixture
-def smtp():
-    handler = SmtpRecorder()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

@@ -8,17 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.delivery_support import TENANT, SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
+from tests.delivery_support import TENANT, SmtpRecorder, add_dest, insert_alert, notifications
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
-
-
-@pytest.fixture
-def smtp():
-    handler = SmtpRecorder()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

@@ -17,19 +17,11 @@ from engine.api.server import ApiServer
 from engine.config import ApiConfig, RouteConfig
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
-from tests.delivery_support import TENANT, SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
+from tests.delivery_support import TENANT, add_dest, insert_alert, notifications
 
 RUNS = {"metric": "runs_used", "value": 850, "limit": 1000, "percent": 85.0, "level_percent": 80,
         "plan": "default", "period": "2026-11", "captured_at": "2026-11-25T11:50:00+00:00"}
 OPS = "ops@platform.example"
-
-
-@pytest.fixture
-def smtp():
-    handler = SmtpRecorder()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

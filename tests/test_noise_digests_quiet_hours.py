@@ -17,15 +17,7 @@ from engine.cli import main as cli_main
 from engine.dispatcher import deliver_due
 from engine.noise import release_job
 from engine.planner import plan_transitions_of_this_transaction
-from tests.delivery_support import TENANT, SmtpRecorder, add_dest, insert_alert, start_smtp
-
-
-@pytest.fixture
-def smtp():
-    handler = SmtpRecorder()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
+from tests.delivery_support import TENANT, add_dest, insert_alert
 
 
 @pytest.fixture

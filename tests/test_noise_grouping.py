@@ -21,18 +21,9 @@ from engine.dispatcher import deliver_due
 from engine.noise import release_held, release_job
 from engine.planner import plan_notifications
 from engine.queries import query
-from tests.delivery_support import (TENANT, HttpServer, SmtpRecorder, add_dest, insert_alert, slack_responder,
-                                    start_smtp)
+from tests.delivery_support import TENANT, HttpServer, add_dest, insert_alert, slack_responder
 
 BASES = [str(uuid.UUID(int=0x6F1C0000_0000_4000_8000_000000000100 + i)) for i in range(10)]
-
-
-@pytest.fixture
-def smtp():
-    handler = SmtpRecorder()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

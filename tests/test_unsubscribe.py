@@ -16,18 +16,10 @@ from engine.dispatcher import deliver_due
 from engine.errors import BadInput
 from engine.planner import plan_notifications
 from engine.unsubscribe import make_unsubscribe_token, opt_out, unsubscribe_url
-from tests.delivery_support import SmtpRecorder, add_dest, insert_alert, notifications, start_smtp
+from tests.delivery_support import add_dest, insert_alert, notifications
 
 RUNS = {"metric": "runs_used", "value": 850, "limit": 1000, "percent": 85.0, "level_percent": 80,
         "plan": "default", "period": "2026-11", "captured_at": "2026-11-30T09:12:00+00:00"}
-
-
-@pytest.fixture
-def smtp():
-    handler = SmtpRecorder()
-    controller = start_smtp(handler)
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture
