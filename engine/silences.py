@@ -22,8 +22,8 @@ from typing import Optional
 
 from sqlalchemy.exc import DBAPIError
 
-from engine.alerts import _uuid_or_none, default_actor
-from engine.config import SEVERITIES, Duration
+from engine.alerts import _uuid_or_none, default_actor, parse_ack_for
+from engine.config import SEVERITIES
 from engine.errors import BadInput, NotFound
 from engine.logwriter.redaction import Redactor
 from engine.queries import query
@@ -132,13 +132,8 @@ def parse_time(value: str, *, where: str) -> datetime:
 
 
 def parse_for(value: str) -> float:
-    try:
-        seconds = float(Duration.parse(value))
-    except ValueError as exc:
-        raise BadInput(f"--for: {exc}") from None
-    if seconds <= 0:
-        raise BadInput("--for: must be longer than 0s")
-    return seconds
+    """`silence add --for DURATION`, read as `ack --for` is."""
+    return parse_ack_for(value)
 
 
 @dataclass
