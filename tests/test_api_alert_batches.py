@@ -194,3 +194,12 @@ def test_concurrent_events_share_transactions_yet_a_repeated_key_is_a_duplicate(
     assert rows(app, "SELECT count(*), count(DISTINCT alert_id) FROM notify.notifications "
                      "WHERE alert_id IS NOT NULL") == [(20, 20)]
     assert rows(app, "SELECT DISTINCT context ->> 'raised_by' FROM notify.alerts") == [("billing",)]
+
+
+def test_a_context_orjson_cannot_encode_is_still_stored_whole(app):
+    from engine.alerts import raise_event
+
+    huge = 2 ** 70    # past 64 bits: orjson refuses it, json writes it
+    result = raise_event(app, TENANT, "PAYMENT_FAILED", context={"invoice_cents": huge, "note": "große Rechnung"})
+    stored = get_alert(app, str(result.alert_id))["context"]["event"]
+    assert stored == {"invoice_cents": huge, "note": "große Rechnung"}

@@ -679,6 +679,7 @@ AM_STATUS = {
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
+@functools.lru_cache(maxsize=4096)   # a Prometheus batch repeats its startsAt values
 def parse_rfc3339(value: str) -> Optional[datetime]:
     match = _RFC3339.match(value)
     if match is None:
