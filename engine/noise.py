@@ -71,6 +71,9 @@ def release_held(conn: Connection, config: Config, now: datetime) -> ReleaseSumm
     """Releases every group with a held member due at `now` (see the module doc). The caller's
     transaction must hold the planner's lock (engine.planner) or take it here first."""
     limits = config.rate_limits
+    silenced = len(conn.execute(query("noise", "suppress_silenced_held"), dict(now=now)).all())
+    if silenced:
+        metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="silence").inc(silenced)
     row = conn.execute(query("noise", "release_held"), dict(
         now=now, dest_limit=limits.destination.messages, dest_window=float(limits.destination.window),
         tenant_limit=limits.tenant.messages, tenant_window=float(limits.tenant.window))).one()

@@ -120,6 +120,21 @@ def test_a_silence_in_force_suppresses_rows_held_for_their_group(silence_app):
     assert [(r["status"], r["suppressed_by"]) for r in rows(app)] == [("suppressed", f"silence:{ident}")] * 2
 
 
+def test_a_silence_that_begins_while_a_row_is_held_suppresses_it_at_its_release(silence_app, clock):
+    from engine.config import RouteConfig
+    from engine.noise import release_job
+
+    app = silence_app
+    app.config.routes = [RouteConfig(name="ops", channel="email", target="noc@example.com")]   # group_wait 30s
+    payment_failed(app)
+    ident = silence(app, f"tenant={TENANT}", starts_in=timedelta(seconds=10))   # a maintenance window
+    assert sorted(r["status"] for r in rows(app)) == ["held", "queued"]
+    clock.advance(timedelta(seconds=31))
+    release_job(app)
+    assert sorted((r["status"], r["suppressed_by"]) for r in rows(app)) == [
+        ("queued", None), ("suppressed", f"silence:{ident}")]
+
+
 def test_reminders_and_escalation_steps_planned_while_silenced_are_suppressed(silence_app, clock):
     from engine.config import (EscalationConfig, EscalationPolicyConfig, EscalationStepConfig,
                                EscalationTargetConfig, RouteConfig)

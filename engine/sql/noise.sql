@@ -1,3 +1,26 @@
+-- name: suppress_silenced_held
+-- Before a release: held rows now due whose alert a silence in force selects are suppressed by it
+-- (a silence that began while they waited: a maintenance window, a digest's night), as a silence
+-- in force suppresses what is planned. Nothing to do, and nothing read, without such a silence.
+WITH active AS MATERIALIZED (
+  SELECT id, matchers, starts_at FROM notify.silences
+  WHERE starts_at <= CAST(:now AS timestamptz) AND coalesce(expired_at, ends_at) > CAST(:now AS timestamptz)
+)
+UPDATE notify.notifications n
+SET status = 'suppressed',
+    suppressed_by = (SELECT 'silence:' || s.id::text FROM active s
+                     WHERE notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id,
+                                                  a.context #> '{event,labels}')
+                     ORDER BY s.starts_at, s.id LIMIT 1)
+FROM notify.alerts a
+WHERE EXISTS (SELECT 1 FROM active)
+  AND n.status = 'held' AND n.release_at <= CAST(:now AS timestamptz)
+  AND a.tenant_id = n.tenant_id AND a.id = n.alert_id
+  AND EXISTS (SELECT 1 FROM active s
+              WHERE notify.silence_matches(s.matchers, a.tenant_id, a.kind, a.severity::text, a.base_id,
+                                           a.context #> '{event,labels}'))
+RETURNING n.id;
+
 -- name: release_held
 -- The release step (engine.noise): every group with a held member that is due goes now, whole.
 -- A group is (route_key, group_key): a route or destination and the labels it groups by, or for
