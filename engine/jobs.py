@@ -20,7 +20,8 @@ from engine.collect import run_collection
 from engine.detect import run_detection
 from engine.noise import release_job
 from engine.partitions import ensure_partitions, prune_partitions
-from engine.retention import delete_alertless_notifications, delete_old_job_runs, delete_resolved_alerts
+from engine.retention import (delete_alertless_notifications, delete_old_job_runs, delete_resolved_alerts,
+                              delete_stale_state)
 from engine.scheduler import PeriodicJob, Worker, is_connection_error, job_lock, one_line
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def maintenance_job(app: App) -> None:
 
 def cleanup_job(app: App) -> None:
     """Deletes resolved alerts (with their notifications), notifications of no alert (test sends,
-    group messages: kept as long as resolved alerts) and job_runs history past retention."""
+    group messages: kept as long as resolved alerts) and job_runs history past retention, and
+    bookkeeping that no longer matters (old group times, ended console sessions)."""
     now = app.clock.now()
     retention = app.config.retention
     alerts = alertless = runs = 0
@@ -55,9 +57,10 @@ def cleanup_job(app: App) -> None:
                                                    retention.batch_size)
     if retention.job_runs > 0:
         runs = delete_old_job_runs(app.databases, now, retention.job_runs, retention.batch_size)
-    if alerts or alertless or runs:
-        log.info("cleanup: %d resolved alerts, %d notifications of no alert and %d job runs deleted",
-                 alerts, alertless, runs)
+    stale = delete_stale_state(app.databases, app.config, now)
+    if alerts or alertless or runs or stale:
+        log.info("cleanup: %d resolved alerts, %d notifications of no alert, %d job runs and %d stale group "
+                 "times or console sessions deleted", alerts, alertless, runs, stale)
 
 
 def collect_job(app: App) -> None:

@@ -37,6 +37,20 @@ def delete_alertless_notifications(databases: Databases, now: datetime, older_th
                               batch_size)
 
 
+def delete_stale_state(databases: Databases, config, now: datetime) -> int:
+    """Deletes bookkeeping rows that can no longer matter: groups' last-message times older than
+    the longest group_interval configured (and a day), console sessions past their end or of a
+    revoked token. Returns how many rows went."""
+    grouping = config.grouping
+    longest = max([float(grouping.group_interval), float(grouping.destinations.group_interval), 86400.0]
+                  + [float(r.group_interval) for r in config.routes if r.group_interval is not None])
+    with databases.begin("notify") as conn:
+        groups = conn.execute(query("retention", "delete_stale_group_state"),
+                              {"cutoff": now - timedelta(seconds=longest)}).rowcount
+        sessions = conn.execute(query("console", "delete_expired_sessions"), {"now": now}).rowcount
+    return groups + sessions
+
+
 def delete_old_job_runs(databases: Databases, now: datetime, older_than: float, batch_size: int) -> int:
     """Deletes notify.job_runs rows that started more than `older_than` seconds before `now`."""
     return _delete_in_batches(databases, "delete_old_job_runs", now - timedelta(seconds=older_than), batch_size)

@@ -96,3 +96,31 @@ def test_notifications_of_no_alert_go_after_retention_unless_queued_or_a_kept_me
         left = {r[0] for r in conn.execute(text("SELECT id FROM notify.notifications WHERE alert_id IS NULL"))}
     assert left == {recent_test, old_queued, old_message}
     assert old_test not in left and orphan_message not in left
+
+
+def test_cleanup_drops_group_times_past_every_group_interval_and_ended_console_sessions(app, clock):
+    import hashlib
+
+    from engine.tokens import add_token, revoke_token
+
+    now = clock.now()
+    add_token(app, "console-op", ["operate"])
+    add_token(app, "revoked-op", ["operate"])
+    revoke_token(app, "revoked-op")
+    with app.databases.begin("notify") as conn:
+        for key, age in (("old", timedelta(days=2)), ("recent", timedelta(hours=2))):
+            conn.execute(text("INSERT INTO notify.group_state (route_key, group_key, last_message_at) "
+                              "VALUES ('route:ops', :k, :t)"), {"k": key, "t": now - age})
+        for name, token, expires in (("live", "console-op", now + timedelta(hours=1)),
+                                     ("ended", "console-op", now - timedelta(seconds=1)),
+                                     ("revoked", "revoked-op", now + timedelta(hours=1))):
+            conn.execute(text("INSERT INTO notify.console_sessions (session_sha256, token_name, created_at, expires_at) "
+                              "VALUES (:h, :t, :c, :e)"),
+                         {"h": hashlib.sha256(name.encode()).digest(), "t": token, "c": now - timedelta(hours=2),
+                          "e": expires})
+    cleanup_job(app)
+    with app.databases.begin("notify") as conn:
+        groups = {r[0] for r in conn.execute(text("SELECT group_key FROM notify.group_state"))}
+        sessions = [r[0] for r in conn.execute(text("SELECT session_sha256 FROM notify.console_sessions"))]
+    assert groups == {"recent"}
+    assert sessions == [hashlib.sha256(b"live").digest()]

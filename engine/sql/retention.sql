@@ -30,6 +30,11 @@ DELETE FROM notify.notifications n
 USING doomed d
 WHERE n.tenant_id = d.tenant_id AND n.id = d.id;
 
+-- name: delete_stale_group_state
+-- Groups whose last message is older than every configured group_interval: their row no longer
+-- delays anything (a new transition of the group waits group_wait only), so it goes.
+DELETE FROM notify.group_state WHERE last_message_at < :cutoff;
+
 -- name: delete_old_job_runs
 -- One batch of job_runs history older than :cutoff.
 DELETE FROM notify.job_runs
