@@ -3,6 +3,7 @@ Prometheus alertname, a default tenant; and the API's token cache, which revocat
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
@@ -203,3 +204,17 @@ def test_a_context_orjson_cannot_encode_is_still_stored_whole(app):
     result = raise_event(app, TENANT, "PAYMENT_FAILED", context={"invoice_cents": huge, "note": "große Rechnung"})
     stored = get_alert(app, str(result.alert_id))["context"]["event"]
     assert stored == {"invoice_cents": huge, "note": "große Rechnung"}
+
+
+def test_a_posted_kind_is_a_filter_of_the_listings(app, serve, token, capsys, config_file):
+    from engine.cli import main
+
+    server = serve()
+    assert post(server, token, [firing(7), firing(8, kind="PAYMENT_FAILED")]).status_code == 200
+    listed = httpx.get(f"{server.url}/v1/alerts", params={"kind": "HighLatency"}, trust_env=False,
+                       headers={"Authorization": f"Bearer {add_token(app, 'reader', ['read'])}"}).json()["items"]
+    assert [a["kind"] for a in listed] == ["HighLatency"]
+    assert main(["alerts", "--kind", "HighLatency", "--json", "--config", str(config_file())]) == 0
+    assert [a["kind"] for a in json.loads(capsys.readouterr().out)] == ["HighLatency"]
+    assert main(["alerts", "--kind", "NoSuchAlert", "--json", "--config", str(config_file())]) == 0
+    assert json.loads(capsys.readouterr().out) == []
