@@ -31,6 +31,23 @@ def queue(app, url: str, alerts: int = 1, *, kind: str = "RUNS_THRESHOLD") -> st
     return destination
 
 
+def hold_slow_path(receiver) -> tuple[threading.Event, threading.Event]:
+    """Makes the receiver hold every request to /slow until `release` is set (`arrived` says one
+    came); other paths answer as before."""
+    arrived, release = threading.Event(), threading.Event()
+    answer = receiver.responder
+
+    async def slow_or_ok(request, body):
+        if request.path == "/slow":
+            arrived.set()
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+        return await answer(request, body)
+
+    receiver.responder = slow_or_ok
+    return arrived, release
+
+
 def rows(app) -> list[dict]:
     with app.databases.begin("notify") as conn:
         return notifications(conn)
@@ -81,17 +98,7 @@ def test_a_slow_receiver_holds_up_only_its_own_notification_and_keeps_its_lease(
     # slow row's lease is renewed, so a dispatcher claiming after the original lease takes nothing.
     app = hook_app
     app.config.delivery.lease = 0.6      # renewed every 0.2 s (real time) while the send runs
-    arrived, release = threading.Event(), threading.Event()
-    answer = receiver.responder
-
-    async def slow_or_ok(request, body):
-        if request.path == "/slow":
-            arrived.set()
-            while not release.is_set():
-                await asyncio.sleep(0.02)
-        return await answer(request, body)
-
-    receiver.responder = slow_or_ok
+    arrived, release = hold_slow_path(receiver)
     now = app.clock.now()
     with app.databases.begin("notify") as conn:
         add_dest(conn, now, "webhook", receiver.url("/slow"), tenant_id=OTHER_TENANT)
@@ -132,17 +139,7 @@ def test_a_notification_queued_while_a_slow_send_runs_does_not_wait_for_it(hook_
     app = hook_app
     app.config.delivery.poll_interval = 60    # only NOTIFY wakes it: no poll helps the test pass
     app.config.channels.webhook.read_timeout = 60   # the slow send outlasts the wait below
-    arrived, release = threading.Event(), threading.Event()
-    answer = receiver.responder
-
-    async def slow_or_ok(request, body):
-        if request.path == "/slow":
-            arrived.set()
-            while not release.is_set():
-                await asyncio.sleep(0.02)
-        return await answer(request, body)
-
-    receiver.responder = slow_or_ok
+    arrived, release = hold_slow_path(receiver)
     now = app.clock.now()
     with app.databases.begin("notify") as conn:
         add_dest(conn, now, "webhook", receiver.url("/slow"), tenant_id=OTHER_TENANT)

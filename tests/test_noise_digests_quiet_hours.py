@@ -9,7 +9,6 @@ import email.policy
 import json
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import text
 
 from engine.app import App
@@ -18,19 +17,7 @@ from engine.dispatcher import deliver_due
 from engine.noise import release_job
 from engine.planner import plan_transitions_of_this_transaction
 from tests.delivery_support import TENANT, add_dest, insert_alert
-
-
-@pytest.fixture
-def mail_app(app, smtp):
-    app.config.channels.email.port = smtp[1]
-    app.config.channels.email.sender = "alerts@notify.example"
-    return app
-
-
-def rows(app, where: str = "true") -> list[dict]:
-    with app.databases.begin("notify") as conn:
-        return [dict(r) for r in conn.execute(text(
-            f"SELECT * FROM notify.notifications WHERE {where} ORDER BY created_at, id")).mappings()]
+from tests.noise_support import mail_app, rows  # noqa: F401  (mail_app: a fixture)
 
 
 def destination(app, **settings) -> str:

@@ -22,15 +22,9 @@ from engine.noise import release_held, release_job
 from engine.planner import plan_notifications
 from engine.queries import query
 from tests.delivery_support import TENANT, HttpServer, add_dest, insert_alert, slack_responder
+from tests.noise_support import mail_app, rows  # noqa: F401  (mail_app: a fixture)
 
 BASES = [str(uuid.UUID(int=0x6F1C0000_0000_4000_8000_000000000100 + i)) for i in range(10)]
-
-
-@pytest.fixture
-def mail_app(app, smtp):
-    app.config.channels.email.port = smtp[1]
-    app.config.channels.email.sender = "alerts@notify.example"
-    return app
 
 
 @pytest.fixture
@@ -45,12 +39,6 @@ def slack_app(app, slack):
     app.config.channels.slack.token = "xoxb-test-token"
     app.config.channels.slack.base_url = slack.url("/api/")
     return app
-
-
-def rows(app, where: str = "true") -> list[dict]:
-    with app.databases.begin("notify") as conn:
-        return [dict(r) for r in conn.execute(text(
-            f"SELECT * FROM notify.notifications WHERE {where} ORDER BY created_at, id")).mappings()]
 
 
 def parsed(envelope) -> email.message.EmailMessage:

@@ -7,7 +7,6 @@ import email
 import email.policy
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import text
 
 from engine import metrics
@@ -17,19 +16,7 @@ from engine.dispatcher import deliver_due
 from engine.noise import release_job
 from engine.planner import plan_notifications
 from tests.delivery_support import TENANT, add_dest, insert_alert
-
-
-@pytest.fixture
-def mail_app(app, smtp):
-    app.config.channels.email.port = smtp[1]
-    app.config.channels.email.sender = "alerts@notify.example"
-    return app
-
-
-def rows(app, where: str = "true") -> list[dict]:
-    with app.databases.begin("notify") as conn:
-        return [dict(r) for r in conn.execute(text(
-            f"SELECT * FROM notify.notifications WHERE {where} ORDER BY created_at, id")).mappings()]
+from tests.noise_support import mail_app, rows  # noqa: F401  (mail_app: a fixture)
 
 
 def one_transition(app, kind: str = "RUNS_THRESHOLD", severity: str = "warn") -> None:
