@@ -321,6 +321,19 @@ def encode_cursor(created_at: datetime, ident: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+async def one_page(request: web.Request, params: dict, fetch, **filters) -> web.Response:
+    """A listing's page: `fetch(app, **filters, limit=, after=)` (newest first) asked for one row more
+    than the page holds, so the answer knows whether a next page exists without counting."""
+    limit = params.get("limit", DEFAULT_LIMIT)
+    after = decode_cursor(params["cursor"]) if "cursor" in params else None
+    try:
+        rows = await blocking(request, fetch, **filters, limit=limit + 1, after=after)
+    except BadInput as exc:
+        raise engine_problem(exc) from None
+    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -416,15 +429,8 @@ async def post_snapshots(request: web.Request) -> web.Response:
        responses={200: ("One page of alerts", ALERT_PAGE)})
 async def list_alerts(request: web.Request) -> web.Response:
     params = read_query(request, request.app[ALERTS_QUERY_KEY])
-    limit = params.get("limit", DEFAULT_LIMIT)
-    after = decode_cursor(params["cursor"]) if "cursor" in params else None
-    try:
-        rows = await blocking(request, engine_alerts.list_alerts_page, status=params.get("status"),
-                              tenant_id=params.get("tenant_id"), kind=params.get("kind"), limit=limit + 1, after=after)
-    except BadInput as exc:
-        raise engine_problem(exc) from None
-    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
-    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+    return await one_page(request, params, engine_alerts.list_alerts_page, status=params.get("status"),
+                          tenant_id=params.get("tenant_id"), kind=params.get("kind"))
 
 
 @route("GET", "/v1/alerts/{id}", scope="read",
@@ -609,15 +615,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     from engine.notifications import list_notifications as listing
 
     params = read_query(request, request.app[NOTIFICATIONS_QUERY_KEY])
-    limit = params.get("limit", DEFAULT_LIMIT)
-    after = decode_cursor(params["cursor"]) if "cursor" in params else None
-    try:
-        rows = await blocking(request, listing, status=params.get("status"), alert_id=params.get("alert_id"),
-                              limit=limit + 1, after=after)
-    except BadInput as exc:
-        raise engine_problem(exc) from None
-    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
-    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+    return await one_page(request, params, listing, status=params.get("status"), alert_id=params.get("alert_id"))
 
 
 @route("POST", "/v1/notifications/{id}/retry", scope="operate", tag="notifications",

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from engine import silences as engine_silences
 from engine.api.problems import ApiProblem, invalid
-from engine.api.routes import (DEFAULT_LIMIT, NULLABLE_TIME, SETTINGS_KEY, TIME, UUID, _page_query, actor,
-                               blocking, decode_cursor, encode_cursor, log, parse_rfc3339, path_uuid, read_body,
+from engine.api.routes import (NULLABLE_TIME, SETTINGS_KEY, TIME, UUID, _page_query, actor,
+                               blocking, log, one_page, parse_rfc3339, path_uuid, read_body,
                                read_query, respond, route)
 from engine.errors import BadInput, NotFound
 from engine.silences import MAX_COMMENT, MAX_MATCHERS, Matcher
@@ -92,12 +92,8 @@ def silences_query(page_max: int) -> dict[str, dict]:
                                                                 "next_cursor": {"type": ["string", "null"]}}})})
 async def list_silences(request: web.Request) -> web.Response:
     params = read_query(request, silences_query(request.app[SETTINGS_KEY].page_max))
-    limit = params.get("limit", DEFAULT_LIMIT)
-    after = decode_cursor(params["cursor"]) if "cursor" in params else None
     states = (params["state"],) if "state" in params else engine_silences.STATES
-    rows = await blocking(request, engine_silences.list_silences, states=states, limit=limit + 1, after=after)
-    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
-    return respond({"items": rows[:limit], "next_cursor": next_cursor})
+    return await one_page(request, params, engine_silences.list_silences, states=states)
 
 
 @route("GET", "/v1/silences/{id}", scope="read", tag="silences", summary="One silence",
