@@ -24,6 +24,7 @@ Run:  .venv/bin/python bench/am_api_bench.py        (about a minute or two; loop
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -65,6 +66,15 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far (the kernel's clock ticks)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cluster_pids(data_dir: Path) -> list[int]:
     """The postmaster (first line of postmaster.pid) and its children."""
     try:
@@ -84,31 +94,44 @@ def cluster_pids(data_dir: Path) -> list[int]:
 
 class MemorySampler:
     """Samples `measure()` (a dict of MB figures with a 'total') every `interval` seconds in a
-    thread; keeps the sample with the largest total."""
+    thread; keeps the sample with the largest total. With `pids` (a function naming the processes
+    of the side measured), also the CPU seconds those processes spent inside the block: the same
+    work's cost on either side, whatever else the machine was doing."""
 
-    def __init__(self, measure, interval: float = 0.25):
-        self.measure, self.interval = measure, interval
+    def __init__(self, measure, interval: float = 0.25, pids=None):
+        self.measure, self.interval, self.pids = measure, interval, pids
         self.peak: dict = {"total": 0.0}
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_seen: dict[int, float] = {}   # a backend that exits keeps its last reading
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(seen - self._cpu_start.get(pid, 0.0) for pid, seen in self._cpu_seen.items())
+
+    def _sample(self) -> None:
+        sample = self.measure()
+        if sample["total"] > self.peak["total"]:
+            self.peak = sample
+        for pid in self.pids() if self.pids else ():
+            self._cpu_seen[pid] = max(self._cpu_seen.get(pid, 0.0), _cpu_seconds(pid))
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            sample = self.measure()
-            if sample["total"] > self.peak["total"]:
-                self.peak = sample
+            self._sample()
             self._stop.wait(self.interval)
 
     def __enter__(self):
+        for pid in self.pids() if self.pids else ():
+            self._cpu_start[pid] = self._cpu_seen[pid] = _cpu_seconds(pid)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        sample = self.measure()
-        if sample["total"] > self.peak["total"]:
-            self.peak = sample
+        self._sample()
 
 
 def engine_memory(notifyd_pids: list[int], data_dir: Path):
@@ -152,7 +175,8 @@ def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: in
                                   headers={"Authorization": f"Bearer {token}"})
             client.get("/v1/openapi.json").raise_for_status()   # connected before the clock starts
             time.sleep(2)   # the dispatchers are listening
-            with MemorySampler(engine_memory([d.pid for d in daemons], data_dir)) as memory:
+            pids = lambda: [d.pid for d in daemons] + cluster_pids(data_dir)  # noqa: E731
+            with MemorySampler(engine_memory([d.pid for d in daemons], data_dir), pids=pids) as memory:
                 start = time.perf_counter()
                 post_alert_batches(client, alerts)
                 posted_seconds = time.perf_counter() - start
@@ -173,7 +197,7 @@ def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: in
                 alerts_open = conn.execute("SELECT count(*) FROM notify.alerts WHERE status = 'open'").fetchone()[0]
             return dict(seconds=seconds, received_seconds=received_seconds, posted_seconds=posted_seconds,
                         received=received, recorded_sent=recorded, alerts_open=alerts_open,
-                        memory=memory.peak, notifyd_hwm_mb=hwm)
+                        memory=memory.peak, notifyd_hwm_mb=hwm, cpu_seconds=memory.cpu_seconds)
         finally:
             import signal
             import subprocess
@@ -191,14 +215,14 @@ def run_alertmanager_sampled(alerts: int, receiver_port: int, workdir: Path) -> 
     with running_alertmanager(receiver_port, workdir) as (proc, client, version):
         def measure() -> dict:
             return dict(total=_status_kb(proc.pid, "VmRSS") / 1024)
-        with MemorySampler(measure) as memory:
+        with MemorySampler(measure, pids=lambda: [proc.pid]) as memory:
             start = time.perf_counter()
             post_alert_batches(client, alerts)
             posted_seconds = time.perf_counter() - start
             delivered = wait_received(receiver_port, "/alertmanager", alerts)
             seconds = time.perf_counter() - start
         return dict(version=version, delivered=delivered, seconds=seconds, posted_seconds=posted_seconds,
-                    rss_mb=memory.peak["total"], hwm_mb=peak_rss_mb(proc.pid))
+                    rss_mb=memory.peak["total"], hwm_mb=peak_rss_mb(proc.pid), cpu_seconds=memory.cpu_seconds)
 
 
 def main() -> int:
@@ -250,6 +274,9 @@ def main() -> int:
             if delivery_only:
                 print(f"| webhooks/s, ours delivery only (planned queue) | {delivery_only['rate']:,.0f} | {am_rate:,.0f} | "
                       f"{delivery_only['rate'] / am_rate:.2f} |")
+            print(f"| CPU seconds for the same work (ours: notifyd + PostgreSQL; AM: its process; the receiver "
+                  f"and the posting client on neither) | {ours['cpu_seconds']:.1f} | {am['cpu_seconds']:.1f} | "
+                  f"{ours['cpu_seconds'] / am['cpu_seconds']:.2f} |")
             print(f"| peak memory MB (ours: notifyd RSS + PostgreSQL PSS; AM: max(RSS sampled, VmHWM)) | "
                   f"{mem['total']:.0f} | {am_memory:.0f} | {mem['total'] / am_memory:.2f} |")
             print(f"\ngoal: rate >= {GOAL_RATIO}x: {'met' if rate / am_rate >= GOAL_RATIO else 'NOT met'} "
