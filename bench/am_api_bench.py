@@ -108,7 +108,10 @@ class MemorySampler:
 
     @property
     def cpu_seconds(self) -> float:
-        return sum(seen - self._cpu_start.get(pid, 0.0) for pid, seen in self._cpu_seen.items())
+        return self.cpu_of(self._cpu_seen)
+
+    def cpu_of(self, pids) -> float:
+        return sum(self._cpu_seen[pid] - self._cpu_start.get(pid, 0.0) for pid in pids if pid in self._cpu_seen)
 
     def _sample(self) -> None:
         sample = self.measure()
@@ -197,7 +200,8 @@ def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: in
                 alerts_open = conn.execute("SELECT count(*) FROM notify.alerts WHERE status = 'open'").fetchone()[0]
             return dict(seconds=seconds, received_seconds=received_seconds, posted_seconds=posted_seconds,
                         received=received, recorded_sent=recorded, alerts_open=alerts_open,
-                        memory=memory.peak, notifyd_hwm_mb=hwm, cpu_seconds=memory.cpu_seconds)
+                        memory=memory.peak, notifyd_hwm_mb=hwm, cpu_seconds=memory.cpu_seconds,
+                        cpu_api=memory.cpu_of([daemons[0].pid]), cpu_other_notifyd=memory.cpu_of([d.pid for d in daemons[1:]]))
         finally:
             import signal
             import subprocess
@@ -254,6 +258,9 @@ def main() -> int:
               f"PostgreSQL PSS {mem.get('pg_pss', 0):.0f} MB ({mem.get('pg_processes', 0)} processes; their RSS sum "
               f"{mem.get('pg_rss', 0):.0f} MB) = {mem['total']:.0f} MB; notifyd VmHWM {ours['notifyd_hwm_mb']:.0f} MB",
               flush=True)
+        print(f"  CPU seconds: {ours['cpu_seconds']:.1f} in all = the API's notifyd {ours['cpu_api']:.1f} + the other "
+              f"notifyd {ours['cpu_other_notifyd']:.1f} + PostgreSQL "
+              f"{ours['cpu_seconds'] - ours['cpu_api'] - ours['cpu_other_notifyd']:.1f}", flush=True)
         delivery_only = None
         if not args.skip_delivery_only:
             delivery_only = run_engine(args.alerts, receiver_port, workdir, 2, args.workers)
