@@ -320,6 +320,9 @@ class ApiConfig:
     alert_labels: dict[str, str] = field(default_factory=lambda: dict(ALERT_LABEL_DEFAULTS))
     # The web console (/ui/, docs/CONSOLE.md): a session ends this long after its sign-in.
     console_session_ttl: Duration = Duration(12 * 3600)
+    # ... and earlier, once this long passes without a request from it (OWASP's advice for
+    # consoles that act; checked within a minute).
+    console_idle_timeout: Duration = Duration(30 * 60)
     # The tenant of a posted alert without the tenant label (a plain Prometheus rule); None: required.
     alert_default_tenant: Optional[str] = None
     # A token is looked up in the database at most this often per server; a revoke elsewhere
@@ -854,6 +857,9 @@ def _check_api(api: ApiConfig, source: str) -> None:
         raise ConfigError(f"{source}: api.auth_failure_interval: must be longer than 0s")
     if api.console_session_ttl <= 0:
         raise ConfigError(f"{source}: api.console_session_ttl: must be longer than 0s")
+    if api.console_idle_timeout < 120:
+        raise ConfigError(f"{source}: api.console_idle_timeout: must be at least 2m (activity is recorded once a "
+                          f"minute), got {api.console_idle_timeout:g}s")
     for key, label in api.alert_labels.items():
         if key not in ALERT_LABEL_DEFAULTS:
             raise ConfigError(f"{source}: api.alert_labels.{key}: unknown (known: {', '.join(ALERT_LABEL_DEFAULTS)})")

@@ -39,7 +39,8 @@ def delete_alertless_notifications(databases: Databases, now: datetime, older_th
 
 def delete_stale_state(databases: Databases, config, now: datetime) -> int:
     """Deletes bookkeeping rows that can no longer matter: groups' last-message times older than
-    the longest group_interval configured (and a day), console sessions past their end or of a
+    the longest group_interval configured (and a day), console sessions past their end, idle past
+    api.console_idle_timeout or of a
     revoked token. Returns how many rows went."""
     grouping = config.grouping
     longest = max([float(grouping.group_interval), float(grouping.destinations.group_interval), 86400.0]
@@ -47,7 +48,8 @@ def delete_stale_state(databases: Databases, config, now: datetime) -> int:
     with databases.begin("notify") as conn:
         groups = conn.execute(query("retention", "delete_stale_group_state"),
                               {"cutoff": now - timedelta(seconds=longest)}).rowcount
-        sessions = conn.execute(query("console", "delete_expired_sessions"), {"now": now}).rowcount
+        sessions = conn.execute(query("console", "delete_expired_sessions"),
+                                {"now": now, "idle_seconds": float(config.api.console_idle_timeout)}).rowcount
     return groups + sessions
 
 

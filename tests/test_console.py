@@ -158,10 +158,30 @@ def test_sign_out_ends_the_session(app, client, operator):
 
 def test_a_session_ends_after_its_ttl(client, clock, operator):
     sign_in(client, operator)
-    clock.advance(timedelta(seconds=TTL - 1))
-    assert client.get("/ui/alerts").status_code == 200
+    for _ in range(3):                                  # in use: the idle timeout never comes
+        clock.advance(timedelta(seconds=(TTL - 1) / 3))
+        assert client.get("/ui/alerts").status_code == 200
     clock.advance(timedelta(seconds=1))
     assert client.get("/ui/alerts").status_code == 303
+
+
+def test_a_session_idle_for_the_idle_timeout_ends_and_activity_keeps_it(app, client, clock, operator):
+    idle = ApiConfig().console_idle_timeout           # 30 minutes, the default
+    assert 2 * idle < TTL + 61
+    sign_in(client, operator)
+    clock.advance(timedelta(seconds=idle - 61))        # requests less than the timeout apart keep it,
+    assert client.get("/ui/alerts").status_code == 200
+    clock.advance(timedelta(seconds=idle - 61))        # past the timeout counted from sign-in
+    assert client.get("/ui/alerts").status_code == 200
+    sign_in(client, operator)                          # a fresh session, left alone for the timeout,
+    clock.advance(timedelta(seconds=idle))             # well inside its TTL
+    assert client.get("/ui/alerts").status_code == 303
+    assert client.post("/ui/logout", data={"csrf_token": "x"}).status_code == 401
+    # The cleanup job deletes both idle sessions (sign-in does too).
+    from engine.retention import delete_stale_state
+
+    assert delete_stale_state(app.databases, app.config, clock.now()) == 2
+    assert scalar(app, "SELECT count(*) FROM notify.console_sessions") == 0
 
 
 # -------------------------------------------------------------------------- bad input (item 3)

@@ -111,13 +111,14 @@ def test_cleanup_drops_group_times_past_every_group_interval_and_ended_console_s
         for key, age in (("old", timedelta(days=2)), ("recent", timedelta(hours=2))):
             conn.execute(text("INSERT INTO notify.group_state (route_key, group_key, last_message_at) "
                               "VALUES ('route:ops', :k, :t)"), {"k": key, "t": now - age})
-        for name, token, expires in (("live", "console-op", now + timedelta(hours=1)),
-                                     ("ended", "console-op", now - timedelta(seconds=1)),
-                                     ("revoked", "revoked-op", now + timedelta(hours=1))):
-            conn.execute(text("INSERT INTO notify.console_sessions (session_sha256, token_name, created_at, expires_at) "
-                              "VALUES (:h, :t, :c, :e)"),
+        for name, token, expires, seen in (("live", "console-op", now + timedelta(hours=1), now - timedelta(minutes=29)),
+                                           ("ended", "console-op", now - timedelta(seconds=1), now),
+                                           ("idle", "console-op", now + timedelta(hours=1), now - timedelta(minutes=30)),
+                                           ("revoked", "revoked-op", now + timedelta(hours=1), now)):
+            conn.execute(text("INSERT INTO notify.console_sessions (session_sha256, token_name, created_at, expires_at,"
+                              " last_seen_at) VALUES (:h, :t, :c, :e, :s)"),
                          {"h": hashlib.sha256(name.encode()).digest(), "t": token, "c": now - timedelta(hours=2),
-                          "e": expires})
+                          "e": expires, "s": seen})
     cleanup_job(app)
     with app.databases.begin("notify") as conn:
         groups = {r[0] for r in conn.execute(text("SELECT group_key FROM notify.group_state"))}

@@ -185,7 +185,7 @@ async def require_session(request: web.Request, handler):
     if handler in PUBLIC:
         return await handler(request)
     cookie = request.cookies.get(sessions.COOKIE_NAME)
-    session = await blocking(request, sessions.session_of, cookie) if cookie else None
+    session = await blocking(request, sessions.session_of, cookie, idle=_idle(request)) if cookie else None
     if session is None:
         if request.method != "GET":
             raise ConsolePageError(401, "Signed out", "Your session has ended (signed out, expired, or its token "
@@ -232,10 +232,14 @@ def _next_page(value: Optional[str]) -> str:
     return f"{PREFIX}/alerts"
 
 
+def _idle(request: web.Request) -> float:
+    return float(request.app[SETTINGS_KEY].console_idle_timeout)
+
+
 @public
 async def login_page(request: web.Request) -> web.StreamResponse:
     cookie = request.cookies.get(sessions.COOKIE_NAME)
-    if cookie and await blocking(request, sessions.session_of, cookie):
+    if cookie and await blocking(request, sessions.session_of, cookie, idle=_idle(request)):
         raise web.HTTPSeeOther(_next_page(request.query.get("next")))
     return render(request, "login.html.j2", next=_next_page(request.query.get("next")), error=None,
                   signed_out="signed_out" in request.query)
@@ -257,7 +261,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     presented = presented if isinstance(presented, str) else ""
     ttl = float(request.app[SETTINGS_KEY].console_session_ttl)
     try:
-        session = await blocking(request, sessions.sign_in, presented, ttl=ttl, client_address=address)
+        session = await blocking(request, sessions.sign_in, presented, ttl=ttl, idle=_idle(request),
+                                 client_address=address)
     except sessions.SignInRefused as exc:
         if exc.unknown:
             emptied = limiter.failed(address)

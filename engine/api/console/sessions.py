@@ -3,7 +3,8 @@
 The session id is 256 random bits in a cookie; only its SHA-256 is stored
 (notify.console_sessions, ddl/notify/0017), with the token it came from. Every request looks the
 session up joined to its token, so an expired session or a revoked token (`notifyctl tokens
-revoke`) is refused at the next request. The CSRF token of a session is derived from its id
+revoke`) is refused at the next request, and so is a session idle for api.console_idle_timeout
+(ddl/notify/0022). The CSRF token of a session is derived from its id
 (HMAC-SHA256 keyed by the id): a page can carry it without the id ever leaving the cookie, and
 nothing more need be stored.
 """
@@ -61,7 +62,7 @@ class SignInRefused(Exception):
         self.unknown = unknown
 
 
-def sign_in(app, presented: str, *, ttl: float, client_address: Optional[str]) -> ConsoleSession:
+def sign_in(app, presented: str, *, ttl: float, idle: float, client_address: Optional[str]) -> ConsoleSession:
     """A new session for the token `presented`; SignInRefused when it is unknown, revoked or lacks
     the operate scope."""
     now = app.clock.now()
@@ -74,20 +75,22 @@ def sign_in(app, presented: str, *, ttl: float, client_address: Optional[str]) -
     session_id = secrets.token_urlsafe(32)
     expires = now + timedelta(seconds=ttl)
     with app.databases.begin("notify") as conn:
-        conn.execute(query("console", "delete_expired_sessions"), dict(now=now))
+        conn.execute(query("console", "delete_expired_sessions"), dict(now=now, idle_seconds=idle))
         conn.execute(query("console", "start_session"), dict(
             session_sha256=session_hash(session_id), token_name=token.name, now=now, expires_at=expires,
             client_address=client_address))
     return ConsoleSession(token, session_id, expires)
 
 
-def session_of(app, session_id: Optional[str]) -> Optional[ConsoleSession]:
-    """The live session the cookie names, or None (unknown, expired, or its token revoked)."""
+def session_of(app, session_id: Optional[str], *, idle: float) -> Optional[ConsoleSession]:
+    """The live session the cookie names, or None (unknown, expired, idle `idle` seconds, or its
+    token revoked)."""
     if not session_id or len(session_id) > 100:
         return None
     with app.databases.begin("notify") as conn:
         row = conn.execute(query("console", "session_by_hash"),
-                           dict(session_sha256=session_hash(session_id), now=app.clock.now())).first()
+                           dict(session_sha256=session_hash(session_id), now=app.clock.now(),
+                                idle_seconds=idle)).first()
     if row is None:
         return None
     return ConsoleSession(ApiToken(row.token_name, frozenset(row.scopes)), session_id, row.expires_at)
