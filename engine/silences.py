@@ -73,7 +73,9 @@ def parse_match(values: list[str], *, where: str = "--match") -> list[Matcher]:
 
 def check_matchers(conn, matchers: list[Matcher], *, where: str = "--match") -> None:
     """What a silence's matchers must be: known values for the engine's labels (a typo would
-    silence nothing), regular expressions PostgreSQL compiles, and not all matching everything."""
+    silence nothing; a kind is known when the engine raises it or an alert has had it, such as a
+    Prometheus alertname posted to /api/v2/alerts), regular expressions PostgreSQL compiles, and
+    not all matching everything."""
     from detectors import ALL_KINDS
 
     if len(matchers) > MAX_MATCHERS:
@@ -86,8 +88,10 @@ def check_matchers(conn, matchers: list[Matcher], *, where: str = "--match") -> 
                 uuid.UUID(m.value)
             except ValueError:
                 raise BadInput(f"{where}: {m.name}: a {m.name} id must be a UUID, got {m.value!r}") from None
-        elif m.name == "kind" and m.value not in ALL_KINDS:
-            raise BadInput(f"{where}: kind: unknown alert kind {m.value!r} (known: {', '.join(ALL_KINDS)})")
+        elif m.name == "kind" and m.value not in ALL_KINDS \
+                and not conn.execute(query("silences", "kind_seen"), dict(kind=m.value)).scalar():
+            raise BadInput(f"{where}: kind: unknown alert kind {m.value!r}: no alert has had it (the engine's kinds: "
+                           f"{', '.join(ALL_KINDS)}; a Prometheus alertname counts once an alert of it was posted)")
         elif m.name == "severity" and m.value not in SEVERITIES:
             raise BadInput(f"{where}: severity: expected one of {', '.join(SEVERITIES)}, got {m.value!r}")
     for m in matchers:

@@ -344,6 +344,21 @@ def test_silence_add_list_expire_from_the_cli_are_audited(silence_app, config_fi
     assert audits[1].diff["actor"] == "bob"
 
 
+def test_a_kind_that_an_alert_has_had_is_silenced_by_name_and_a_typo_is_refused(silence_app, config_file, capsys):
+    """A Prometheus alertname is a kind once one of its alerts was posted (POST /api/v2/alerts)."""
+    from engine.alerts import EventChange, apply_events
+
+    app = silence_app
+    apply_events(app, [EventChange(tenant_id=TENANT, kind="DiskFillingUp", dedupe_key="disk:db-1",
+                                   base_id=None, severity="warn", context={}, resolve=False)])
+    code, _, err = run_cli(config_file, capsys, "silence", "add", "--match", "kind=DiskFillingUp", "--for", "2h")
+    assert (code, err) == (0, "")
+    code, _, err = run_cli(config_file, capsys, "silence", "add", "--match", "kind=DiskFilingUp", "--for", "2h")
+    assert code == 2 and "--match: kind: unknown alert kind 'DiskFilingUp': no alert has had it" in err
+    with app.databases.begin("notify") as conn:
+        assert conn.execute(text("SELECT count(*) FROM notify.silences")).scalar() == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--match", "tenant=6f1c2d3e-0000-4000-8000-0000000000ff", "--for", "2h", "--comment", "x"],
      "--match: tenant: unknown tenant"),

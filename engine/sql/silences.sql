@@ -8,6 +8,12 @@ FROM unnest(CAST(:values AS text[]), CAST(:regex AS boolean[]), CAST(:equal AS b
      WITH ORDINALITY AS m(value, is_regex, is_equal, ord)
 ORDER BY m.ord;
 
+-- name: kind_seen
+-- A kind some alert has had (a Prometheus alertname is a kind once an alert of it was posted).
+-- No index on kind: a known kind stops at its first row; only a typo reads the whole table, once
+-- per `silence add`, which costs less than an index every alert insert would keep up.
+SELECT EXISTS (SELECT 1 FROM notify.alerts WHERE kind = :kind) AS seen;
+
 -- name: known_tenant
 -- A tenant notify-engine has seen: an alert, a destination or a snapshot of it.
 SELECT EXISTS (SELECT 1 FROM notify.alerts WHERE tenant_id = :tenant_id)
