@@ -315,6 +315,30 @@ class Composer:
                 recipient: Optional[Recipient] = None, *, unsubscribe_url: Optional[str] = None,
                 action_links: Optional[dict[str, str]] = None,
                 slack_buttons: Optional[list[dict]] = None) -> dict[str, Any]:
+        context, formats = self._subject_context(alert, transition, severity, reminder_no, recipient)
+        tenant_id = _text(alert.get("tenant_id"))
+        context.update(
+            tenant=dict(id=tenant_id, name=self.names.get(tenant_id)),
+            first_seen=_when(formats, alert.get("first_seen_at")),
+            last_seen=_when(formats, alert.get("last_seen_at")),
+            action=self._action(context["kind"], alert),
+            alert_url=self.alert_url(alert.get("id")),
+            unsubscribe_url=unsubscribe_url,
+            action_links=action_links,     # {"ack": url, "resolve": url}: engine.action_links
+            slack_buttons=slack_buttons,   # interactive Ack/Resolve buttons (POST /slack/actions)
+            recipient=(recipient or Recipient()).address,
+        )
+        return context
+
+    def subject_context(self, alert: dict, transition: str, severity: Optional[str], reminder_no: int,
+                        recipient: Optional[Recipient] = None) -> dict[str, Any]:
+        """The part of context() that a subject line reads (and that picks its words): for the
+        webhook's summary, which engine.templating.subject_line makes from this alone when the
+        shipped templates are in use. Leaves out the dates, names of the tenant, links."""
+        return self._subject_context(alert, transition, severity, reminder_no, recipient)[0]
+
+    def _subject_context(self, alert: dict, transition: str, severity: Optional[str], reminder_no: int,
+                         recipient: Optional[Recipient]) -> tuple[dict[str, Any], Formats]:
         from engine.templating import message_context  # here: templating imports this module
 
         recipient = recipient or Recipient()
@@ -324,7 +348,7 @@ class Composer:
         formats = _formats(locale, zone)
         kind = str(alert.get("kind") or "ALERT")
         context = message_context(alert, transition, severity, reminder_no)
-        tenant_id, base_id = _text(alert.get("tenant_id")), _text(alert.get("base_id"))
+        base_id = _text(alert.get("base_id"))
         facts = self._facts(kind, alert, formats)
         if kind not in WORDS_FAMILY and facts:
             # A posted alert of a kind the engine has no words for (any Prometheus alertname):
@@ -334,19 +358,10 @@ class Composer:
             kind=kind, locale=locale, zone=formats.zone_name,
             variant=VARIANTS.get(transition, "update"),
             transition_name=transition.replace("_", " "),
-            tenant=dict(id=tenant_id, name=self.names.get(tenant_id)),
             base=dict(id=base_id, name=self.names.get(base_id), short=base_id[:8]) if base_id else None,
             facts=facts,
-            first_seen=_when(formats, alert.get("first_seen_at")),
-            last_seen=_when(formats, alert.get("last_seen_at")),
-            action=self._action(kind, alert),
-            alert_url=self.alert_url(alert.get("id")),
-            unsubscribe_url=unsubscribe_url,
-            action_links=action_links,     # {"ack": url, "resolve": url}: engine.action_links
-            slack_buttons=slack_buttons,   # interactive Ack/Resolve buttons (POST /slack/actions)
-            recipient=recipient.address,
         )
-        return context
+        return context, formats
 
     def group_context(self, group: dict, severity: Optional[str], recipient: Optional[Recipient],
                       member_line: Any, *, message_id: Optional[str] = None) -> dict[str, Any]:
