@@ -4,12 +4,13 @@ transition x locale, against literal expected lines in tests/data/webhook_summar
 The expectations were written by the rendering code before the summary got its fast path (the
 subject macros of templates/words/<locale>/_subjects.j2 called directly): a change of any word,
 space or number format fails here. Regenerate only for an intended change of wording:
-    .venv/bin/python tests/test_webhook_summary_golden.py --write
+    .venv/bin/python tests/test_webhook_summary.py --write
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -151,6 +152,68 @@ def test_the_golden_lines_cover_every_kind_transition_and_locale():
     assert expected["RUNS_THRESHOLD/used/opened/en"] == "You have used 85 % of your monthly runs (base Sales CRM)"
     assert expected["PAYMENT_FAILED/full/reminder/de"] == (
         "Erinnerung: Ihre Zahlung über 49,00 € ist fehlgeschlagen für Rechnung INV-2026-0117")
+
+
+def test_the_shipped_templates_make_every_line_from_the_subject_macros():
+    # The fast path (no words module built per message) covers every single-alert line.
+    from engine.messages import Recipient
+    from engine.templating import subject_line
+
+    composer, expected = Composer(config()), json.loads(GOLDEN.read_text())
+    for name, m in cases().items():
+        if m.group is None:
+            context = composer.subject_context(m.alert, m.transition, m.severity, m.reminder_no,
+                                               Recipient(m.destination_id, m.timezone, m.locale, None))
+            line = subject_line("webhook", m.alert["kind"], "summary", context)
+            assert line is not None and " ".join(line.split()) == expected[name], name
+
+
+def one_summary(root, kind="RUNS_THRESHOLD", shape="used", transition="opened", locale="en") -> str:
+    (_, _, base_id, context), zone = next(s for s in SHAPES if s[:2] == (shape, kind)), dict(LOCALES)[locale]
+    channel = WebhookChannel(allow_private_networks=True, connect_timeout=1, read_timeout=1,
+                             composer=Composer(config()), templates_root=root)
+    return channel.summary(message(1, transition, locale, zone, the_alert=alert(kind, base_id, context, 1)))
+
+
+def override(root: Path, name: str, old: str, new: str) -> None:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (SHIPPED / name).read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_an_overridden_words_file_says_its_own_subject(tmp_path):
+    override(tmp_path, "words/en/threshold.j2", "{{ s.threshold(c.prefix(), variant, kind, headline, facts, base) }}",
+             "Quota: {{ facts.used }} of {{ facts.limit }}{{ where }}")
+    assert one_summary(tmp_path) == "Quota: 850 of 1,000 (base Sales CRM)"
+    assert one_summary(tmp_path, locale="de") == "85 % der monatlichen Runs verbraucht (Base Sales CRM)"
+
+
+def test_an_overridden_common_prefix_reaches_the_summary(tmp_path):
+    override(tmp_path, "words/de/_common.j2", "{{ s.prefix(variant, transition_name) }}", '{{ "WIEDER: " if variant == "reminder" }}')
+    assert one_summary(tmp_path, transition="reminder", locale="de") == \
+        "WIEDER: 85 % der monatlichen Runs verbraucht (Base Sales CRM)"
+    assert one_summary(tmp_path, transition="reminder") == "Reminder: You have used 85 % of your monthly runs (base Sales CRM)"
+
+
+def test_an_overridden_subjects_file_is_read_again_when_edited(tmp_path):
+    override(tmp_path, "words/en/_subjects.j2", "You have used ", "Used: ")
+    assert one_summary(tmp_path) == "Used: 85 % of your monthly runs (base Sales CRM)"
+    override(tmp_path, "words/en/_subjects.j2", "You have used ", "Consumed: ")
+    path = tmp_path / "words" / "en" / "_subjects.j2"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))   # an edit the loader can see
+    assert one_summary(tmp_path) == "Consumed: 85 % of your monthly runs (base Sales CRM)"
+
+
+def test_an_overridden_summary_template_renders_as_written(tmp_path):
+    (tmp_path / "webhook").mkdir()
+    (tmp_path / "webhook" / "default.summary.j2").write_text(
+        "{% import words as w with context %}[{{ severity }}] {{ w.subject() }} · {{ tenant.name }}")
+    assert one_summary(tmp_path) == "[warn] You have used 85 % of your monthly runs (base Sales CRM) · Acme Analytics"
+    (tmp_path / "webhook" / "WALLET_LOW.summary.j2").write_text("{{ facts.balance }} left")
+    assert one_summary(tmp_path, kind="WALLET_LOW", shape="low") == "$3.12 left"
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
