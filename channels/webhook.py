@@ -206,7 +206,8 @@ class WebhookChannel(Channel):
             self._session = None
 
     async def send(self, message: Message) -> DeliveryResult:
-        await self.open()
+        if self._http1 is None and self._session is None:   # open once, not a coroutine call a send
+            await self.open()
         body = encode_payload(build_payload(message, self.summary(message) if self.with_summary else None))
         timestamp = int(message.now.timestamp())
         headers = {
