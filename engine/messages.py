@@ -462,7 +462,7 @@ class Composer:
             # Formatted now: the subject reads them, and an absurd value fails here, not in a template.
             percent=f.percent(percent), level=f.percent(ctx.get("level_percent", 100)),
             reached=value >= limit,
-            bar=int(min(Decimal(100), max(Decimal(0), percent)).quantize(Decimal("1"))),
+            bar=int(min(_HUNDRED, max(_ZERO, percent)).quantize(_ONE)),
             left=Later(f.quantity, limit - value, gigabytes) if limit > value else None,
             over=Later(f.quantity, value - limit, gigabytes) if value > limit else None,
             resolved_by=ctx.get("resolved_by"),
@@ -553,7 +553,15 @@ def _period_bounds(period: str) -> tuple[datetime, datetime]:
     return start, (start + timedelta(days=32)).replace(day=1)
 
 
+_ZERO, _ONE, _HUNDRED = Decimal(0), Decimal(1), Decimal(100)
+
+
 def _decimal(value: Any) -> Decimal:
+    kind = type(value)
+    if kind is Decimal:
+        return value
+    if kind is int:
+        return Decimal(value)   # exact, as Decimal(str(value)), without the string
     if isinstance(value, bool) or value is None:
         raise TypeError("not a number")
     return value if isinstance(value, Decimal) else Decimal(str(value))
