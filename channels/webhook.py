@@ -28,6 +28,8 @@ import orjson
 from channels.base import Channel, DeliveryResult, Message, answer_excerpt, parse_retry_after, peer_address
 from channels.http1 import BadResponse, Http1Client, RequestTimeout
 from channels.ssrf import GuardedResolver, Resolve, SsrfRefused, canonical_url, check_url_host
+from engine.messages import Composer, Recipient
+from engine.templating import render, subject_line
 
 # What the aiohttp path reads of a response body (the http1 client has its own bounds); the header
 # block is bounded by aiohttp's parser (8190 bytes a line, 128 headers).
@@ -173,9 +175,6 @@ class WebhookChannel(Channel):
                                             self._connection_limit)
 
     def summary(self, message: Message) -> str:
-        from engine.messages import Composer, Recipient
-        from engine.templating import render
-
         if self.composer is None:
             self.composer = Composer()
         if message.group is not None:
@@ -185,10 +184,18 @@ class WebhookChannel(Channel):
                 lambda kind, member: render("webhook", kind, "summary", member, root=self.templates_root),
                 message_id=message.notification_id)
             return " ".join(render("webhook", "group", "summary", context, root=self.templates_root).split())
-        context = self.composer.context(message.alert, message.transition, message.severity, message.reminder_no,
-                                        Recipient(message.destination_id, message.timezone, message.locale, None))
-        return " ".join(render("webhook", message.alert.get("kind", "default"), "summary", context,
-                               root=self.templates_root).split())
+        recipient = Recipient(message.destination_id, message.timezone, message.locale, None)
+        kind = message.alert.get("kind", "default")
+        # The shipped templates' line needs only the subject's part of the context; an override
+        # of the summary or its words renders from the whole context.
+        line = subject_line("webhook", kind, "summary", self.composer.subject_context(
+            message.alert, message.transition, message.severity, message.reminder_no, recipient),
+            root=self.templates_root)
+        if line is None:
+            context = self.composer.context(message.alert, message.transition, message.severity,
+                                            message.reminder_no, recipient)
+            line = render("webhook", kind, "summary", context, root=self.templates_root)
+        return " ".join(line.split())
 
     async def close(self) -> None:
         if self._http1 is not None:
@@ -199,7 +206,8 @@ class WebhookChannel(Channel):
             self._session = None
 
     async def send(self, message: Message) -> DeliveryResult:
-        await self.open()
+        if self._http1 is None and self._session is None:   # open once, not a coroutine call a send
+            await self.open()
         body = encode_payload(build_payload(message, self.summary(message) if self.with_summary else None))
         timestamp = int(message.now.timestamp())
         headers = {

@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import orjson
 import psycopg
@@ -363,14 +363,18 @@ class Dispatcher:
     def _count_recorded(self, batch: BatchInFlight, summary: DeliverySummary) -> None:
         """Counts the outcomes recorded since the last count (summary and metrics)."""
         attempts: dict[tuple[str, str], int] = {}
+        latency: dict[str, Any] = {}   # each channel's histogram, looked up once a batch (labels() is not free)
         for index in batch.recorded[batch.counted:]:
             row, outcome = batch.rows[index], batch.outcomes[index]
             assert outcome is not None
             if outcome.status == "sent":
                 summary.sent += 1
+                channel = row["channel"]
+                histogram = latency.get(channel)
+                if histogram is None:
+                    histogram = latency[channel] = metrics.DELIVERY_LATENCY.labels(channel=channel)
                 # Planned in the transition's own transaction: created_at is the transition's time.
-                metrics.DELIVERY_LATENCY.labels(channel=row["channel"]).observe(
-                    (outcome.sent_at - row["created_at"]).total_seconds())
+                histogram.observe((outcome.sent_at - row["created_at"]).total_seconds())
             elif outcome.status == "queued":
                 summary.retrying += 1
             elif outcome.status == "failed":

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import jinja2
 import markupsafe
+from jinja2.runtime import Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import templates as _templates_package
@@ -138,30 +139,134 @@ def select(env: ImmutableSandboxedEnvironment, names: tuple[str, ...]) -> jinja2
     return template
 
 
+# Shipped templates that are `{% import words as w with context %}{{ w.subject() }}` and nothing else.
+# Importing words with context builds the whole words module (every set at its top, which formats
+# most of the facts) on every render: for the webhook's one line, most of its CPU. Their line comes
+# straight from the family's macro in words/<lang>/_subjects.j2 instead (a module imported without
+# context, built once), called with these values of the context, when the template, the words
+# file and _common are the shipped ones; with an override among them, the templates render as written.
+SUBJECT_ONLY_TEMPLATES = {"webhook/default.summary.j2"}
+SUBJECT_ARGUMENTS = ("variant", "kind", "headline", "facts", "base")
+_WORDS_FILE = re.compile(r"words/([^/]+)/([a-z_]+)\.j2")
+_PREFIX_CACHE = 1024
+
+
 def render(channel: str, kind: str, part: str, context: dict[str, Any], *, root: Optional[Path] = None) -> str:
     env = environment(str(root or TEMPLATE_ROOT))
     names = (f"{channel}/{kind}.{part}.j2", f"{channel}/default.{part}.j2")
     try:
         if "locale" in context and "words" not in context:
-            locale = context["locale"]
-            # Facts of another shape than the kind's (an old alert, a hand-made event): the
-            # neutral words, which need none.
-            words_kind = (context.get("words_kind") or kind) if context.get("facts") and context.get("variant") != "test" \
-                else "default"
-            context = dict(context, words=select(env, words_names(locale, words_kind)),
-                           common=select(env, words_names(locale, kind, "_common")))
+            line = _subject_line(env, names, kind, context)
+            if line is not None:
+                return line
+            words, common = _words(env, kind, context)
+            context = dict(context, words=words, common=common)
         template = select(env, names)
         text = template.render(context).strip()
         if part == "text":
             text = _BLANK_RUNS.sub("\n\n", _TRAILING_SPACE.sub("", text))  # optional lines left out leave no holes
         return text
-    except jinja2.TemplatesNotFound:
-        raise TemplateFailure(f"template error: no template {names[-1]}") from None
-    except jinja2.TemplateError as exc:
-        where = getattr(exc, "name", None) or names[0]
-        raise TemplateFailure(f"template error in {where}: {str(exc)[:200]}") from None
     except Exception as exc:  # noqa: BLE001 - a template bug must fail one notification, not the pass
-        raise TemplateFailure(f"template error in {names[0]}: {type(exc).__name__}") from None
+        raise _failure(exc, names) from None
+
+
+def subject_line(channel: str, kind: str, part: str, context: dict[str, Any], *,
+                 root: Optional[Path] = None) -> Optional[str]:
+    """What render() gives for a subject-only part, from the smaller context of
+    Composer.subject_context, when the shipped templates make the line; None when an override
+    takes part or the part is not subject-only (then render the whole context)."""
+    env = environment(str(root or TEMPLATE_ROOT))
+    names = (f"{channel}/{kind}.{part}.j2", f"{channel}/default.{part}.j2")
+    try:
+        return _subject_line(env, names, kind, context)
+    except Exception as exc:  # noqa: BLE001
+        raise _failure(exc, names) from None
+
+
+def _words_kind(kind: str, context: dict[str, Any]) -> str:
+    # Facts of another shape than the kind's (an old alert, a hand-made event): the neutral
+    # words, which need none.
+    return (context.get("words_kind") or kind) if context.get("facts") and context.get("variant") != "test" \
+        else "default"
+
+
+def _words(env: ImmutableSandboxedEnvironment, kind: str, context: dict[str, Any]) -> tuple[jinja2.Template, jinja2.Template]:
+    """The words file and _common for the context's locale."""
+    locale = context["locale"]
+    return (select(env, words_names(locale, _words_kind(kind, context))),
+            select(env, words_names(locale, kind, "_common")))
+
+
+def _subject_line(env: ImmutableSandboxedEnvironment, names: tuple[str, str], kind: str,
+                  context: dict[str, Any]) -> Optional[str]:
+    if names[-1] not in SUBJECT_ONLY_TEMPLATES:
+        return None
+    macros = _subject_macros(env, names, kind, context)
+    if macros is None:
+        return None
+    prefix, family = macros
+    try:
+        arguments = [context[name] for name in SUBJECT_ARGUMENTS]
+        transition_name = context["transition_name"]
+    except KeyError:
+        return None   # a context of another shape: the templates say what is missing
+    # The prefix depends on the transition alone: made once per transition, not per message.
+    key = (prefix, arguments[0], transition_name)
+    said = _PREFIXES.get(key)
+    if said is None:
+        said = prefix(arguments[0], transition_name)
+        if len(_PREFIXES) >= _PREFIX_CACHE:
+            _PREFIXES.clear()
+        _PREFIXES[key] = said
+    return family(said, *arguments).strip()
+
+
+# Found for the shipped folder, whose files do not change while the process runs: (template name,
+# kind, locale, words kind) -> the macros, or None.
+_SHIPPED_SUBJECTS: dict[tuple[str, ...], Optional[tuple[Macro, Macro]]] = {}
+_PREFIXES: dict[tuple[Any, ...], str] = {}
+
+
+def _subject_macros(env: ImmutableSandboxedEnvironment, names: tuple[str, str], kind: str,
+                    context: dict[str, Any]) -> Optional[tuple[Macro, Macro]]:
+    """The prefix macro and the family's subject macro, when the template, the words file and
+    _common that render() would use are the shipped ones; else None."""
+    key = (names[0], kind, context.get("locale"), _words_kind(kind, context))
+    if not env.auto_reload and key in _SHIPPED_SUBJECTS:
+        return _SHIPPED_SUBJECTS[key]
+    found = None
+    template, (words, common) = select(env, names), _words(env, kind, context)
+    words_file, common_file = _WORDS_FILE.fullmatch(words.name or ""), _WORDS_FILE.fullmatch(common.name or "")
+    if (template.name in SUBJECT_ONLY_TEMPLATES and all(_is_shipped(t) for t in (template, words, common))
+            and words_file and common_file and common_file.group(2) == "_common"):
+        # _common's prefix() and the words file's subject() call their own folder's _subjects.j2
+        # (a German reader of an English-only kind gets the German prefix), which may be overridden.
+        try:
+            prefixes = env.get_template(f"words/{common_file.group(1)}/_subjects.j2").module
+            subjects = env.get_template(f"words/{words_file.group(1)}/_subjects.j2").module
+        except jinja2.TemplateNotFound:
+            prefixes = subjects = None
+        prefix, family = getattr(prefixes, "prefix", None), getattr(subjects, words_file.group(2), None)
+        if isinstance(prefix, Macro) and isinstance(family, Macro):
+            found = (prefix, family)
+    if not env.auto_reload:
+        _SHIPPED_SUBJECTS[key] = found
+    return found
+
+
+def _is_shipped(template: jinja2.Template) -> bool:
+    return bool(template.filename) and Path(template.filename).parent.is_relative_to(TEMPLATE_ROOT)
+
+
+def _failure(exc: Exception, names: tuple[str, str]) -> TemplateFailure:
+    if isinstance(exc, TemplateFailure):
+        return exc
+    if isinstance(exc, jinja2.TemplatesNotFound):
+        return TemplateFailure(f"template error: no template {names[-1]}")
+    if isinstance(exc, jinja2.TemplateError):
+        where = getattr(exc, "name", None) or names[0]
+        return TemplateFailure(f"template error in {where}: {str(exc)[:200]}")
+    return TemplateFailure(f"template error in {names[0]}: {type(exc).__name__}")
 
 
 _TRAILING_SPACE = re.compile(r"(?<!--)[ \t]+$", re.MULTILINE)  # not the "-- " signature separator
