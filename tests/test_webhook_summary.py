@@ -219,3 +219,22 @@ def test_an_overridden_summary_template_renders_as_written(tmp_path):
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     GOLDEN.write_text(json.dumps(summaries(), ensure_ascii=False, indent=0, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN}")
+
+
+@pytest.mark.parametrize("key", GROUP_KEYS)
+def test_a_german_group_email_is_german_throughout(key):
+    # words/de/group.j2: without it a German group message fell back to English words around
+    # German kind names ("5 dem Runs-Kontingent alerts for ...").
+    from channels.email import EmailChannel
+    from engine.config import EmailChannelConfig
+
+    cfg = config()
+    channel = EmailChannel(EmailChannelConfig(sender="notify@example.com"), composer=Composer(cfg))
+    group_case = next(m for name, m in cases().items() if name == f"group/{key or 'group_wait'}/one_kind/de")
+    email = channel.build(group_case)
+    text = email.get_body(("plain",)).get_content()
+    words = email["Subject"] + "\n" + text
+    for english in ("alert update", "alerts for", "arrived", "You receive", "more are not listed", "Here is"):
+        assert english not in words, (english, words)
+    assert "Sie erhalten diese Nachricht" in text and "Alarm" in email["Subject"]
+    assert "5 Alarm-Aktualisierungen" in words or "5 Alarme zum Runs-Kontingent" in words
