@@ -69,12 +69,11 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
         metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="silence").inc(result.silenced)
     if result.inhibited:
         metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="inhibition").inc(result.inhibited)
-    if planned:
-        conn.execute(query("planner", "wake_dispatchers"))
+    # (The statement itself woke the dispatchers when it planned anything.)
     for reason in ("group_wait", "digest", "quiet_hours"):
         if getattr(result, f"held_{reason}"):
             metrics.NOTIFICATIONS_HELD.labels(reason=reason).inc(getattr(result, f"held_{reason}"))
-    if planned or changed_since is None:
+    if (planned or changed_since is None) and result.release_due:
         # Rows held for their group (issue 15) that are due now, those of this pass included.
         release_held(conn, config, now)
     return planned
