@@ -424,7 +424,6 @@ targets AS (
    AND pe.severity >= r.min_severity AND NOT r.escalation_only
   WHERE pe.transition = ANY (CAST(:notifying_transitions AS text[]))
 ),
-
 -- Noise control (docs/NOISE.md): a row whose alert a silence in force selects is recorded
 -- `suppressed` by it (the earliest such silence), else one an inhibition rule's source alert holds
 -- down (an unresolved alert of the same tenant matching the rule's source, equal on its `equal`

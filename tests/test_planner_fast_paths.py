@@ -1,0 +1,155 @@
+"""The planner's fast paths (issue 16, item 3), each keeping every outcome: a transaction's own
+transitions are planned by plan_transitions (plan_notifications without the tick's parts), the
+planning statement wakes the dispatchers itself, and the release step's statements run only when
+a held row is due. Silences are read by the planning statement itself (nothing cached), so one
+added by another process holds down the very next transition."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+
+from engine.alerts import raise_event
+from engine.config import PlanConfig, RouteConfig
+from engine.queries import query
+from tests.delivery_support import TENANT, add_dest, notifications
+
+OTHER = "6f1c2d3e-0000-4000-8000-000000000002"
+PLANNER_SQL = Path(__file__).resolve().parent.parent / "engine" / "sql" / "planner.sql"
+
+
+@pytest.fixture
+def mail_dest_app(app):
+    app.config.delivery.reminder_interval = 0
+    app.config.plans = {"default": PlanConfig(runs_used=1000)}
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, app.clock.now(), "email", "ops@example.com")
+        add_dest(conn, app.clock.now(), "email", "other@example.com", tenant_id=OTHER)
+    return app
+
+
+class Statements:
+    """The engine/sql blocks the app's notify engine runs, by name, in order."""
+
+    def __init__(self, app):
+        self.names = {}
+        for name in ("lock_planner", "plan_notifications", "plan_transitions", "wake_dispatchers"):
+            self.names[_first_line(query("planner", name).text)] = f"planner.{name}"
+        for name in ("suppress_silenced_held", "release_held"):
+            self.names[_first_line(query("noise", name).text)] = f"noise.{name}"
+        self.ran: list[str] = []
+        event.listen(app.databases.engine("notify"), "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, parameters, context, executemany):
+        name = self.names.get(_first_line(statement))
+        if name:
+            self.ran.append(name)
+
+
+def _first_line(statement: str) -> str:
+    # Binds are :name in the file and %(name)s for the driver, comments included.
+    return re.sub(r"%\(\w+\)s|:\w+", "?", statement.strip().splitlines()[0])
+
+
+def rows(app, **where) -> list[dict]:
+    with app.databases.begin("notify") as conn:
+        return notifications(conn, **where)
+
+
+def _ctes(block: str) -> dict[str, str]:
+    """A WITH statement's CTEs by name, each with its text (comments left out)."""
+    found, name = {}, None
+    for line in block.splitlines():
+        start = re.match(r"^(?:WITH )?([a-z_]+) AS (?:MATERIALIZED )?\($", line)
+        if start:
+            name = start.group(1)
+            found[name] = []
+        elif line.startswith("SELECT (SELECT count(*) FROM inserted)"):
+            name = None
+        elif name and not line.lstrip().startswith("--"):
+            found[name].append(line)
+    return {k: "\n".join(v).rstrip(",") for k, v in found.items()}
+
+
+def test_plan_transitions_shares_every_cte_from_routes_to_inserted_with_plan_notifications():
+    source = PLANNER_SQL.read_text()
+    tick = _ctes(source.split("-- name: plan_notifications")[1].split("-- name:")[0])
+    own = _ctes(source.split("-- name: plan_transitions")[1].split("-- name:")[0])
+    names = list(own)
+    shared = names[names.index("routes"):names.index("inserted") + 1]
+    assert len(shared) > 10
+    for name in shared:
+        if name == "targets":
+            # The tick's adds the escalation steps' branches after the same two.
+            assert tick[name].startswith(own[name].removesuffix(")").rstrip()), name
+        else:
+            assert own[name] == tick[name], f"{name} differs between plan_transitions and plan_notifications"
+    assert set(own) - set(tick) == set()
+
+
+def test_a_transaction_that_plans_wakes_the_dispatchers_at_commit_and_a_refresh_does_not(mail_dest_app,
+                                                                                        database_urls):
+    app = mail_dest_app
+    with psycopg.connect(database_urls["notify"], autocommit=True) as listener:
+        listener.execute("LISTEN notify_engine_deliveries")
+        raise_event(app, TENANT, "PAYMENT_FAILED")
+        assert len(list(listener.notifies(timeout=5, stop_after=1))) == 1
+        raise_event(app, TENANT, "PAYMENT_FAILED")   # refreshed: nothing planned
+        assert list(listener.notifies(timeout=0.2)) == []
+    assert [r["status"] for r in rows(app)] == ["queued"]
+
+
+def test_a_transition_with_no_held_row_due_runs_no_release_statement(mail_dest_app):
+    app = mail_dest_app
+    seen = Statements(app)
+    raise_event(app, TENANT, "PAYMENT_FAILED")
+    assert seen.ran == ["planner.lock_planner", "planner.plan_transitions"]
+    assert [r["status"] for r in rows(app)] == ["queued"]
+
+
+def test_a_held_row_that_fell_due_is_released_by_the_next_transactions_planning(mail_dest_app):
+    app = mail_dest_app
+    app.config.routes = [RouteConfig(name="ops", channel="email", target="ops-team@example.com")]
+    seen = Statements(app)
+    raise_event(app, TENANT, "PAYMENT_FAILED")
+    held = rows(app, route_key="route:ops")
+    assert [r["status"] for r in held] == ["held"]          # group_wait 30s
+    assert "noise.release_held" not in seen.ran              # not due yet
+    app.clock.advance(timedelta(seconds=31))
+    raise_event(app, OTHER, "PAYMENT_FAILED", severity="warn")   # a group of its own
+    assert seen.ran.count("noise.release_held") == 1
+    assert rows(app, id=held[0]["id"])[0]["status"] == "queued"
+
+
+def test_a_silence_added_by_another_process_holds_down_the_very_next_transition(mail_dest_app, config_file):
+    app = mail_dest_app
+    raise_event(app, OTHER, "PAYMENT_FAILED")                # a first pass: nothing is silenced
+    added = subprocess.run(
+        [str(Path(sys.executable).parent / "notifyctl"), "--config", str(config_file()), "silence", "add",
+         "--match", f"tenant={TENANT}", "--for", "1h"], capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    ident = added.stdout.strip()
+    app.clock.current = max(app.clock.now(), datetime.now(timezone.utc)) + timedelta(seconds=1)
+    raise_event(app, TENANT, "PAYMENT_FAILED")
+    mine = [r for r in rows(app) if str(r["tenant_id"]) == TENANT]
+    assert [(r["status"], r["suppressed_by"]) for r in mine] == [("suppressed", f"silence:{ident}")]
+    assert [r["status"] for r in rows(app) if str(r["tenant_id"]) == OTHER] == ["queued"]
+
+
+def test_the_tick_still_plans_with_the_whole_statement(mail_dest_app):
+    from engine.planner import plan_notifications
+
+    app = mail_dest_app
+    seen = Statements(app)
+    with app.databases.begin("notify") as conn:
+        conn.execute(text("INSERT INTO notify.alerts (tenant_id, kind, dedupe_key) VALUES (:t, 'WALLET_LOW', 'w')"),
+                     {"t": TENANT})
+        assert plan_notifications(conn, app.config, app.clock.now()) == 1
+    assert seen.ran[:2] == ["planner.lock_planner", "planner.plan_notifications"]
