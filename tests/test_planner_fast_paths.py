@@ -153,3 +153,56 @@ def test_the_tick_still_plans_with_the_whole_statement(mail_dest_app):
                      {"t": TENANT})
         assert plan_notifications(conn, app.config, app.clock.now()) == 1
     assert seen.ran[:2] == ["planner.lock_planner", "planner.plan_notifications"]
+
+
+def _sql_bodies(path: Path) -> list[str]:
+    """The CREATE FUNCTION statements of a migration, made temporary (pg_temp) for a comparison."""
+    text_ = path.read_text()
+    found = re.findall(r"CREATE FUNCTION notify\.(?:next_digest_at|quiet_hours_end|silence_matches)\(.*?\$\$;",
+                       text_, re.S)
+    return [f.replace("CREATE FUNCTION notify.", "CREATE FUNCTION pg_temp.") for f in found]
+
+
+def test_the_plpgsql_planner_functions_answer_as_the_sql_ones_did(database_urls):
+    ddl = PLANNER_SQL.parent.parent.parent / "ddl" / "notify"
+    old = _sql_bodies(ddl / "0018_noise_settings.sql") + _sql_bodies(ddl / "0020_silences.sql")
+    assert len(old) == 3
+    with psycopg.connect(database_urls["notify"]) as conn:
+        for statement in old:
+            conn.execute(statement)
+        differ = conn.execute("""
+            WITH moments AS (
+              SELECT t FROM generate_series(timestamptz '2026-03-28 20:00Z', timestamptz '2026-03-30 04:00Z',
+                                            interval '37 minutes') t
+              UNION ALL SELECT timestamptz '2026-10-25 00:59:59Z' UNION ALL SELECT NULL),
+            zones AS (SELECT z FROM unnest(ARRAY['UTC', 'Europe/Berlin', 'America/St_Johns', 'Asia/Kolkata', NULL]) z),
+            settings AS (SELECT * FROM (VALUES ('hourly', time '00:15', time '22:00', time '07:00'),
+                                               ('daily', time '08:30', time '09:00', time '17:30'),
+                                               ('immediate', time '00:00', time '23:00', time '01:00'),
+                                               (NULL, NULL, NULL, time '01:00')) s(every, at_time, q_start, q_end))
+            SELECT count(*) FROM moments, zones, settings
+            WHERE notify.next_digest_at(t, every, at_time, z) IS DISTINCT FROM pg_temp.next_digest_at(t, every, at_time, z)
+               OR notify.quiet_hours_end(t, q_start, q_end, z) IS DISTINCT FROM pg_temp.quiet_hours_end(t, q_start, q_end, z)
+            """).fetchone()[0]
+        assert differ == 0
+        matchers = [
+            '[{"name": "tenant", "value": "%s", "isRegex": false, "isEqual": true}]' % TENANT,
+            '[{"name": "kind", "value": "PAYMENT_.*", "isRegex": true, "isEqual": true},'
+            ' {"name": "severity", "value": "warn", "isRegex": false, "isEqual": false}]',
+            '[{"name": "base", "value": "", "isRegex": false, "isEqual": true}]',
+            '[{"name": "region", "value": "eu|us", "isRegex": true, "isEqual": true}]',
+            '[{"name": "region", "value": "eu", "isRegex": false}]',
+        ]
+        total, matched, mismatched = conn.execute("""
+            SELECT count(*), count(*) FILTER (WHERE notify.silence_matches(m, tenant, kind, severity, base, labels)),
+                   count(*) FILTER (WHERE notify.silence_matches(m, tenant, kind, severity, base, labels)
+                                    IS DISTINCT FROM pg_temp.silence_matches(m, tenant, kind, severity, base, labels))
+            FROM unnest(CAST(%s AS jsonb[])) m,
+                 unnest(ARRAY[CAST(%s AS uuid), gen_random_uuid()]) tenant,
+                 unnest(ARRAY['PAYMENT_FAILED', 'RUNS_THRESHOLD']) kind,
+                 unnest(ARRAY['warn', 'critical']) severity,
+                 unnest(ARRAY[NULL, gen_random_uuid()]) base,
+                 unnest(ARRAY[NULL, '{"region": "eu"}', '{"region": "apac"}']::jsonb[]) labels
+            """, (matchers, TENANT)).fetchone()
+        assert mismatched == 0
+        assert 0 < matched < total     # the grid has both answers
