@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.delivery_bench import INSERT_ALERTS, prepare_database  # noqa: E402
+from bench.delivery_bench import INSERT_ALERTS, cluster_cpu_seconds, prepare_database  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -212,14 +212,17 @@ def run(args) -> dict:
                     server_statements(url, timer)
                     timer.label = f"batch {size}"
                     walls, cpus = [], []
+                    server_cpu = cluster_cpu_seconds(workdir / "pg")
                     for _ in range(repeats):
                         changes = batch(size)
                         cpu, wall = time.process_time(), time.perf_counter()
                         apply_events(app, changes)
                         walls.append(time.perf_counter() - wall)
                         cpus.append(time.process_time() - cpu)
+                    server_cpu = cluster_cpu_seconds(workdir / "pg") - server_cpu
                     results[f"apply_events x{size}"] = dict(
-                        repeats=repeats, wall_ms_median=round(statistics.median(walls) * 1000, 3),
+                        repeats=repeats, server_cpu_ms_mean=round(server_cpu / repeats * 1000, 3),
+                        client_cpu_ms_mean=round(sum(cpus) / repeats * 1000, 3), wall_ms_median=round(statistics.median(walls) * 1000, 3),
                         cpu_ms_median=round(statistics.median(cpus) * 1000, 3),
                         statements_per_batch={k: round(v["ms"] / repeats, 3)
                                               for k, v in timer.report(repeats).items()},
@@ -229,17 +232,22 @@ def run(args) -> dict:
                 timer.reset()
                 server_statements(url, timer)
                 timer.label = "raise_event"
+                server_cpu, client_cpu = cluster_cpu_seconds(workdir / "pg"), time.process_time()
                 for i in range(args.events):
                     start = time.perf_counter()
                     raise_event(app, tenant(i), "PAYMENT_FAILED", dedup_key=f"e{i}", context={"invoice": f"e{i}"})
                     latencies.append(time.perf_counter() - start)
                 latencies.sort()
-                results["raise_event"] = dict(
-                    n=len(latencies), p50_ms=round(latencies[len(latencies) // 2] * 1000, 3),
-                    p99_ms=round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
-                    statements_per_call={k: round(v["ms"] / args.events, 3)
-                                         for k, v in timer.report(args.events).items()},
-                    server=server_statements(url, timer))
+                server_cpu = cluster_cpu_seconds(workdir / "pg") - server_cpu
+                client_cpu = time.process_time() - client_cpu
+                if latencies:
+                    results["raise_event"] = dict(
+                        n=len(latencies), server_cpu_ms_mean=round(server_cpu / len(latencies) * 1000, 3),
+                        client_cpu_ms_mean=round(client_cpu / len(latencies) * 1000, 3), p50_ms=round(latencies[len(latencies) // 2] * 1000, 3),
+                        p99_ms=round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 3),
+                        statements_per_call={k: round(v["ms"] / args.events, 3)
+                                             for k, v in timer.report(args.events).items()},
+                        server=server_statements(url, timer))
 
                 if args.plan_alerts:
                     with psycopg.connect(url, autocommit=True) as raw:
@@ -250,10 +258,12 @@ def run(args) -> dict:
                     timer.reset()
                     server_statements(url, timer)
                     timer.label = "plan 50k"
+                    server_cpu = cluster_cpu_seconds(workdir / "pg")
                     cpu, wall = time.process_time(), time.perf_counter()
                     with app.databases.begin("notify") as conn:
                         planned = plan_notifications(conn, app.config, app.clock.now())
                     results["plan 50k"] = dict(planned=planned, wall_s=round(time.perf_counter() - wall, 3),
+                                               server_cpu_s=round(cluster_cpu_seconds(workdir / "pg") - server_cpu, 3),
                                                statements=timer.report(max(1, planned)),
                                                server=server_statements(url, timer))
                 if args.explain:

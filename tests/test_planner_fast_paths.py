@@ -1,8 +1,8 @@
 """The planner's fast paths (issue 16, item 3), each keeping every outcome: a transaction's own
-transitions are planned by plan_transitions (plan_notifications without the tick's parts), the
-planning statement wakes the dispatchers itself, and the release step's statements run only when
-a held row is due. Silences are read by the planning statement itself (nothing cached), so one
-added by another process holds down the very next transition."""
+transitions are planned by plan_transitions (plan_notifications without the tick's parts), or by
+plan_transitions_unsuppressed (without the suppression's parts either) when nothing can be
+suppressed, which checks that for itself; the planning statement wakes the dispatchers itself;
+the release step's statements run only when a held row is due."""
 
 from __future__ import annotations
 
@@ -16,13 +16,22 @@ import psycopg
 import pytest
 from sqlalchemy import event, text
 
+from engine import planner
 from engine.alerts import raise_event
+from engine.collectors.push import record_snapshots
 from engine.config import PlanConfig, RouteConfig
+from engine.detect import run_detection
 from engine.queries import query
 from tests.delivery_support import TENANT, add_dest, notifications
 
 OTHER = "6f1c2d3e-0000-4000-8000-000000000002"
 PLANNER_SQL = Path(__file__).resolve().parent.parent / "engine" / "sql" / "planner.sql"
+
+
+@pytest.fixture(autouse=True)
+def fast_path_first(monkeypatch):
+    """Each test starts with the planner's guess that nothing is suppressible (its default)."""
+    monkeypatch.setattr(planner, "_suppressible_last", False)
 
 
 @pytest.fixture
@@ -40,7 +49,8 @@ class Statements:
 
     def __init__(self, app):
         self.names = {}
-        for name in ("lock_planner", "plan_notifications", "plan_transitions", "wake_dispatchers"):
+        for name in ("lock_planner", "plan_notifications", "plan_transitions", "plan_transitions_unsuppressed",
+                     "wake_dispatchers"):
             self.names[_first_line(query("planner", name).text)] = f"planner.{name}"
         for name in ("suppress_silenced_held", "release_held"):
             self.names[_first_line(query("noise", name).text)] = f"noise.{name}"
@@ -94,6 +104,25 @@ def test_plan_transitions_shares_every_cte_from_routes_to_inserted_with_plan_not
     assert set(own) - set(tick) == set()
 
 
+def test_plan_transitions_unsuppressed_is_plan_transitions_without_suppression_and_with_its_guard():
+    source = PLANNER_SQL.read_text()
+    full = _ctes(source.split("-- name: plan_transitions\n")[1].split("-- name:")[0])
+    fast = _ctes(source.split("-- name: plan_transitions_unsuppressed")[1].split("-- name:")[0])
+    guard = "NOT EXISTS (SELECT 1 FROM suppression_candidates)"
+    assert set(full) - set(fast) == {"candidate_tenants", "inhibitors", "inhibited", "silenced"}
+    assert set(fast) <= set(full)
+    for name in fast:
+        if name == "suppression_map":
+            assert fast[name].strip().removesuffix(")").strip() == "SELECT CAST('{}' AS jsonb) AS reasons"
+        elif name in ("inserted", "caught_up"):
+            lines = fast[name].splitlines()
+            assert sum(guard in line for line in lines) == 1, name
+            assert [line.replace(f"AND {guard}", "").replace(f"WHERE {guard}", "") for line in lines
+                    if line.strip() not in (f"AND {guard}", f"WHERE {guard}")] == full[name].splitlines(), name
+        else:
+            assert fast[name] == full[name], f"{name} differs between the two statements"
+
+
 def test_a_transaction_that_plans_wakes_the_dispatchers_at_commit_and_a_refresh_does_not(mail_dest_app,
                                                                                         database_urls):
     app = mail_dest_app
@@ -110,7 +139,7 @@ def test_a_transition_with_no_held_row_due_runs_no_release_statement(mail_dest_a
     app = mail_dest_app
     seen = Statements(app)
     raise_event(app, TENANT, "PAYMENT_FAILED")
-    assert seen.ran == ["planner.lock_planner", "planner.plan_transitions"]
+    assert seen.ran == ["planner.lock_planner", "planner.plan_transitions_unsuppressed"]
     assert [r["status"] for r in rows(app)] == ["queued"]
 
 
@@ -130,7 +159,9 @@ def test_a_held_row_that_fell_due_is_released_by_the_next_transactions_planning(
 
 def test_a_silence_added_by_another_process_holds_down_the_very_next_transition(mail_dest_app, config_file):
     app = mail_dest_app
+    seen = Statements(app)
     raise_event(app, OTHER, "PAYMENT_FAILED")                # a first pass: nothing is silenced
+    assert seen.ran[-1] == "planner.plan_transitions_unsuppressed" and not planner._suppressible_last
     added = subprocess.run(
         [str(Path(sys.executable).parent / "notifyctl"), "--config", str(config_file()), "silence", "add",
          "--match", f"tenant={TENANT}", "--for", "1h"], capture_output=True, text=True, timeout=60)
@@ -138,9 +169,34 @@ def test_a_silence_added_by_another_process_holds_down_the_very_next_transition(
     ident = added.stdout.strip()
     app.clock.current = max(app.clock.now(), datetime.now(timezone.utc)) + timedelta(seconds=1)
     raise_event(app, TENANT, "PAYMENT_FAILED")
+    # The fast statement saw the silence, wrote nothing, and the whole one planned.
+    assert seen.ran[-2:] == ["planner.plan_transitions_unsuppressed", "planner.plan_transitions"]
     mine = [r for r in rows(app) if str(r["tenant_id"]) == TENANT]
     assert [(r["status"], r["suppressed_by"]) for r in mine] == [("suppressed", f"silence:{ident}")]
     assert [r["status"] for r in rows(app) if str(r["tenant_id"]) == OTHER] == ["queued"]
+
+
+def test_transitions_an_inhibition_rule_targets_are_planned_by_the_whole_statement_once(mail_dest_app):
+    app = mail_dest_app
+    seen = Statements(app)
+    # 100 %: the warn (80 %) and critical alerts open together; the default rule's targets take the
+    # warn one, and the critical one holds it down.
+    record_snapshots(app, [{"tenant_id": TENANT, "metric": "runs_used", "value": 1000}])
+    run_detection(app)
+    assert seen.ran[-2:] == ["planner.plan_transitions_unsuppressed", "planner.plan_transitions"]
+    assert sorted((r["severity"], r["status"], (r["suppressed_by"] or "").split(":")[0]) for r in rows(app)) == [
+        ("critical", "queued", ""), ("warn", "suppressed", "inhibition")]
+    assert planner._suppressible_last
+    # The guess: the next transitions go straight to the whole statement ...
+    seen.ran.clear()
+    raise_event(app, OTHER, "PAYMENT_FAILED")
+    assert seen.ran[:2] == ["planner.lock_planner", "planner.plan_transitions"]
+    # ... which saw nothing suppressible: the ones after them take the fast statement alone.
+    assert not planner._suppressible_last
+    seen.ran.clear()
+    raise_event(app, OTHER, "PAYMENT_FAILED", dedup_key="second")
+    assert seen.ran[:2] == ["planner.lock_planner", "planner.plan_transitions_unsuppressed"]
+    assert "planner.plan_transitions" not in seen.ran
 
 
 def test_the_tick_still_plans_with_the_whole_statement(mail_dest_app):
