@@ -161,7 +161,7 @@ def run(args) -> dict:
     from engine.alerts import apply_events, event_change, raise_event
     from engine.app import App
     from engine.config import Config, DatabasesConfig
-    from engine.planner import plan_notifications
+    from engine.planner import plan_notifications, plan_transitions_of_this_transaction
 
     if os.environ.get("BENCH_PG_OPTIONS"):   # experiments: extra session settings (-c name=value)
         import engine.db
@@ -248,6 +248,27 @@ def run(args) -> dict:
                         statements_per_call={k: round(v["ms"] / args.events, 3)
                                              for k, v in timer.report(args.events).items()},
                         server=server_statements(url, timer))
+
+                # delivery_bench's same-work ingest: 1,000 quota warn alerts a transaction, planned in it.
+                timer.reset()
+                server_statements(url, timer)
+                timer.label = "ingest quota x1000"
+                walls, cpus = [], []
+                server_cpu = cluster_cpu_seconds(workdir / "pg")
+                for first in range(1, 5001, 1000):
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    with app.databases.begin("notify") as conn:
+                        now = app.clock.now()
+                        conn.exec_driver_sql(INSERT_ALERTS.replace("'runs:80pct", "'ingest:runs:80pct"),
+                                             dict(tenants=1000, now=now, planned_seq=1, first=first, last=first + 999))
+                        plan_transitions_of_this_transaction(conn, app.config, now)
+                    walls.append(time.perf_counter() - wall)
+                    cpus.append(time.process_time() - cpu)
+                server_cpu = cluster_cpu_seconds(workdir / "pg") - server_cpu
+                results["ingest quota x1000"] = dict(
+                    repeats=5, server_cpu_ms_mean=round(server_cpu / 5 * 1000, 3),
+                    client_cpu_ms_mean=round(sum(cpus) / 5 * 1000, 3),
+                    wall_ms_median=round(statistics.median(walls) * 1000, 3), server=server_statements(url, timer))
 
                 if args.plan_alerts:
                     with psycopg.connect(url, autocommit=True) as raw:
