@@ -222,7 +222,7 @@ suppression_candidates AS (
 ),
 -- The alerts that hold others down: unresolved, matching a rule's source, of a tenant with
 -- candidates. Read once for the statement, tenant by tenant through not_alert_unresolved_tenant
--- (ddl/notify/0023; the OFFSET 0 keeps it so), not looked up per candidate: 50,000 warn rows
+-- (ddl/notify/0024; the OFFSET 0 keeps it so), not looked up per candidate: 50,000 warn rows
 -- probing their tenants' alerts one by one took 5-13 s. A plain join was planned from the row
 -- estimates of a transaction's fresh transitions (1: the statistics never saw them) as a nested
 -- loop comparing every open alert with every candidate tenant: 0.1-0.4 s for a batch of 1,000.
@@ -455,7 +455,7 @@ suppression_candidates AS (
 ),
 -- The alerts that hold others down: unresolved, matching a rule's source, of a tenant with
 -- candidates. Read once for the statement, tenant by tenant through not_alert_unresolved_tenant
--- (ddl/notify/0023; the OFFSET 0 keeps it so), not looked up per candidate: 50,000 warn rows
+-- (ddl/notify/0024; the OFFSET 0 keeps it so), not looked up per candidate: 50,000 warn rows
 -- probing their tenants' alerts one by one took 5-13 s. A plain join was planned from the row
 -- estimates of a transaction's fresh transitions (1: the statistics never saw them) as a nested
 -- loop comparing every open alert with every candidate tenant: 0.1-0.4 s for a batch of 1,000.
