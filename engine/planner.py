@@ -62,22 +62,44 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
     params = dict(route_parameters(config), **policies, **planner_parameters(config), **inhibit_parameters(config),
                   now=now, periodic=periodic, notice_silences=notice_silences, changed_since=changed_since,
                   shard=shard[0] if shard else None, shards=shard[1] if shard else None, tenants=tenants)
-    result = conn.execute(query("planner", "plan_notifications"), params).one()
+    if changed_since is None:
+        result = conn.execute(query("planner", "plan_notifications"), params).one()
+    else:
+        result = _plan_transitions(conn, params)
     planned = result.planned
     # Counted when planned; a caller's transaction that rolls back afterwards over-counts (rare).
     if result.silenced:
         metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="silence").inc(result.silenced)
     if result.inhibited:
         metrics.NOTIFICATIONS_SUPPRESSED.labels(reason="inhibition").inc(result.inhibited)
-    if planned:
-        conn.execute(query("planner", "wake_dispatchers"))
+    # (The statement itself woke the dispatchers when it planned anything.)
     for reason in ("group_wait", "digest", "quiet_hours"):
         if getattr(result, f"held_{reason}"):
             metrics.NOTIFICATIONS_HELD.labels(reason=reason).inc(getattr(result, f"held_{reason}"))
-    if planned or changed_since is None:
+    if (planned or changed_since is None) and result.release_due:
         # Rows held for their group (issue 15) that are due now, those of this pass included.
         release_held(conn, config, now)
     return planned
+
+
+# Whether the last transitions planned could be suppressed (a silence in force, an inhibition
+# rule's targets): the next ones then go straight to plan_transitions. Only a guess of which
+# statement is cheaper: plan_transitions_unsuppressed checks for itself.
+_suppressible_last = False
+
+
+def _plan_transitions(conn: Connection, params: dict):
+    """A transaction's own transitions: without the tick's parts (cheaper to plan), and without
+    the suppression's when nothing can be suppressed (plan_transitions_unsuppressed writes nothing
+    and says so otherwise)."""
+    global _suppressible_last
+    if not _suppressible_last:
+        result = conn.execute(query("planner", "plan_transitions_unsuppressed"), params).one()
+        if not result.suppressible:
+            return result
+    result = conn.execute(query("planner", "plan_transitions"), params).one()
+    _suppressible_last = result.suppressible
+    return result
 
 
 def inhibit_parameters(config: Config) -> dict[str, list]:
