@@ -386,6 +386,19 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+_last_redactor: Optional[tuple[Any, Redactor]] = None
+
+
+def _redactor(rules: Optional[RedactionConfig]) -> Redactor:
+    """The Redactor of these rules, kept from batch to batch (building one compiles its rules, a
+    cost every API batch paid; its caches are bounded and safe to share between threads)."""
+    global _last_redactor
+    kept = _last_redactor
+    if kept is None or kept[0] is not rules:
+        kept = _last_redactor = (rules, Redactor(rules))
+    return kept[1]
+
+
 def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None) -> list[EventOutcome]:
     """Raises and clears a batch of event alerts in one transaction: one upsert for the raises,
     one update for the clears, then the planner, so the batch's transitions and their
@@ -402,7 +415,7 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
         last[key] = change
     raises = [c for c in last.values() if not c.resolve]
     clears = [c for c in last.values() if c.resolve]
-    redactor = Redactor(app.config.logs.redaction)   # one per batch: its caches serve every alert
+    redactor = _redactor(app.config.logs.redaction)
     raised_at = now.isoformat()
     outcomes: dict[tuple, EventOutcome] = {}
     with app.databases.begin("notify") as conn:
