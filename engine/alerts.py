@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
@@ -440,9 +441,12 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
         if any(o.transition not in (None, "refreshed") for o in outcomes.values()):
             plan_transitions_of_this_transaction(conn, app.config, now,
                                                  tenants=sorted({c.tenant_id for c in last.values()}))
+    counted = Counter()   # one labels() lookup per (kind, transition), not per alert
     for change in last.values():
         outcome = outcomes.get((change.tenant_id, change.dedupe_key))
         if outcome is not None and outcome.transition not in (None, "refreshed"):
-            metrics.ALERT_TRANSITIONS.labels(kind=change.kind, transition=outcome.transition).inc()
+            counted[(change.kind, outcome.transition)] += 1
+    for (kind, transition), count in counted.items():
+        metrics.ALERT_TRANSITIONS.labels(kind=kind, transition=transition).inc(count)
     never = EventOutcome(None, None, None)
     return [outcomes.get((c.tenant_id, c.dedupe_key), never) for c in changes]

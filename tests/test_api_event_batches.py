@@ -189,3 +189,16 @@ def test_a_key_repeated_while_waiting_goes_in_the_next_batch_and_answers_refresh
     outcomes = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert [o.transition for o in outcomes] == ["opened", "opened", "opened", "refreshed"]
     assert runner.sizes == [1, 4, 3, 1]
+
+
+def test_a_batch_counts_each_transition_it_made(app):
+    from engine import metrics
+    from engine.alerts import apply_events
+
+    def opened() -> float:
+        return metrics.REGISTRY.get_sample_value(
+            "notify_alert_transitions_total", {"kind": "PAYMENT_FAILED", "transition": "opened"}) or 0
+
+    before = opened()
+    apply_events(app, [change(n) for n in range(3)])
+    assert opened() - before == 3
