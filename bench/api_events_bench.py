@@ -6,7 +6,9 @@ Two phases, each bounded in time:
   1. load: --clients concurrent HTTP/1.1 keep-alive clients (aiohttp, in this process) post
      --load-events trigger events, each for its own tenant, as fast as the answers come; the
      clock runs from the first request to the last answer. Figures: events/s answered, request
-     latency p50/p99/max (request sent to answer read), and how many webhooks arrived.
+     latency p50/p99/max (request sent to answer read), how many webhooks arrived, and the CPU
+     time per event of notifyd (API and dispatcher), PostgreSQL and the bench's own clients
+     during the load (steadier than the rate on a shared machine).
   2. latency: --events events paced at --rate per second (absolute schedule, one request in
      flight per event); latency = the webhook's arrival at the receiver - the instant the request
      started (the same clock, time.time()), as e2e_latency_bench measures raise_event.
