@@ -6,7 +6,9 @@ Two phases, each bounded in time:
   1. load: --clients concurrent HTTP/1.1 keep-alive clients (aiohttp, in this process) post
      --load-events trigger events, each for its own tenant, as fast as the answers come; the
      clock runs from the first request to the last answer. Figures: events/s answered, request
-     latency p50/p99/max (request sent to answer read), and how many webhooks arrived.
+     latency p50/p99/max (request sent to answer read), how many webhooks arrived, and the CPU
+     time per event of notifyd (API and dispatcher), PostgreSQL and the bench's own clients
+     during the load (steadier than the rate on a shared machine).
   2. latency: --events events paced at --rate per second (absolute schedule, one request in
      flight per event); latency = the webhook's arrival at the receiver - the instant the request
      started (the same clock, time.time()), as e2e_latency_bench measures raise_event.
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from delivery_bench import bench_cluster, free_port  # noqa: E402
+from delivery_bench import bench_cluster, cluster_cpu_seconds, free_port, pid_cpu_seconds, process_cpu_seconds  # noqa: E402
 from e2e_latency_bench import (  # noqa: E402
     measure, percentiles, receiver_process, run_bare_posts, start_notifyd, tenant, wait_arrivals,
 )
@@ -144,12 +146,18 @@ def main() -> int:
             # Warm-up, not measured: connections, prepared plans, the dispatcher's loop.
             asyncio.run(load(api, token, 200, 4, phase=9))
 
+            # CPU per event of each part (the machine may be shared: wall rates are noisy, CPU less so).
+            cpu_before = (pid_cpu_seconds(notifyd.pid), cluster_cpu_seconds(workdir / "pg"), process_cpu_seconds())
             result = asyncio.run(load(api, token, args.load_events, args.clients, phase=1))
+            cpu = [(after - before) / args.load_events * 1e6 for before, after in zip(cpu_before, (
+                pid_cpu_seconds(notifyd.pid), cluster_cpu_seconds(workdir / "pg"), process_cpu_seconds()))]
             got = wait_arrivals(receiver_port, [f"alert.opened:{tenant(1, i)}" for i in range(args.load_events)], 120)
             delivered = sum(1 for i in range(args.load_events) if f"alert.opened:{tenant(1, i)}" in got)
             print(f"load: {args.load_events:,} POST /v1/events from {args.clients} concurrent clients: "
                   f"{result['rate']:,.0f} events/s answered ({result['seconds']:.2f} s); request {fmt(result)}; "
                   f"statuses {result['statuses']}; webhooks arrived {delivered:,}", flush=True)
+            print(f"  CPU per event during the load: notifyd {cpu[0]:.0f} us (API and dispatcher), PostgreSQL "
+                  f"{cpu[1]:.0f} us, the bench's clients {cpu[2]:.0f} us", flush=True)
 
             bare = run_bare_posts(receiver_port, min(args.events, 500), args.rate)
             pushed, answers = asyncio.run(paced_events(api, token, args.events, args.rate, phase=2))

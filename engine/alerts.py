@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
@@ -386,6 +387,19 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+_last_redactor: Optional[tuple[Any, Redactor]] = None
+
+
+def _redactor(rules: Optional[RedactionConfig]) -> Redactor:
+    """The Redactor of these rules, kept from batch to batch (building one compiles its rules, a
+    cost every API batch paid; its caches are bounded and safe to share between threads)."""
+    global _last_redactor
+    kept = _last_redactor
+    if kept is None or kept[0] is not rules:
+        kept = _last_redactor = (rules, Redactor(rules))
+    return kept[1]
+
+
 def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None) -> list[EventOutcome]:
     """Raises and clears a batch of event alerts in one transaction: one upsert for the raises,
     one update for the clears, then the planner, so the batch's transitions and their
@@ -402,7 +416,7 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
         last[key] = change
     raises = [c for c in last.values() if not c.resolve]
     clears = [c for c in last.values() if c.resolve]
-    redactor = Redactor(app.config.logs.redaction)   # one per batch: its caches serve every alert
+    redactor = _redactor(app.config.logs.redaction)
     raised_at = now.isoformat()
     outcomes: dict[tuple, EventOutcome] = {}
     with app.databases.begin("notify") as conn:
@@ -427,9 +441,12 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
         if any(o.transition not in (None, "refreshed") for o in outcomes.values()):
             plan_transitions_of_this_transaction(conn, app.config, now,
                                                  tenants=sorted({c.tenant_id for c in last.values()}))
+    counted = Counter()   # one labels() lookup per (kind, transition), not per alert
     for change in last.values():
         outcome = outcomes.get((change.tenant_id, change.dedupe_key))
         if outcome is not None and outcome.transition not in (None, "refreshed"):
-            metrics.ALERT_TRANSITIONS.labels(kind=change.kind, transition=outcome.transition).inc()
+            counted[(change.kind, outcome.transition)] += 1
+    for (kind, transition), count in counted.items():
+        metrics.ALERT_TRANSITIONS.labels(kind=kind, transition=transition).inc(count)
     never = EventOutcome(None, None, None)
     return [outcomes.get((c.tenant_id, c.dedupe_key), never) for c in changes]
