@@ -3,9 +3,13 @@ in each request's transaction, dispatcher) on a private PostgreSQL cluster, one 
 route to a local receiver (bench/e2e_latency_bench.py's, which stamps each webhook's arrival).
 
 Two phases, each bounded in time:
-  1. load: --clients concurrent HTTP/1.1 keep-alive clients (aiohttp, in this process) post
-     --load-events trigger events, each for its own tenant, as fast as the answers come; the
-     clock runs from the first request to the last answer. Figures: events/s answered, request
+  1. load, once per count in --clients (16, 32, 64 by default): that many concurrent HTTP/1.1
+     keep-alive clients (aiohttp, in this process) post --load-events trigger events, each for its
+     own tenant, as fast as the answers come; the clock runs from the first request to the last
+     answer. Each client waits for its answer before it sends again (a closed loop), so with few
+     clients the rate is bounded by the clients (clients / latency), not by the server: the
+     counts show the whole curve, and the goal is met when one count meets both the rate and the
+     p99. Figures: events/s answered, request
      latency p50/p99/max (request sent to answer read), how many webhooks arrived, and the CPU
      time per event of notifyd (API and dispatcher), PostgreSQL and the bench's own clients
      during the load (steadier than the rate on a shared machine).
@@ -15,7 +19,7 @@ Two phases, each bounded in time:
 Reference in the same run: a bare POST of the same size to the same receiver at the same rate.
 
 Run:  .venv/bin/python bench/api_events_bench.py      (about a minute; loopback only)
-      --clients N (default 16), --load-events N (default 20,000), --events N (default 2,000),
+      --clients N[,N...] (default 16,32,64), --load-events N (default 20,000), --events N (default 2,000),
       --rate R (default 200)
 """
 
@@ -115,7 +119,7 @@ def fmt(r: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", default="16,32,64", help="concurrent clients, one load phase per count")
     parser.add_argument("--load-events", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--rate", type=float, default=200.0)
@@ -146,18 +150,23 @@ def main() -> int:
             # Warm-up, not measured: connections, prepared plans, the dispatcher's loop.
             asyncio.run(load(api, token, 200, 4, phase=9))
 
-            # CPU per event of each part (the machine may be shared: wall rates are noisy, CPU less so).
-            cpu_before = (pid_cpu_seconds(notifyd.pid), cluster_cpu_seconds(workdir / "pg"), process_cpu_seconds())
-            result = asyncio.run(load(api, token, args.load_events, args.clients, phase=1))
-            cpu = [(after - before) / args.load_events * 1e6 for before, after in zip(cpu_before, (
-                pid_cpu_seconds(notifyd.pid), cluster_cpu_seconds(workdir / "pg"), process_cpu_seconds()))]
-            got = wait_arrivals(receiver_port, [f"alert.opened:{tenant(1, i)}" for i in range(args.load_events)], 120)
-            delivered = sum(1 for i in range(args.load_events) if f"alert.opened:{tenant(1, i)}" in got)
-            print(f"load: {args.load_events:,} POST /v1/events from {args.clients} concurrent clients: "
-                  f"{result['rate']:,.0f} events/s answered ({result['seconds']:.2f} s); request {fmt(result)}; "
-                  f"statuses {result['statuses']}; webhooks arrived {delivered:,}", flush=True)
-            print(f"  CPU per event during the load: notifyd {cpu[0]:.0f} us (API and dispatcher), PostgreSQL "
-                  f"{cpu[1]:.0f} us, the bench's clients {cpu[2]:.0f} us", flush=True)
+            results = []
+            for n, clients in enumerate(int(c) for c in args.clients.split(",")):
+                phase = 10 + n   # each phase's events name tenants of their own
+                # CPU per event of each part (the machine may be shared: wall rates are noisy, CPU less so).
+                cpu_before = (pid_cpu_seconds(notifyd.pid), cluster_cpu_seconds(workdir / "pg"), process_cpu_seconds())
+                result = asyncio.run(load(api, token, args.load_events, clients, phase=phase))
+                cpu = [(after - before) / args.load_events * 1e6 for before, after in zip(cpu_before, (
+                    pid_cpu_seconds(notifyd.pid), cluster_cpu_seconds(workdir / "pg"), process_cpu_seconds()))]
+                keys = [f"alert.opened:{tenant(phase, i)}" for i in range(args.load_events)]
+                got = wait_arrivals(receiver_port, keys, 120)
+                delivered = sum(1 for key in keys if key in got)
+                print(f"load: {args.load_events:,} POST /v1/events from {clients} concurrent clients: "
+                      f"{result['rate']:,.0f} events/s answered ({result['seconds']:.2f} s); request {fmt(result)}; "
+                      f"statuses {result['statuses']}; webhooks arrived {delivered:,}", flush=True)
+                print(f"  CPU per event during the load: notifyd {cpu[0]:.0f} us (API and dispatcher), PostgreSQL "
+                      f"{cpu[1]:.0f} us, the bench's clients {cpu[2]:.0f} us", flush=True)
+                results.append((clients, result))
 
             bare = run_bare_posts(receiver_port, min(args.events, 500), args.rate)
             pushed, answers = asyncio.run(paced_events(api, token, args.events, args.rate, phase=2))
@@ -168,9 +177,11 @@ def main() -> int:
             print(f"  the answers themselves: {fmt(answers)}; statuses {answers['statuses']}")
             print(f"reference, same run: bare POST to the receiver p50 {bare['p50'] * 1000:.2f} ms, "
                   f"p99 {bare['p99'] * 1000:.2f} ms")
+            meeting = [(c, r) for c, r in results if r["rate"] >= GOAL_RATE and r["p99"] < GOAL_P99]
             print(f"\ngoal: >= {GOAL_RATE:,.0f} events/s with request p99 < {GOAL_P99 * 1000:.0f} ms: "
-                  f"{'met' if result['rate'] >= GOAL_RATE and result['p99'] < GOAL_P99 else 'NOT met'} "
-                  f"({result['rate']:,.0f}/s, p99 {result['p99'] * 1000:.1f} ms); event -> webhook p99 < "
+                  f"{'met' if meeting else 'NOT met'} ("
+                  + "; ".join(f"{c} clients {r['rate']:,.0f}/s, p99 {r['p99'] * 1000:.1f} ms" for c, r in results)
+                  + f"); event -> webhook p99 < "
                   f"{GOAL_P99 * 1000:.0f} ms at {args.rate:.0f}/s: "
                   f"{'met' if e2e.get('p99', 1e9) < GOAL_P99 and not e2e['missing'] else 'NOT met'} "
                   f"({e2e.get('p99', float('nan')) * 1000:.1f} ms)")
