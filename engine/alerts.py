@@ -386,6 +386,20 @@ def _json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+_CONTEXT_REDACTOR: tuple[Optional[RedactionConfig], Optional[Redactor]] = (None, None)
+
+
+def _context_redactor(config: RedactionConfig) -> Redactor:
+    """One redactor per redaction config (a reload brings a new one), kept across batches: its
+    caches then serve the strings senders repeat (Prometheus resends every firing alert)."""
+    global _CONTEXT_REDACTOR
+    cached_config, redactor = _CONTEXT_REDACTOR
+    if cached_config is not config or redactor is None:
+        redactor = Redactor(config)
+        _CONTEXT_REDACTOR = (config, redactor)
+    return redactor
+
+
 def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None) -> list[EventOutcome]:
     """Raises and clears a batch of event alerts in one transaction: one upsert for the raises,
     one update for the clears, then the planner, so the batch's transitions and their
@@ -402,7 +416,7 @@ def apply_events(app, changes: list[EventChange], *, actor: Optional[str] = None
         last[key] = change
     raises = [c for c in last.values() if not c.resolve]
     clears = [c for c in last.values() if c.resolve]
-    redactor = Redactor(app.config.logs.redaction)   # one per batch: its caches serve every alert
+    redactor = _context_redactor(app.config.logs.redaction)
     raised_at = now.isoformat()
     outcomes: dict[tuple, EventOutcome] = {}
     with app.databases.begin("notify") as conn:
