@@ -731,7 +731,7 @@ def well_formed_am_alerts(body: bytes) -> Optional[list]:
     """The fast path of POST /api/v2/alerts' body (what Prometheus sends): the parsed alerts when
     AM_ALERTS_BODY certainly holds, else None, and the full parse and check name what is wrong.
     orjson refuses what json.loads would turn into a lone surrogate (then the full path runs), so
-    only NUL, which it accepts from a \u0000 escape, is looked for in the bytes."""
+    only NUL, which it accepts from a \\u0000 escape, is looked for in the bytes."""
     if b"\\u0000" in body:
         return None
     try:
