@@ -240,14 +240,17 @@ def cluster_cpu_seconds(data_dir: Path) -> float:
 
 
 @contextlib.contextmanager
-def bench_cluster(data_dir: Path):
-    """A private PostgreSQL cluster with the schema applied; yields the URL every section uses."""
+def bench_cluster(data_dir: Path, settings: Optional[dict] = None):
+    """A private PostgreSQL cluster with the schema applied; yields the URL every section uses.
+    `settings` go to its postgresql.conf; by default 256MB of shared buffers, and `{}` leaves the
+    embedded cluster's own (engine.embedded.DEFAULT_SETTINGS), as notifyd ships."""
     from engine.db import Databases
     from engine.embedded import EmbeddedCluster, find_bin_dir
     from engine.migrations import apply_migrations
 
     cluster = EmbeddedCluster(data_dir, find_bin_dir(None), "postgres" if os.geteuid() == 0 else None,
-                              settings={"shared_buffers": "256MB", "max_connections": "100"})
+                              settings={"shared_buffers": "256MB", "max_connections": "100"} if settings is None
+                              else settings)
     cluster.acquire()
     try:
         url = cluster.url("notify")

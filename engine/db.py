@@ -49,6 +49,10 @@ class Databases:
                 # Opened only when needed: a detection pass alone holds up to
                 # detect.parallelism (at most 16) + 1 while the other jobs run.
                 max_overflow=20,
+                # The connection returned last is taken next: a steady load reuses a few warm
+                # backends (their prepared statements and caches) and the rest stay cold and small,
+                # where FIFO turned every pooled backend into a warm one (about 14 MB each).
+                pool_use_lifo=True,
                 pool_pre_ping=True,  # a restarted server leaves dead pooled connections behind
                 connect_args={"options": SESSION_OPTIONS, "application_name": self._application_name,
                               # libpq waits forever by default: a network cut would hang a tick.

@@ -218,3 +218,16 @@ def test_a_posted_kind_is_a_filter_of_the_listings(app, serve, token, capsys, co
     assert [a["kind"] for a in json.loads(capsys.readouterr().out)] == ["HighLatency"]
     assert main(["alerts", "--kind", "NoSuchAlert", "--json", "--config", str(config_file())]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize("labels, annotations, field, message", [
+    ({"alertname": 5}, {}, "[1].labels.alertname", "expected string, got integer"),
+    ({"alertname": "HighLatency", "tenant_id": None}, {}, "[1].labels.tenant_id", "expected string, got null"),
+    ({"alertname": "HighLatency"}, {"summary": ["a"]}, "[1].annotations.summary", "expected string, got array"),
+])
+def test_a_label_or_annotation_that_is_not_a_string_is_a_400_naming_it_and_nothing_is_written(
+        app, serve, token, labels, annotations, field, message):
+    response = post(serve(), token, [firing(1), {"labels": {"tenant_id": TENANT, **labels}, "annotations": annotations}])
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"] == [{"field": field, "message": message}]
+    assert rows(app, "SELECT count(*) FROM notify.alerts") == [(0,)]   # a bad body writes nothing

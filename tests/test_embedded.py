@@ -48,6 +48,8 @@ def test_first_start_initialises_creates_four_databases_and_applies_the_schema_t
                 assert conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (section,)).fetchone()[0]
         with psycopg.connect(app.databases.urls["notify"]) as conn:
             assert conn.execute("SHOW listen_addresses").fetchone()[0] == ""
+            # A small buffer cache: the kernel's page cache holds the data files anyway.
+            assert conn.execute("SHOW shared_buffers").fetchone()[0] == "32MB"
             conn.execute("INSERT INTO notify.alerts (tenant_id, kind, dedupe_key) "
                          "VALUES (gen_random_uuid(), 'WALLET_LOW', 'wallet:low')")
         cluster = app.embedded

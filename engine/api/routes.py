@@ -24,6 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Optional
 
+import orjson
 from aiohttp import web
 
 from engine import alerts as engine_alerts
@@ -121,9 +122,12 @@ def engine_problem(exc: BadInput, *, default_field: str = "body") -> ApiProblem:
     return invalid([item])
 
 
-async def read_body(request: web.Request, schema: dict, *, required: bool = True) -> dict:
+async def read_body(request: web.Request, schema: dict, *, required: bool = True,
+                    well_formed: Optional[Callable[[bytes], Any]] = None) -> Any:
     """The JSON body, checked against `schema`: 415 for another media type, 413 past
-    api.max_body_bytes, 400 for malformed JSON or bad fields (each named)."""
+    api.max_body_bytes, 400 for malformed JSON or bad fields (each named). `well_formed`, a fast
+    path for the common case, returns the parsed body when `schema` certainly holds and None
+    otherwise; then the full parse and check name what is wrong."""
     limit = request.app[SETTINGS_KEY].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
@@ -139,6 +143,10 @@ async def read_body(request: web.Request, schema: dict, *, required: bool = True
                          f"send the body as application/json, not {media or 'no Content-Type'}",
                          errors=[{"field": "Content-Type", "message": f"expected application/json, got {media!r}"}],
                          headers={"Accept-Post": "application/json"})
+    if well_formed is not None:
+        value = well_formed(body)
+        if value is not None:
+            return value
     return validated(schema, parse_json(body))
 
 
@@ -697,9 +705,72 @@ def _detector_kinds() -> frozenset[str]:
     return frozenset(d.kind for d in SNAPSHOT_DETECTORS)
 
 
+@functools.cache
+def _event_kinds_by_name() -> dict:
+    from detectors import EVENT_KINDS
+    return EVENT_KINDS
+
+
 # Prometheus writes `warning`; the engine's word is `warn`.
 SEVERITY_ALIASES = {"warning": "warn"}
 MAX_KIND = engine_alerts.MAX_KIND
+_AM_FIELDS = frozenset(AM_ALERT["properties"])
+_AM_URL_MAX = AM_ALERT["properties"]["generatorURL"]["maxLength"]
+
+
+def _string_map(value: Any) -> bool:
+    if type(value) is not dict:
+        return False
+    for item in value.values():
+        if type(item) is not str:
+            return False
+    return True
+
+
+def well_formed_am_alerts(body: bytes) -> Optional[list]:
+    """The fast path of POST /api/v2/alerts' body (what Prometheus sends): the parsed alerts when
+    AM_ALERTS_BODY certainly holds, else None, and the full parse and check name what is wrong.
+    orjson refuses what json.loads would turn into a lone surrogate (then the full path runs), so
+    only NUL, which it accepts from a \\u0000 escape, is looked for in the bytes."""
+    if b"\\u0000" in body:
+        return None
+    try:
+        alerts = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(alerts) is not list or len(alerts) > MAX_AM_ALERTS:
+        return None
+    for alert in alerts:
+        if type(alert) is not dict or not _AM_FIELDS.issuperset(alert) or not _string_map(alert.get("labels")):
+            return None
+        if "annotations" in alert and not _string_map(alert["annotations"]):
+            return None
+        for key in ("startsAt", "endsAt"):
+            if key in alert and type(alert[key]) is not str:
+                return None
+        url = alert.get("generatorURL")
+        if url is not None and (type(url) is not str or len(url) > _AM_URL_MAX):
+            return None
+    return alerts
+
+
+@functools.lru_cache(maxsize=4096)   # tenants and bases repeat within a batch and across batches
+def _label_uuid(text: str) -> uuid.UUID:
+    return uuid.UUID(text)
+
+
+def label_set_key(labels: dict[str, str]) -> str:
+    """The fingerprint in a posted alert's dedupe key: the sha256 of
+    json.dumps(sorted(labels.items())), as alerts have been keyed from the start (an open alert
+    keeps its key). When no character needs an escape (orjson, in one C pass, writes printable
+    ASCII without a backslash), that text is the strings between quotes, written here directly."""
+    items = sorted(labels.items())
+    plain = orjson.dumps(items)
+    if plain.isascii() and b"\\" not in plain and b"\x7f" not in plain:
+        raw = ("[" + ", ".join([f'["{key}", "{value}"]' for key, value in items]) + "]").encode()
+    else:
+        raw = json.dumps(items).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()[:24]
 
 
 def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optional[engine_alerts.EventChange], list[dict]]:
@@ -707,8 +778,6 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
     its bad parts. The kind is the kind label, else the alertname: an engine event kind
     (PAYMENT_FAILED) keeps its own key and severity, any other name is an alert of that kind
     with the generic Prometheus words (templates/words/*/prometheus.j2)."""
-    from detectors import EVENT_KINDS
-
     where = f"[{index}]"
     labels = alert["labels"]
     names = settings.alert_labels
@@ -723,12 +792,12 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
         bad("tenant_id", "required: the label naming the tenant_id (or set api.alert_default_tenant)")
     else:
         try:
-            tenant = uuid.UUID(tenant_text)
+            tenant = _label_uuid(tenant_text)
         except ValueError:
             bad("tenant_id", f"a tenant id must be a UUID, got {tenant_text[:60]!r}")
     if names["base_id"] in labels:
         try:
-            base = uuid.UUID(labels[names["base_id"]])
+            base = _label_uuid(labels[names["base_id"]])
         except ValueError:
             bad("base_id", f"a base id must be a UUID, got {labels[names['base_id']][:60]!r}")
     kind_label = names["kind"] if names["kind"] in labels else names.get("alertname", "alertname")
@@ -758,8 +827,8 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
     ends = times.get("endsAt")
     # Go's zero time (0001-01-01) is how clients say "no end".
     resolved = ends is not None and ends.year > 1 and ends <= now
-    fingerprint = hashlib.sha256(json.dumps(sorted(labels.items())).encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    event_kind = EVENT_KINDS.get(kind)
+    fingerprint = label_set_key(labels)
+    event_kind = _event_kinds_by_name().get(kind)
     if event_kind is not None:
         dedupe_key = engine_alerts.event_dedupe_key(event_kind, base, f"am:{fingerprint}")
         severity = severity or event_kind.severity
@@ -773,6 +842,23 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
                                      context=None if resolved else context), []
 
 
+def _apply_am_alerts(engine_app, alerts: list, settings, token_name: str) -> tuple[int, list[dict]]:
+    """Maps the posted alerts to event changes and applies the good ones in one transaction;
+    returns how many were applied and the errors naming the bad ones. Runs in the API's thread
+    pool, so the loop is free for other requests meanwhile."""
+    now = engine_app.clock.now()
+    errors: list[dict] = []
+    changes = []
+    for index, alert in enumerate(alerts):
+        change, alert_errors = _am_event(alert, index, settings, now)
+        errors.extend(alert_errors)
+        if change is not None:
+            changes.append(change)
+    if changes:
+        engine_alerts.apply_events(engine_app, changes, actor=token_name)
+    return len(changes), errors
+
+
 @route("POST", "/api/v2/alerts", scope="events", tag="alertmanager", body=AM_ALERTS_BODY,
        summary="Alertmanager's POST /api/v2/alerts: what Prometheus sends",
        description="Labels name the tenant, kind, severity and base (api.alert_labels); without the kind label "
@@ -782,21 +868,11 @@ def _am_event(alert: dict, index: int, settings, now: datetime) -> tuple[Optiona
                    "are not; then the answer is a 400 naming the bad ones.",
        responses={200: ("Every alert applied", None)})
 async def post_alertmanager_alerts(request: web.Request) -> web.Response:
-    alerts = await read_body(request, AM_ALERTS_BODY)
-    settings = request.app[SETTINGS_KEY]
-    now = request.app[APP_KEY].clock.now()
-    errors: list[dict] = []
-    changes = []
-    for index, alert in enumerate(alerts):
-        change, alert_errors = _am_event(alert, index, settings, now)
-        errors.extend(alert_errors)
-        if change is not None:
-            changes.append(change)
-    if changes:
-        await blocking(request, engine_alerts.apply_events, changes, actor=actor(request))
+    alerts = await read_body(request, AM_ALERTS_BODY, well_formed=well_formed_am_alerts)
+    applied, errors = await blocking(request, _apply_am_alerts, alerts, request.app[SETTINGS_KEY], actor(request))
     if errors:
         raise ApiProblem(400, "invalid-request", "Invalid request",
-                         f"{len(changes)} of {len(alerts)} alerts applied; {errors[0]['field']}: {errors[0]['message']}",
+                         f"{applied} of {len(alerts)} alerts applied; {errors[0]['field']}: {errors[0]['message']}",
                          errors=errors[:100])
     return web.Response(status=200)
 

@@ -1,6 +1,6 @@
 """Request bodies and query strings checked against the same JSON Schema fragments the OpenAPI
 document publishes (one declaration, two uses). Only the subset the API's schemas use is
-implemented: object (properties, required, additionalProperties: false), array (items, minItems,
+implemented: object (properties, required, additionalProperties: false or a schema), array (items, minItems,
 maxItems), string (enum, format uuid, minLength, maxLength), integer, number, boolean, null,
 and a type list for nullable fields. Every problem is reported with its field path."""
 
@@ -122,7 +122,9 @@ def _check_object(schema: dict, value: dict, path: str, errors: list[dict], dept
             errors.append({"field": _join(path, key), "message": "unknown field"
                            + (f" (known: {', '.join(properties)})" if properties else "")})
         else:
-            check({}, item, _join(path, key), errors, depth + 1)
+            # A schema for the other keys' values (labels: strings) applies to each of them.
+            extra = schema.get("additionalProperties")
+            check(extra if isinstance(extra, dict) else {}, item, _join(path, key), errors, depth + 1)
 
 
 def _refuse_constant(name: str):

@@ -87,6 +87,13 @@ class Redactor:
         self._patterns = tuple(dict.fromkeys(config.patterns))
         self._extra = tuple(f"(?P<extra{i}>{pattern})" for i, pattern in enumerate(config.extra_patterns))
         self._triggers = tuple((name, _TRIGGERS[name][0], _TRIGGERS[name][1]) for name in self._patterns)
+        # Every literal and word of those triggers in one search of the lowercased string: most
+        # strings hold none, and then no rule can match (an ASCII literal in a string is in its
+        # lowercased form too). secret_params needs "=" or ":" (_scan). Extra patterns have no
+        # known literals: with any, every string is scanned.
+        words = sorted({w.lower() for _, literals, lower in self._triggers for w in (*literals, *lower)})
+        self._quick = None if self._extra else re.compile("|".join(map(re.escape, words)) or "(?!)")
+        self._quick_params = "secret_params" in self._patterns
         # The patterns a string's literals trigger -> one compiled alternation of just those, so
         # a scanned string is scanned once, by no rule that cannot match (at most 2**6 entries).
         self._compiled: dict[tuple[str, ...], Optional[re.Pattern]] = {}
@@ -154,6 +161,9 @@ class Redactor:
         for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, self.mask)
+        if self._quick is not None and not (self._quick_params and ("=" in value or ":" in value)) \
+                and self._quick.search(value.lower()) is None:
+            return value   # no literal of any rule: the loop below would trigger none
         # Plain loops, not any(generator): this runs for every string not in the cache.
         triggered = []
         lowered = None
