@@ -20,7 +20,9 @@ Memory, sampled every 0.25 s while each side runs (the peak of the sum is report
   * Alertmanager: the RSS of its one process (and its VmHWM, the kernel's peak).
 
 Run:  .venv/bin/python bench/am_api_bench.py        (about a minute or two; loopback only)
-      --alerts N (default 50,000), --notifyd N (processes, default 2), --workers N (delivery.workers),
+      --alerts N (default 50,000), --notifyd N (processes, default 1: the shipped daemon as one
+      process, which on 2 cores used less CPU and memory than 2 or 3 at the same rate; BENCHMARKS.md),
+      --workers N (delivery.workers),
       --api-only (the first notifyd serves the API and delivers nothing: delivery.workers 0),
       --skip-alertmanager, --skip-delivery-only
 """
@@ -259,7 +261,7 @@ def run_alertmanager_sampled(alerts: int, receiver_port: int, workdir: Path) -> 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--alerts", type=int, default=50_000)
-    parser.add_argument("--notifyd", type=int, default=2, help="notifyd processes (the first serves the API)")
+    parser.add_argument("--notifyd", type=int, default=1, help="notifyd processes (the first serves the API)")
     parser.add_argument("--workers", type=int, default=2, help="delivery.workers of each (default 2, the shipped value)")
     parser.add_argument("--api-only", action="store_true",
                         help="the first notifyd serves the API and delivers nothing (delivery.workers 0); "
