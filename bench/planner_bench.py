@@ -32,33 +32,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import delivery_bench  # noqa: E402
 from bench.delivery_bench import INSERT_ALERTS, cluster_cpu_seconds, prepare_database  # noqa: E402
 
 
 @contextlib.contextmanager
 def bench_cluster(data_dir: Path):
     """delivery_bench's cluster, with pg_stat_statements (planning counted apart)."""
-    from engine.db import Databases
-    from engine.embedded import EmbeddedCluster, find_bin_dir
-    from engine.migrations import apply_migrations
+    import psycopg
 
-    cluster = EmbeddedCluster(data_dir, find_bin_dir(None), "postgres" if os.geteuid() == 0 else None,
-                              settings={"shared_buffers": "256MB", "max_connections": "100",
-                                        "shared_preload_libraries": "pg_stat_statements",
-                                        "pg_stat_statements.track_planning": "on"})
-    cluster.acquire()
-    try:
-        url = cluster.url("notify")
-        databases = Databases({s: url for s in ("admin_log", "portal_log", "data_activity", "notify")})
-        apply_migrations(databases)
-        databases.dispose()
-        import psycopg
-
+    with delivery_bench.bench_cluster(data_dir, settings={
+            "shared_buffers": "256MB", "max_connections": "100",
+            "shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track_planning": "on"}) as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         yield url
-    finally:
-        cluster.release()
 
 
 def server_statements(url: str, timer: "StatementTimer", reset: bool = True) -> dict:

@@ -14,6 +14,20 @@ def mail_app(app, smtp):
     return app
 
 
+def with_mail_destinations(app, other_tenant: str):
+    """The app with an email destination for the suite's tenant and one for `other_tenant`, the
+    runs quota planned, and no reminders (the silence and planner tests start from it)."""
+    from engine.config import PlanConfig
+    from tests.delivery_support import add_dest
+
+    app.config.delivery.reminder_interval = 0
+    app.config.plans = {"default": PlanConfig(runs_used=1000)}
+    with app.databases.begin("notify") as conn:
+        add_dest(conn, app.clock.now(), "email", "ops@example.com")
+        add_dest(conn, app.clock.now(), "email", "other@example.com", tenant_id=other_tenant)
+    return app
+
+
 def rows(app, where: str = "true") -> list[dict]:
     """Every notification row matching `where` (SQL), oldest first."""
     with app.databases.begin("notify") as conn:

@@ -19,10 +19,11 @@ from sqlalchemy import event, text
 from engine import planner
 from engine.alerts import raise_event
 from engine.collectors.push import record_snapshots
-from engine.config import PlanConfig, RouteConfig
+from engine.config import RouteConfig
 from engine.detect import run_detection
 from engine.queries import query
-from tests.delivery_support import TENANT, add_dest, notifications
+from tests.delivery_support import TENANT, notifications
+from tests.noise_support import with_mail_destinations
 
 OTHER = "6f1c2d3e-0000-4000-8000-000000000002"
 PLANNER_SQL = Path(__file__).resolve().parent.parent / "engine" / "sql" / "planner.sql"
@@ -36,12 +37,7 @@ def fast_path_first(monkeypatch):
 
 @pytest.fixture
 def mail_dest_app(app):
-    app.config.delivery.reminder_interval = 0
-    app.config.plans = {"default": PlanConfig(runs_used=1000)}
-    with app.databases.begin("notify") as conn:
-        add_dest(conn, app.clock.now(), "email", "ops@example.com")
-        add_dest(conn, app.clock.now(), "email", "other@example.com", tenant_id=OTHER)
-    return app
+    return with_mail_destinations(app, OTHER)
 
 
 class Statements:

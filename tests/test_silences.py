@@ -16,12 +16,13 @@ from engine import metrics
 from engine.alerts import ack_alert, clear_event, raise_event
 from engine.cli import main
 from engine.collectors.push import record_snapshots
-from engine.config import InhibitRuleConfig, PlanConfig, load_config
+from engine.config import InhibitRuleConfig, load_config
 from engine.detect import run_detection
 from engine.errors import BadInput, ConfigError
 from engine.jobs import plan_job
 from engine.silences import add_silence, expire_silence, list_silences, parse_match
-from tests.delivery_support import TENANT, add_dest, notifications
+from tests.delivery_support import TENANT, notifications
+from tests.noise_support import with_mail_destinations
 
 OTHER = "6f1c2d3e-0000-4000-8000-000000000002"
 BASE = "6f1c2d3e-0000-4000-8000-00000000b001"
@@ -30,12 +31,7 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 def silence_app(app):
-    app.config.delivery.reminder_interval = 0
-    app.config.plans = {"default": PlanConfig(runs_used=1000)}
-    with app.databases.begin("notify") as conn:
-        add_dest(conn, app.clock.now(), "email", "ops@example.com")
-        add_dest(conn, app.clock.now(), "email", "other@example.com", tenant_id=OTHER)
-    return app
+    return with_mail_destinations(app, OTHER)
 
 
 def rows(app, **where) -> list[dict]:
