@@ -61,7 +61,8 @@ def _plan(conn: Connection, config: Config, now: datetime, *, changed_since: dat
     periodic = periodic and policies["earliest_due"] is not None
     params = dict(route_parameters(config), **policies, **planner_parameters(config), **inhibit_parameters(config),
                   now=now, periodic=periodic, notice_silences=notice_silences, changed_since=changed_since,
-                  shard=shard[0] if shard else None, shards=shard[1] if shard else None, tenants=tenants)
+                  shard=shard[0] if shard else None, shards=shard[1] if shard else None, tenants=tenants,
+                  guarded=False)
     if changed_since is None:
         result = conn.execute(query("planner", "plan_notifications"), params).one()
     else:
@@ -94,7 +95,8 @@ def _plan_transitions(conn: Connection, params: dict):
     and says so otherwise)."""
     global _suppressible_last
     if not _suppressible_last:
-        result = conn.execute(query("planner", "plan_transitions_unsuppressed"), params).one()
+        # guarded: it writes nothing when something could be suppressed (engine/sql/planner.sql).
+        result = conn.execute(query("planner", "plan_transitions_unsuppressed"), dict(params, guarded=True)).one()
         if not result.suppressible:
             return result
     result = conn.execute(query("planner", "plan_transitions"), params).one()

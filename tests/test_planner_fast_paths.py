@@ -21,7 +21,7 @@ from engine.alerts import raise_event
 from engine.collectors.push import record_snapshots
 from engine.config import RouteConfig
 from engine.detect import run_detection
-from engine.queries import query
+from engine.queries import load, parse, query
 from tests.delivery_support import TENANT, notifications
 from tests.noise_support import with_mail_destinations
 
@@ -84,39 +84,30 @@ def _ctes(block: str) -> dict[str, str]:
     return {k: "\n".join(v).rstrip(",") for k, v in found.items()}
 
 
-def test_plan_transitions_shares_every_cte_from_routes_to_inserted_with_plan_notifications():
-    source = PLANNER_SQL.read_text()
-    tick = _ctes(source.split("-- name: plan_notifications")[1].split("-- name:")[0])
-    own = _ctes(source.split("-- name: plan_transitions")[1].split("-- name:")[0])
-    names = list(own)
-    shared = names[names.index("routes"):names.index("inserted") + 1]
-    assert len(shared) > 10
-    for name in shared:
-        if name == "targets":
-            # The tick's adds the escalation steps' branches after the same two.
-            assert tick[name].startswith(own[name].removesuffix(")").rstrip()), name
-        else:
-            assert own[name] == tick[name], f"{name} differs between plan_transitions and plan_notifications"
-    assert set(own) - set(tick) == set()
+def test_the_transition_statements_share_the_ticks_ctes_and_the_fast_one_leaves_out_suppression():
+    # The CTEs are written once (`_` blocks spliced in by engine/queries.py); what differs is
+    # which are included.
+    statements = {name: q.text for name, q in load("planner").items()}
+    tick, full, fast = (_ctes(statements[n]) for n in ("plan_notifications", "plan_transitions",
+                                                        "plan_transitions_unsuppressed"))
+    suppression = {"candidate_tenants", "inhibitors", "inhibited", "silenced"}
+    assert suppression <= set(tick) and suppression <= set(full) and not suppression & set(fast)
+    for name in ("routes", "active_silences", "suppression_candidates", "inhibit_rules", "shaped", "inserted"):
+        assert tick[name] == full[name] == fast[name], name
+    assert "reminders" in tick and "reminders" not in full
+    assert statements["plan_transitions_unsuppressed"].count("CAST(:guarded AS boolean)") == 2
 
 
-def test_plan_transitions_unsuppressed_is_plan_transitions_without_suppression_and_with_its_guard():
-    source = PLANNER_SQL.read_text()
-    full = _ctes(source.split("-- name: plan_transitions\n")[1].split("-- name:")[0])
-    fast = _ctes(source.split("-- name: plan_transitions_unsuppressed")[1].split("-- name:")[0])
-    guard = "NOT EXISTS (SELECT 1 FROM suppression_candidates)"
-    assert set(full) - set(fast) == {"candidate_tenants", "inhibitors", "inhibited", "silenced"}
-    assert set(fast) <= set(full)
-    for name in fast:
-        if name == "suppression_map":
-            assert fast[name].strip().removesuffix(")").strip() == "SELECT CAST('{}' AS jsonb) AS reasons"
-        elif name in ("inserted", "caught_up"):
-            lines = fast[name].splitlines()
-            assert sum(guard in line for line in lines) == 1, name
-            assert [line.replace(f"AND {guard}", "").replace(f"WHERE {guard}", "") for line in lines
-                    if line.strip() not in (f"AND {guard}", f"WHERE {guard}")] == full[name].splitlines(), name
-        else:
-            assert fast[name] == full[name], f"{name} differs between the two statements"
+def test_sql_fragments_are_spliced_in_and_bad_includes_are_refused():
+    source = ("-- name: q\nSELECT * FROM (\n-- include: _inner\n) x;\n"
+              "-- name: _inner\n-- a fragment\nSELECT 1 AS one\n")
+    queries = parse("example", source)
+    assert list(queries) == ["q"]                    # a fragment is no query of its own
+    assert "SELECT 1 AS one" in queries["q"].text and "include" not in queries["q"].text
+    with pytest.raises(ValueError, match="includes _missing, which is no `_` block"):
+        parse("example", "-- name: q\n-- include: _missing\n")
+    with pytest.raises(ValueError, match="q -> _a -> _b -> _a includes itself"):
+        parse("example", "-- name: q\n-- include: _a\n-- name: _a\n-- include: _b\n-- name: _b\n-- include: _a\n")
 
 
 def test_a_transaction_that_plans_wakes_the_dispatchers_at_commit_and_a_refresh_does_not(mail_dest_app,
