@@ -10,6 +10,7 @@ space or number format fails here. Regenerate only for an intended change of wor
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import sys
@@ -127,8 +128,22 @@ def summaries(root=None) -> dict[str, str]:
     return {name: channel.summary(m) for name, m in cases().items()}
 
 
-def check(got: dict[str, str]) -> None:
+def golden() -> dict[str, str]:
+    """The golden lines, with the digit-group separator of locales whose CLDR data changed across
+    the Babel versions pyproject.toml allows (de_CH: U+2019 up to CLDR 43, an apostrophe since) as
+    the installed Babel has it: the lines pin this code's words, not one release's locale data."""
+    from babel.numbers import get_group_symbol
+
     expected = json.loads(GOLDEN.read_text())
+    for locale in ("de_CH",):
+        symbol = get_group_symbol(locale=locale)
+        for name in [n for n in expected if n.endswith(f"/{locale}")]:
+            expected[name] = re.sub(r"(?<=\d)['\u2019](?=\d{3})", symbol, expected[name])
+    return expected
+
+
+def check(got: dict[str, str]) -> None:
+    expected = golden()
     assert sorted(got) == sorted(expected)
     wrong = {name: (got[name], expected[name]) for name in expected if got[name] != expected[name]}
     assert not wrong, f"{len(wrong)} of {len(expected)} summaries differ, such as {list(wrong.items())[:5]}"
@@ -147,7 +162,7 @@ def test_an_override_folder_of_the_same_templates_renders_the_same_lines(tmp_pat
 
 
 def test_the_golden_lines_cover_every_kind_transition_and_locale():
-    expected = json.loads(GOLDEN.read_text())
+    expected = golden()
     assert len(expected) == len(LOCALES) * (len(SHAPES) * len(TRANSITIONS) + 2 * len(GROUP_KEYS))
     assert expected["RUNS_THRESHOLD/used/opened/en"] == "You have used 85 % of your monthly runs (base Sales CRM)"
     assert expected["PAYMENT_FAILED/full/reminder/de"] == (
@@ -159,7 +174,7 @@ def test_the_shipped_templates_make_every_line_from_the_subject_macros():
     from engine.messages import Recipient
     from engine.templating import subject_line
 
-    composer, expected = Composer(config()), json.loads(GOLDEN.read_text())
+    composer, expected = Composer(config()), golden()
     for name, m in cases().items():
         if m.group is None:
             context = composer.subject_context(m.alert, m.transition, m.severity, m.reminder_no,
