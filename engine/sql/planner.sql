@@ -216,16 +216,7 @@ SELECT (SELECT count(*) FROM inserted) AS planned,
        (SELECT count(*) FROM silences_noticed) AS silences_ended,
        (SELECT count(*) FROM caught_up) + (SELECT count(*) FROM reminded) AS alerts,
        (SELECT count(*) FROM steps_taken) AS steps,
-       (SELECT count(*) FROM inserted WHERE held_reason = 'group_wait') AS held_group_wait,
-       (SELECT count(*) FROM inserted WHERE held_reason = 'digest') AS held_digest,
-       (SELECT count(*) FROM inserted WHERE held_reason = 'quiet_hours') AS held_quiet_hours,
-       -- Whether a release step has anything to do now: a held row due (this pass's included,
-       -- which this statement's snapshot does not see). Spares the release's statements.
-       EXISTS (SELECT 1 FROM notify.notifications WHERE status = 'held' AND release_at <= CAST(:now AS timestamptz))
-         OR EXISTS (SELECT 1 FROM inserted WHERE held_reason IS NOT NULL AND release_at <= CAST(:now AS timestamptz))
-         AS release_due,
-       -- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
-       (SELECT count(*) FROM (SELECT pg_notify('notify_engine_deliveries', '') FROM inserted LIMIT 1) w) AS woken;
+       -- include: _held_release_woken
 
 -- name: plan_transitions
 -- plan_notifications for the transaction that made the transitions (:changed_since set, no
@@ -481,13 +472,17 @@ SELECT EXISTS (SELECT 1 FROM suppression_candidates) AS suppressible,
        (SELECT count(*) FROM inserted WHERE suppressed_by LIKE 'silence:%') AS silenced,
        (SELECT count(*) FROM inserted WHERE suppressed_by LIKE 'inhibition:%') AS inhibited,
        (SELECT count(*) FROM caught_up) AS alerts,
-       (SELECT count(*) FROM inserted WHERE held_reason = 'group_wait') AS held_group_wait,
-       (SELECT count(*) FROM inserted WHERE held_reason = 'digest') AS held_digest,
-       (SELECT count(*) FROM inserted WHERE held_reason = 'quiet_hours') AS held_quiet_hours,
-       -- Whether a release step has anything to do now: a held row due (this pass's included,
-       -- which this statement's snapshot does not see). Spares the release's statements.
-       EXISTS (SELECT 1 FROM notify.notifications WHERE status = 'held' AND release_at <= CAST(:now AS timestamptz))
-         OR EXISTS (SELECT 1 FROM inserted WHERE held_reason IS NOT NULL AND release_at <= CAST(:now AS timestamptz))
-         AS release_due,
-       -- NOTIFY is delivered at commit: dispatchers listening wake up once the rows are visible.
-       (SELECT count(*) FROM (SELECT pg_notify('notify_engine_deliveries', '') FROM inserted LIMIT 1) w) AS woken
+       -- include: _held_release_woken
+
+-- name: _held_release_woken
+-- The end of every planning statement's answer: rows held by reason, whether a release step has
+-- anything to do now (a held row due, this pass's included, which this statement's snapshot does
+-- not see: spares the release's statements), and the dispatchers' wake-up (NOTIFY is delivered at
+-- commit: dispatchers listening wake up once the rows are visible).
+(SELECT count(*) FROM inserted WHERE held_reason = 'group_wait') AS held_group_wait,
+(SELECT count(*) FROM inserted WHERE held_reason = 'digest') AS held_digest,
+(SELECT count(*) FROM inserted WHERE held_reason = 'quiet_hours') AS held_quiet_hours,
+EXISTS (SELECT 1 FROM notify.notifications WHERE status = 'held' AND release_at <= CAST(:now AS timestamptz))
+  OR EXISTS (SELECT 1 FROM inserted WHERE held_reason IS NOT NULL AND release_at <= CAST(:now AS timestamptz))
+  AS release_due,
+(SELECT count(*) FROM (SELECT pg_notify('notify_engine_deliveries', '') FROM inserted LIMIT 1) w) AS woken
