@@ -55,6 +55,7 @@ def test_an_operator_signs_in_filters_acks_with_a_comment_sees_the_audit_row_and
         page.click("a.alert-link")
         assert page.url == f"{server.url}/ui/alerts/{critical}"
         page.fill("#ack-comment", "card updated, retrying")
+        page.select_option("#ack-for", "4h")
         page.click("button:has-text('Acknowledge')")
         assert page.url == f"{server.url}/ui/alerts/{critical}?done=ack"
         assert page.locator(".flash.ok").inner_text() == "Acknowledged by alice."
@@ -68,8 +69,8 @@ def test_an_operator_signs_in_filters_acks_with_a_comment_sees_the_audit_row_and
         assert (audit.action, audit.target_id, audit.comment) == ("ALERT_ACK", critical, "card updated, retrying")
         assert audit.diff["actor"] == "alice"
         with app.databases.begin("notify") as conn:
-            assert conn.execute(text("SELECT status, acked_by FROM notify.alerts WHERE id = :id"),
-                                dict(id=critical)).one() == ("ack", "alice")
+            assert conn.execute(text("SELECT status, acked_by, ack_expires_at - acked_at FROM notify.alerts WHERE id = :id"),
+                                dict(id=critical)).one() == ("ack", "alice", timedelta(hours=4))
 
         page.click("button:has-text('Sign out')")
         assert page.url == f"{server.url}/ui/login?signed_out=1"
@@ -132,7 +133,7 @@ def test_an_operator_silences_similar_alerts_from_an_alert_sees_it_listed_and_ex
         active = page.locator("table.silences.active tbody tr")
         assert active.count() == 1
         row = active.inner_text()
-        assert "Acme Corp" in row and "PAYMENT_FAILED" in row and "Orders" in row and "in 4h 0m" in row
+        assert "Acme Corp" in row and "PAYMENT_FAILED" in row and "Orders" in row and "in 4h" in row
         assert "alice" in row and "processor outage" in row
 
         page.click("table.silences.active button:has-text('Expire')")

@@ -25,6 +25,7 @@ from engine.api.auth import FailedAuthLimiter
 from engine.api.console import sessions, views
 from engine.config import SEVERITIES, ApiConfig
 from engine.errors import BadInput, NotFound
+from engine.escalation import ack_timeout_for
 from engine.messages import NameBook
 
 log = logging.getLogger("engine.api.console")
@@ -60,7 +61,7 @@ _templates = jinja2.Environment(
 
 
 def ago(seconds: Optional[float]) -> str:
-    """An age at a glance: 45s, 12m, 3h 5m, 2d 4h."""
+    """An age at a glance: 45s, 12m, 3h 5m, 4h, 2d 4h, 2d (a zero second unit left out)."""
     if seconds is None:
         return "-"
     s = int(max(seconds, 0))
@@ -69,8 +70,8 @@ def ago(seconds: Optional[float]) -> str:
     if s < 3600:
         return f"{s // 60}m"
     if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
+        return f"{s // 3600}h" + (f" {s % 3600 // 60}m" if s % 3600 // 60 else "")
+    return f"{s // 86400}d" + (f" {s % 86400 // 3600}h" if s % 86400 // 3600 else "")
 
 
 def relative(now: datetime, then: Optional[datetime]) -> str:
@@ -331,6 +332,11 @@ def _alert_id(request: web.Request) -> str:
     return str(engine_alerts.parse_alert_id(request.match_info["id"]))
 
 
+# What the ack form offers besides the default (`notifyctl ack --for`): an ack that lapses
+# reopens the alert if it is still open, and it is notified again (docs/CONSOLE.md).
+ACK_FOR_CHOICES = ("1h", "4h", "8h", "24h")
+
+
 async def alert_page(request: web.Request) -> web.Response:
     try:
         alert = await blocking(request, views.alert_page, request.app[NAMES_KEY], _alert_id(request))
@@ -338,7 +344,9 @@ async def alert_page(request: web.Request) -> web.Response:
         if isinstance(exc, NotFound):
             raise
         raise NotFound(str(exc)) from None
-    return render(request, "alert.html.j2", nav="alerts", alert=alert, done=request.query.get("done"))
+    default = ack_timeout_for(request.app[ENGINE_KEY].config, alert["severity"])
+    return render(request, "alert.html.j2", nav="alerts", alert=alert, done=request.query.get("done"),
+                  ack_for_choices=ACK_FOR_CHOICES, ack_for_default=ago(default) if default else None)
 
 
 async def _operator_action(request: web.Request, action: Callable[..., engine_alerts.ActionResult],
@@ -357,7 +365,13 @@ async def _operator_action(request: web.Request, action: Callable[..., engine_al
 
 
 async def ack_alert(request: web.Request) -> web.StreamResponse:
-    return await _operator_action(request, engine_alerts.ack_alert, "ack")
+    chosen = (await request.post()).get("for")
+    try:
+        ack_for = engine_alerts.parse_ack_for(chosen.strip() if isinstance(chosen, str) and chosen.strip() else None)
+    except BadInput as exc:
+        raise ConsolePageError(400, "Bad duration", str(exc).replace("--for", "Lapses after")
+                               + ". Nothing was changed.") from None
+    return await _operator_action(request, functools.partial(engine_alerts.ack_alert, ack_for=ack_for), "ack")
 
 
 async def resolve_alert(request: web.Request) -> web.StreamResponse:
