@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from delivery_bench import (  # noqa: E402
     TIME_LIMIT, bench_cluster, free_port, peak_rss_mb, post_alert_batches, prepare_database,
-    run_engine, running_alertmanager, start_receiver, wait_received,
+    run_engine, running_alertmanager, start_receiver, stop_processes, wait_received,
 )
 from e2e_latency_bench import start_notifyd  # noqa: E402
 
@@ -232,16 +232,7 @@ def run_engine_api(alerts: int, receiver_port: int, workdir: Path, processes: in
                         memory=memory.peak, notifyd_hwm_mb=hwm, cpu_seconds=memory.cpu_seconds,
                         cpu_api=memory.cpu_of([daemons[0].pid]), cpu_other_notifyd=memory.cpu_of([d.pid for d in daemons[1:]]))
         finally:
-            import signal
-            import subprocess
-
-            for proc in daemons:
-                proc.send_signal(signal.SIGTERM)
-            for proc in daemons:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_processes(daemons)
 
 
 def run_alertmanager_sampled(alerts: int, receiver_port: int, workdir: Path) -> dict:

@@ -30,8 +30,6 @@ import asyncio
 import json
 import multiprocessing
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from delivery_bench import bench_cluster, cluster_cpu_seconds, free_port, pid_cpu_seconds, process_cpu_seconds  # noqa: E402
+from delivery_bench import (  # noqa: E402
+    bench_cluster, cluster_cpu_seconds, free_port, pid_cpu_seconds, process_cpu_seconds, stop_processes,
+)
 from e2e_latency_bench import (  # noqa: E402
     measure, percentiles, receiver_process, run_bare_posts, start_notifyd, tenant, wait_arrivals,
 )
@@ -186,12 +186,7 @@ def main() -> int:
                   f"{'met' if e2e.get('p99', 1e9) < GOAL_P99 and not e2e['missing'] else 'NOT met'} "
                   f"({e2e.get('p99', float('nan')) * 1000:.1f} ms)")
     finally:
-        if notifyd is not None and notifyd.poll() is None:
-            notifyd.send_signal(signal.SIGTERM)
-            try:
-                notifyd.wait(30)
-            except subprocess.TimeoutExpired:
-                notifyd.kill()
+        stop_processes([notifyd])
         if receiver.is_alive():
             receiver.terminate()
             receiver.join(10)

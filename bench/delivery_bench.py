@@ -491,9 +491,18 @@ receivers:
             time.sleep(0.1)
         yield proc, client, version
     finally:
+        stop_processes([proc], grace=15)
+
+
+def stop_processes(procs, grace: float = 30) -> None:
+    """SIGTERM to each process still running (notifyd, Alertmanager), then up to `grace` seconds
+    for each to exit before it is killed."""
+    running = [p for p in procs if p is not None and p.poll() is None]
+    for proc in running:
         proc.send_signal(signal.SIGTERM)
+    for proc in running:
         try:
-            proc.wait(15)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
 
@@ -606,7 +615,7 @@ def main() -> int:
             print(f"| peak RSS (MB) | {engine['peak_rss_mb']:.0f} | {am['peak_rss_mb']:.0f} | "
                   f"{engine['peak_rss_mb'] / am['peak_rss_mb']:.2f} | {ALERTMANAGER_RSS_REFERENCE:.0f} |")
         else:
-            print(f"  vs Alertmanager's 7,731/s (ANCHORS.md): "
+            print("  vs Alertmanager's 7,731/s (ANCHORS.md): "
                   + (f"same work {same_rate / ALERTMANAGER_REFERENCE:.2f}, " if same_rate is not None else "")
                   + f"delivery only {engine_rate / ALERTMANAGER_REFERENCE:.2f}")
     finally:

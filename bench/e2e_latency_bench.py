@@ -28,7 +28,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.delivery_bench import stop_processes  # noqa: E402
 
 # Alertmanager's documented default `group_wait` (prometheus.io/docs/alerting/latest/configuration,
 # route: "group_wait: <duration> | default = 30s"): how long it holds a new group's first alert
@@ -279,12 +280,7 @@ def main() -> int:
                 results["snapshots"] = run_snapshots(app, receiver_port, args.events, args.rate)
                 print(f"snapshot -> webhook (record_snapshots) {fmt(results['snapshots'])}", flush=True)
     finally:
-        if notifyd is not None and notifyd.poll() is None:
-            notifyd.send_signal(signal.SIGTERM)
-            try:
-                notifyd.wait(30)
-            except subprocess.TimeoutExpired:
-                notifyd.kill()
+        stop_processes([notifyd])
         if receiver.is_alive():
             receiver.terminate()
             receiver.join(10)
