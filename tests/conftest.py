@@ -252,3 +252,21 @@ def receiver():
     server = HttpServer(webhook_responder).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def slack_server():
+    """A stand-in for Slack's Web API on loopback (chat.postMessage and friends, recorded)."""
+    from tests.delivery_support import HttpServer, slack_responder
+
+    server = HttpServer(slack_responder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack_app(app, slack_server):
+    """The app posting through slack_server with a bot token."""
+    app.config.channels.slack.token = "xoxb-test-token"
+    app.config.channels.slack.base_url = slack_server.url("/api/")
+    return app

@@ -7,23 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.delivery_support import HttpServer, add_dest, insert_alert, notifications, slack_responder
+from tests.delivery_support import add_dest, insert_alert, notifications
 from engine.dispatcher import deliver_due
 from engine.planner import plan_notifications
-
-
-@pytest.fixture
-def slack_server():
-    server = HttpServer(slack_responder).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def slack_app(app, slack_server):
-    app.config.channels.slack.token = "xoxb-test-token"
-    app.config.channels.slack.base_url = slack_server.url("/api/")
-    return app
 
 
 def queue(app, target: str) -> str:

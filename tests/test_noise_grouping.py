@@ -21,24 +21,10 @@ from engine.dispatcher import deliver_due
 from engine.noise import release_held, release_job
 from engine.planner import plan_notifications
 from engine.queries import query
-from tests.delivery_support import TENANT, HttpServer, add_dest, insert_alert, slack_responder
+from tests.delivery_support import TENANT, add_dest, insert_alert
 from tests.noise_support import mail_app, rows  # noqa: F401  (mail_app: a fixture)
 
 BASES = [str(uuid.UUID(int=0x6F1C0000_0000_4000_8000_000000000100 + i)) for i in range(10)]
-
-
-@pytest.fixture
-def slack():
-    server = HttpServer(slack_responder).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def slack_app(app, slack):
-    app.config.channels.slack.token = "xoxb-test-token"
-    app.config.channels.slack.base_url = slack.url("/api/")
-    return app
 
 
 def parsed(envelope) -> email.message.EmailMessage:
@@ -95,7 +81,7 @@ def ops_slack_route(**overrides) -> RouteConfig:
     return RouteConfig(name="ops-slack", channel="slack", target="COPS", **overrides)
 
 
-def test_a_burst_to_an_ops_slack_route_becomes_a_handful_of_messages_with_every_member_linked(slack_app, slack):
+def test_a_burst_to_an_ops_slack_route_becomes_a_handful_of_messages_with_every_member_linked(slack_app, slack_server):
     app = slack_app
     app.config.routes = [ops_slack_route()]
     start = app.clock.now()
@@ -118,7 +104,7 @@ def test_a_burst_to_an_ops_slack_route_becomes_a_handful_of_messages_with_every_
     assert {m["message_id"] for m in members} == set(messages)
     assert sorted(m["group_key"] for m in messages.values()) == ["kind=PAYMENT_FAILED|severity=critical",
                                                                   "kind=PAYMENT_FAILED|severity=warn"]
-    posts = [json.loads(r.body) for r in slack.received]
+    posts = [json.loads(r.body) for r in slack_server.received]
     warn = next(p for p in posts if p["text"].startswith("280"))
     assert warn["text"] == "280 failed payment alerts" and warn["channel"] == "COPS"
     lines = [line for b in warn["blocks"] if b["type"] == "section" and "•" in b["text"]["text"]
@@ -139,7 +125,7 @@ def test_a_burst_to_an_ops_slack_route_becomes_a_handful_of_messages_with_every_
     app.clock.current = late["release_at"]
     release_job(app)
     assert deliver_due(app).sent == 1
-    assert len(slack.received) == 3
+    assert len(slack_server.received) == 3
 
 
 def test_a_group_message_is_retried_and_ledgered_like_any_other(mail_app, smtp):

@@ -24,7 +24,7 @@ from engine.planner import plan_notifications
 from engine import secretbox
 from engine.secretbox import SecretBox
 from tests.daemon_harness import DEADLINE, start_daemon  # noqa: F401 - start_daemon is a fixture
-from tests.delivery_support import TENANT, HttpServer, add_dest, insert_alert, notifications, slack_responder
+from tests.delivery_support import TENANT, add_dest, insert_alert, notifications
 
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()
@@ -36,13 +36,6 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     code = main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-@pytest.fixture
-def slack_server():
-    server = HttpServer(slack_responder).start()
-    yield server
-    server.stop()
 
 
 def hook_url(server) -> str:
