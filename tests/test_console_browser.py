@@ -25,6 +25,14 @@ def server(app):
     running.stop()
 
 
+def sign_in(page, server, token, path: str, landing: str) -> None:
+    """Opens `path`, which sends to sign-in, and signs in there; the page lands on `landing`."""
+    page.goto(f"{server.url}{path}")
+    page.fill("#token", token)
+    page.click("button:has-text('Sign in')")
+    assert page.url == f"{server.url}{landing}"
+
+
 def test_an_operator_signs_in_filters_acks_with_a_comment_sees_the_audit_row_and_signs_out(app, clock, server,
                                                                                          chromium):
     with app.databases.begin("notify") as conn:
@@ -90,10 +98,7 @@ def test_a_link_from_another_site_lands_on_the_alert_for_a_signed_in_operator(ap
     context = chromium.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{server.url}/ui/login")
-        page.fill("#token", token)
-        page.click("button:has-text('Sign in')")
-        assert page.url == f"{server.url}/ui/alerts"
+        sign_in(page, server, token, "/ui/login", "/ui/alerts")
         elsewhere = context.new_page()       # about:blank: an opaque origin, another site
         elsewhere.set_content(f'<a id="link" href="{server.url}/ui/alerts/{alert}">the alert</a>')
         elsewhere.click("#link")
@@ -116,10 +121,7 @@ def test_an_operator_silences_similar_alerts_from_an_alert_sees_it_listed_and_ex
     context = chromium.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{server.url}/ui/login?next=/ui/alerts/{alert}")
-        page.fill("#token", token)
-        page.click("button:has-text('Sign in')")
-        assert page.url == f"{server.url}/ui/alerts/{alert}"
+        sign_in(page, server, token, f"/ui/login?next=/ui/alerts/{alert}", f"/ui/alerts/{alert}")
 
         page.click("a:has-text('Silence similar')")
         assert page.url.startswith(f"{server.url}/ui/silences/new?")
