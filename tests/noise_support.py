@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import pytest
 from sqlalchemy import text
 
@@ -26,6 +29,12 @@ def with_mail_destinations(app, other_tenant: str):
         add_dest(conn, app.clock.now(), "email", "ops@example.com")
         add_dest(conn, app.clock.now(), "email", "other@example.com", tenant_id=other_tenant)
     return app
+
+
+def subjects(handler) -> list[str]:
+    """The Subject of every email the SMTP test server received, in order."""
+    return [email.message_from_bytes(e.original_content, policy=email.policy.default)["Subject"]
+            for e in handler.messages]
 
 
 def rows(app, where: str = "true") -> list[dict]:

@@ -4,8 +4,6 @@ go as one message; critical transitions never wait; an empty digest is not sent.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +15,7 @@ from engine.dispatcher import deliver_due
 from engine.noise import release_job
 from engine.planner import plan_transitions_of_this_transaction
 from tests.delivery_support import TENANT, add_dest, insert_alert
-from tests.noise_support import mail_app, rows  # noqa: F401  (mail_app: a fixture)
+from tests.noise_support import mail_app, rows, subjects  # noqa: F401  (mail_app: a fixture)
 
 
 def destination(app, **settings) -> str:
@@ -38,11 +36,6 @@ def transition(app, kind: str = "RUNS_THRESHOLD", severity: str = "warn") -> Non
         # Planned in the transition's own transaction, as detection and events do (the periodic
         # tick would also plan reminders of the earlier alerts, hours later here).
         plan_transitions_of_this_transaction(conn, app.config, app.clock.now())
-
-
-def subjects(handler) -> list[str]:
-    return [email.message_from_bytes(e.original_content, policy=email.policy.default)["Subject"]
-            for e in handler.messages]
 
 
 def test_a_daily_digest_goes_at_the_destinations_local_time_and_critical_does_not_wait(mail_app, smtp, clock):

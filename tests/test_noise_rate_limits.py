@@ -15,19 +15,14 @@ from engine.config import RateLimitConfig
 from engine.dispatcher import deliver_due
 from engine.noise import release_job
 from engine.planner import plan_notifications
-from tests.delivery_support import TENANT, add_dest, insert_alert
-from tests.noise_support import mail_app, rows  # noqa: F401  (mail_app: a fixture)
+from tests.delivery_support import add_dest, insert_alert
+from tests.noise_support import mail_app, rows, subjects  # noqa: F401  (mail_app: a fixture)
 
 
 def one_transition(app, kind: str = "RUNS_THRESHOLD", severity: str = "warn") -> None:
     with app.databases.begin("notify") as conn:
         insert_alert(conn, app.clock.now(), kind=kind, severity=severity)
         plan_notifications(conn, app.config, app.clock.now())
-
-
-def subjects(handler) -> list[str]:
-    return [email.message_from_bytes(e.original_content, policy=email.policy.default)["Subject"]
-            for e in handler.messages]
 
 
 def test_a_flood_to_a_rate_limited_destination_loses_nothing(mail_app, smtp):
